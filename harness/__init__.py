@@ -1,0 +1,17 @@
+"""lora-bench harness: what does LoRA buy compared with full fine-tuning, and what does it cost?
+
+Follow one run from the command line to its results file:
+
+    __main__.py   `python -m harness run`: parse arguments, build specs, preflight, hand to the runner
+      spec.py     defaults -> arm delta -> profile -> TOML -> --set; validated RunSpec per arm; spec_hash
+      runner.py   for each spec: keep an existing successful result with the same hash, else start
+                  `python -m harness.worker SPEC.json RECORD.json` (a fresh process) and file the record
+                  in OUT/runs/<run_id>.json (crash, signal and timeout are recorded as failures)
+        worker.py seeds, data.py (dating.py / stsb / user file), models.py (+ peft LoRA),
+                  trackers.py (time, memory, energy, StepTimer callback) around
+                  SentenceTransformerTrainer.train(), then evaluate.py on the test split
+        results.py  SCHEMA_VERSION, atomic writes, loading with version checks
+      report.py   OUT/runs/*.json -> OUT/tradeoffs.md and OUT/tradeoffs.csv
+"""
+
+__version__ = "0.1.0"

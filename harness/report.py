@@ -1,0 +1,183 @@
+"""Tradeoff tables from run records: pure functions over DataFrames, thin writers at the end.
+
+The table has one row per metric and one column per arm (baseline | standard | lora r=N), plus
+"<lora> % of standard" columns, like ADR-001's table, with efficiency and quality joined.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from tabulate import tabulate
+
+MIB = 2**20
+
+# (row label with unit, getter over a record, scale); None where the arm has no such figure.
+ROWS: list[tuple[str, str, float]] = [
+    ("Spearman (test)", "quality.spearman", 1),
+    ("Pearson (test)", "quality.pearson", 1),
+    ("Compatibility margin (cos)", "quality.margin", 1),
+    ("Cohen's d", "quality.cohens_d", 1),
+    ("AUC-ROC", "quality.auc_roc", 1),
+    ("F1 (threshold from validation)", "quality.f1", 1),
+    ("Best F1 (oracle threshold on test)", "quality.best_f1_oracle", 1),
+    ("Cluster purity (k-means on pair embeddings)", "quality.cluster_purity", 1),
+    ("False positives (count)", "quality.false_positives.count", 1),
+    ("Trainable parameters", "params.trainable_params", 1),
+    ("Trainable parameters (% of total)", "params.trainable_pct", 1),
+    ("Total parameters", "params.total_params", 1),
+    ("Train wall time (s)", "timings.train_wall_s", 1),
+    ("Step time, median (ms)", "timings.step_s_median", 1000),
+    ("Step time, p90 (ms)", "timings.step_s_p90", 1000),
+    ("Throughput (samples/s)", "timings.samples_per_s", 1),
+    ("Throughput (tokens/s)", "timings.tokens_per_s", 1),
+    ("Peak memory, training (MiB)", "memory.peak_memory_bytes", 1 / MIB),
+    ("Memory increment over pre-training (MiB)", "memory.peak_increment_bytes", 1 / MIB),
+    ("Artifact to ship (MiB)", "params.artifact_bytes", 1 / MIB),
+    ("Energy, training (Wh)", "energy.energy_kwh", 1000),
+    ("CO2eq, training (g)", "energy.co2_kg", 1000),
+    ("Model load time (s)", "timings.load_s", 1),
+    ("Evaluation time (s)", "timings.eval_s", 1),
+]
+
+
+def get(record: dict, dotted: str):
+    node = record
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or node.get(part) is None:
+            return None
+        node = node[part]
+    return node
+
+
+def runs_frame(records: list[dict]) -> pd.DataFrame:
+    """One row per run: identity columns plus every ROWS figure (already scaled)."""
+    rows = []
+    for r in records:
+        row = {"run_id": r["run_id"], "label": r.get("label", r["method"]), "method": r["method"],
+               "status": r["status"], "seed": get(r, "spec.seed"), "dataset": get(r, "data.name")}
+        for name, path, scale in ROWS:
+            value = get(r, path)
+            row[name] = None if value is None else value * scale
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _label_order(labels) -> list[str]:
+    def key(label):
+        if label == "baseline":
+            return (0, 0)
+        if label == "standard":
+            return (1, 0)
+        return (2, int(label.split("=")[1])) if label.startswith("lora r=") else (3, 0)
+    return sorted(set(labels), key=key)
+
+
+def tradeoff_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows = metrics, columns = arms (mean over successful runs of each arm) and LoRA % of standard."""
+    ok = frame[frame["status"] == "success"]
+    metrics = [name for name, _, _ in ROWS]
+    table = pd.DataFrame(index=metrics)
+    for label in _label_order(ok["label"]):
+        table[label] = ok[ok["label"] == label][metrics].astype(float).mean(skipna=True)
+    if "standard" in table:
+        for label in [c for c in table.columns if c.startswith("lora")]:
+            table[f"{label} % of standard"] = 100 * table[label] / table["standard"].where(table["standard"] != 0)
+    table.index.name = "metric"
+    return table
+
+
+def _fmt(value, metric: str) -> str:
+    if value is None or pd.isna(value):
+        return "—"
+    if "parameters" in metric and "%" not in metric or "count" in metric:
+        return f"{value:,.0f}"
+    if abs(value) >= 100:
+        return f"{value:,.1f}"
+    if abs(value) >= 1:
+        return f"{value:.2f}"
+    return f"{value:.3f}" if abs(value) >= 0.01 or value == 0 else f"{value:.2e}"
+
+
+def format_table(table: pd.DataFrame, *, fmt: str = "github") -> str:
+    cells = [[metric] + [(_fmt(v, metric) + ("%" if "% of" in col and not pd.isna(v) else ""))
+                         for col, v in row.items()] for metric, row in table.iterrows()]
+    return tabulate(cells, headers=["metric", *table.columns], tablefmt=fmt, disable_numparse=True)
+
+
+def method_notes(records: list[dict]) -> list[str]:
+    """How the figures were measured, taken from the records themselves."""
+    ok = [r for r in records if r["status"] == "success"]
+    notes = []
+    for key, label in (("memory.source", "Peak memory"), ("energy.energy_method", "Energy")):
+        seen = sorted({get(r, key) for r in ok if get(r, key)})
+        if seen:
+            notes.append(f"{label}: " + " | ".join(seen))
+    if any(get(r, "energy.energy_is_estimate") for r in ok):
+        notes.append("Energy figures are ESTIMATES (no hardware energy counters were readable for every part).")
+    missing = sorted({get(r, "energy.energy_unavailable_reason") for r in ok
+                      if r["method"] != "baseline" and get(r, "energy.energy_unavailable_reason")})
+    notes += [f"Energy not measured: {m}" for m in missing]
+    first = ok[0] if ok else None
+    if first:
+        q = first["quality"]
+        notes.append(f"Quality on the held-out test split ({q.get('n_pairs')} pairs, "
+                     f"{q.get('n_compatible')} compatible at gold >= {q.get('compatible_threshold')}); "
+                     "the F1 decision threshold is chosen on the validation split.")
+        env = first["environment"]
+        notes.append(f"Device: {env.get('device')} ({env.get('device_name') or env.get('cpu_model')}), "
+                     f"{env.get('torch_threads')} torch threads, torch {env.get('torch_version')}.")
+        notes.append(f"Timing: {get(first, 'timings.method') or get(ok[-1], 'timings.method') or 'n/a'}")
+    return notes
+
+
+def failures(records: list[dict]) -> list[str]:
+    return [f"{r['run_id']}: {r['error']['reason']}: {r['error']['message'].splitlines()[0]}"
+            for r in records if r["status"] != "success"]
+
+
+def category_table(records: list[dict]) -> pd.DataFrame:
+    """Spearman per category (ADR metric 7) for each successful arm."""
+    ok = [r for r in records if r["status"] == "success"]
+    data = {}
+    for label in _label_order([r.get("label", r["method"]) for r in ok]):
+        runs = [r for r in ok if r.get("label", r["method"]) == label]
+        cats = runs[0]["quality"].get("per_category", {})
+        data[label] = {c: pd.Series([get(r, f"quality.per_category.{c}.spearman") for r in runs],
+                                    dtype=float).mean() for c in cats}
+    frame = pd.DataFrame(data)
+    frame.index.name = "category"
+    return frame
+
+
+def markdown_report(records: list[dict]) -> str:
+    table = tradeoff_table(runs_frame(records))
+    parts = ["# Tradeoffs: LoRA vs standard fine-tuning", "", format_table(table), ""]
+    parts += ["## How these were measured", ""] + [f"- {n}" for n in method_notes(records)] + [""]
+    cats = category_table(records)
+    if not cats.empty:
+        parts += ["## Spearman by category (test)", "",
+                  tabulate(cats.round(3).reset_index().values.tolist(), headers=["category", *cats.columns],
+                           tablefmt="github"), ""]
+    fails = failures(records)
+    if fails:
+        parts += ["## Failed runs", ""] + [f"- {f}" for f in fails] + [""]
+    parts += ["## Top false positives (incompatible pairs above the decision threshold)", ""]
+    for r in records:
+        if r["status"] == "success":
+            top = get(r, "quality.false_positives.top") or []
+            parts.append(f"- **{r.get('label')}**: {get(r, 'quality.false_positives.count')} of "
+                         f"{get(r, 'quality.false_positives.n_incompatible')} incompatible pairs")
+            parts += [f"  - cos {fp['cos']:.3f} ({fp['category']}): \"{fp['text_a']}\" / \"{fp['text_b']}\""
+                      for fp in top[:3]]
+    return "\n".join(parts) + "\n"
+
+
+def write_report(out: Path, records: list[dict]) -> dict[str, Path]:
+    """Write OUT/tradeoffs.md and OUT/tradeoffs.csv (regenerated from the records every time)."""
+    out = Path(out)
+    paths = {"md": out / "tradeoffs.md", "csv": out / "tradeoffs.csv"}
+    paths["md"].write_text(markdown_report(records), encoding="utf-8")
+    tradeoff_table(runs_frame(records)).to_csv(paths["csv"])
+    return paths

@@ -1,0 +1,95 @@
+"""The result store: one JSON file per run, versioned, written atomically, never silently overwritten.
+
+Schema history (bump SCHEMA_VERSION and add a line for every change; keep reading old ones):
+  1 - first version: spec, status, error, timings, memory, params, energy, quality, data,
+      environment (harness/schema/run-v1.schema.json).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+SCHEMA_VERSION = 1
+KNOWN_VERSIONS = (1,)
+SCHEMA_FILE = Path(__file__).parent / "schema" / "run-v1.schema.json"
+
+
+class ResultError(ValueError):
+    """A result file that cannot be read or is of an unknown schema version."""
+
+
+def write_json_atomic(path: Path, data: dict, *, overwrite: bool = False) -> None:
+    """Write to a temporary file in the same folder, flush and fsync, then rename into place.
+
+    A reader never sees a half-written file. Without ``overwrite`` an existing file is an error.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path}: a result already exists; refusing to overwrite it")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(_finite(data), f, indent=2, allow_nan=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _finite(value):
+    """JSON has no NaN or infinity: store them as null rather than lose the record."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def load_record(path: Path) -> dict:
+    try:
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ResultError(f"{path}: corrupt JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(record, dict):
+        raise ResultError(f"{path}: expected a JSON object")
+    version = record.get("schema_version")
+    if version not in KNOWN_VERSIONS:
+        raise ResultError(f"{path}: unknown schema_version {version!r}; this harness reads "
+                          f"{', '.join(map(str, KNOWN_VERSIONS))}")
+    return record
+
+
+def runs_dir(out: Path) -> Path:
+    return Path(out) / "runs"
+
+
+def load_runs(out: Path) -> list[dict]:
+    """Every readable run record under ``OUT/runs``; unreadable files are skipped with a warning."""
+    records = []
+    for path in sorted(runs_dir(out).glob("*.json")):
+        try:
+            records.append(load_record(path))
+        except ResultError as exc:
+            warnings.warn(f"skipping {exc}", stacklevel=2)
+    return records
+
+
+def find_existing(out: Path, run_id: str) -> dict | None:
+    path = runs_dir(out) / f"{run_id}.json"
+    if not path.exists():
+        return None
+    try:
+        return load_record(path)
+    except ResultError:
+        return None

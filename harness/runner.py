@@ -1,0 +1,101 @@
+"""Start one worker subprocess per spec, one at a time, and file each record in ``OUT/runs``.
+
+As in pyperf, the parent never measures anything itself: it reads the worker's serialised record
+and its exit status. A run whose worker crashed, was killed or timed out is still recorded, as
+``failed`` with the reason. Runs share no process, so peak memory belongs to one run only, and
+they never run concurrently, so they do not spoil each other's timings.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from harness import results
+from harness.spec import RunSpec
+from harness.worker import new_record, now
+
+
+def run_all(specs: list[RunSpec], *, out: Path, force: bool = False, retry_failed: bool = True,
+            log=print) -> list[dict]:
+    """Run each spec unless a successful record with the same spec hash exists (resume)."""
+    records = []
+    for i, spec in enumerate(specs, start=1):
+        existing = results.find_existing(out, spec.run_id)
+        keep = existing is not None and not force and (existing["status"] == "success" or not retry_failed)
+        if keep:
+            log(f"[{i}/{len(specs)}] {spec.label}: kept existing {existing['status']} result {spec.run_id}.json "
+                "(same spec hash; --force reruns it)")
+            records.append(existing)
+            continue
+        log(f"[{i}/{len(specs)}] {spec.label}: running in a fresh worker process ({spec.run_id})")
+        start = time.perf_counter()
+        record = run_in_worker(spec)
+        store(record, out=out, log=log)
+        status = record["status"] if record["status"] == "success" else \
+            f"FAILED ({record['error']['reason']}: {record['error']['message'].splitlines()[0][:200]})"
+        log(f"[{i}/{len(specs)}] {spec.label}: {status} in {time.perf_counter() - start:.1f} s")
+        records.append(record)
+    return records
+
+
+def store(record: dict, *, out: Path, log=print) -> Path:
+    """File a record; an older record for the same run is moved aside, never destroyed."""
+    path = results.runs_dir(out) / f"{record['run_id']}.json"
+    if path.exists():
+        aside = results.runs_dir(out) / "superseded" / f"{record['run_id']}.{time.strftime('%Y%m%dT%H%M%S')}.json"
+        aside.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, aside)
+        log(f"    previous result moved to {aside}")
+    results.write_json_atomic(path, record)
+    return path
+
+
+def run_in_worker(spec: RunSpec) -> dict:
+    """Run ``python -m harness.worker`` on the spec and return its record (or a failure record)."""
+    with tempfile.TemporaryDirectory(prefix="harness-worker-") as tmp:
+        spec_path, record_path = Path(tmp) / "spec.json", Path(tmp) / "record.json"
+        results.write_json_atomic(spec_path, spec.to_dict())
+        cmd = [sys.executable, "-m", "harness.worker", str(spec_path), str(record_path)]
+        env = dict(os.environ)
+        package_root = str(Path(__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+        proc = subprocess.Popen(cmd, env=env)  # an argument list, never a shell
+        try:
+            returncode = proc.wait(timeout=spec.timeout_s or None)
+        except subprocess.TimeoutExpired:
+            _stop(proc)
+            return _failure(spec, "timeout", f"worker exceeded timeout_s = {spec.timeout_s}")
+        except KeyboardInterrupt:
+            _stop(proc)
+            raise
+        if record_path.exists():
+            try:
+                return results.load_record(record_path)
+            except results.ResultError as exc:
+                return _failure(spec, "crash", f"worker wrote an unreadable record: {exc}")
+        if returncode < 0:
+            name = signal.Signals(-returncode).name
+            return _failure(spec, "crash", f"worker killed by signal {name}", signal_name=name)
+        return _failure(spec, "crash", f"worker exited with status {returncode} and wrote no record")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _failure(spec: RunSpec, reason: str, message: str, **extra) -> dict:
+    record = new_record(spec)
+    record.update(status="failed", finished_at=now(),
+                  error={"reason": reason, "type": None, "message": message, **extra})
+    return record

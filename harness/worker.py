@@ -1,0 +1,264 @@
+"""One run in one fresh process: ``python -m harness.worker SPEC.json OUT.json``.
+
+Reads a spec, loads data and model, trains with SentenceTransformerTrainer inside the trackers,
+evaluates on the test split and writes one run record atomically to OUT.json. Any failure is
+recorded (status ``failed`` with a reason) instead of being lost. Exit status: 0 success,
+1 failed run (record written), 2 unreadable spec.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import os
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+
+from harness import devices, results, trackers
+from harness.spec import RunSpec, SpecError
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_SPEC = 0, 1, 2
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def new_record(spec: RunSpec) -> dict:
+    return {
+        "schema_version": results.SCHEMA_VERSION,
+        "run_id": spec.run_id,
+        "spec_hash": spec.spec_hash,
+        "method": spec.arm,
+        "label": spec.label,
+        "spec": spec.to_dict(),
+        "status": "running",
+        "error": None,
+        "started_at": now(),
+        "finished_at": None,
+        "timings": {},
+        "memory": {},
+        "params": {},
+        "energy": {},
+        "quality": {},
+        "training": {},
+        "data": {},
+        "environment": {},
+    }
+
+
+def run(spec: RunSpec) -> dict:
+    """Execute one run; never raises for a run-time failure, which is recorded instead."""
+    record = new_record(spec)
+    try:
+        _execute(spec, record)
+        record["status"] = "success"
+    except Exception as exc:  # noqa: BLE001 - a failed run is a result, not a crash
+        record["status"] = "failed"
+        record["error"] = {"reason": classify(exc), "type": type(exc).__name__, "message": str(exc),
+                           "traceback": traceback.format_exc(limit=20)}
+    record["finished_at"] = now()
+    return record
+
+
+def classify(exc: BaseException) -> str:
+    from harness.data import DataError
+    from harness.models import ModelError
+    if "out of memory" in str(exc).lower() or type(exc).__name__ == "OutOfMemoryError":
+        return "oom"
+    if isinstance(exc, (DataError, ModelError, devices.DeviceError, SpecError)):
+        return "bad_input"
+    return "exception"
+
+
+def _execute(spec: RunSpec, record: dict) -> None:
+    from transformers import set_seed
+
+    from harness import data, environment, models
+
+    device = devices.resolve(spec.device)
+    record["environment"] = environment.collect_environment(device)
+    set_seed(spec.seed)  # python, numpy and torch, before anything random happens
+    splits = data.load_splits(spec.dataset, seed=spec.dataset_seed, score_range=spec.score_range)
+    splits = splits.limited(train_limit=spec.train_limit, eval_limit=spec.eval_limit)
+    record["data"] = splits.summary()
+
+    with trackers.track_time(device) as load:
+        model = models.load_model(models.resolve_model_path(spec.model), device=device,
+                                  max_seq_length=spec.max_seq_length)
+        if spec.lora is not None:
+            models.attach_lora(model, spec.lora)
+    record["timings"]["load_s"] = load["wall_s"]
+    record["params"] = _param_record(model, spec)
+
+    if spec.arm != "baseline":
+        _train(model, spec, splits, device, record)
+
+    with trackers.track_time(device) as ev:
+        record["quality"] = evaluate_model(model, splits, spec)
+    record["timings"]["eval_s"] = ev["wall_s"]
+
+    if spec.arm != "baseline":
+        with tempfile.TemporaryDirectory() as tmp:
+            record["params"].update(models.artifact_bytes(model, arm=spec.arm, dest=Path(tmp) / "artifact"))
+
+
+def _param_record(model, spec: RunSpec) -> dict:
+    from harness import models
+    counts = models.count_params(model)
+    if spec.arm == "baseline":
+        counts["trainable_params"] = 0  # nothing is trained, whatever requires_grad says
+    out = {**counts, "trainable_pct": 100.0 * counts["trainable_params"] / counts["total_params"],
+           "count_method": "sum of numel over the live model's parameters (requires_grad for trainable)"}
+    if spec.lora is not None:
+        expected = models.expected_lora_params(model, spec.lora)
+        out.update(lora_params_expected=expected, lora_params_match=expected == counts["trainable_params"],
+                   base_params=counts["total_params"] - counts["trainable_params"])
+        if expected != counts["trainable_params"]:
+            raise RuntimeError(f"LoRA parameter cross-check failed: live count {counts['trainable_params']} "
+                               f"!= analytic r*(in+out) count {expected}")
+    return out
+
+
+def _train_dataset(pairs):
+    from datasets import Dataset
+    return Dataset.from_dict({"sentence1": pairs.text_a, "sentence2": pairs.text_b,
+                              "score": [float(s) for s in pairs.score]})
+
+
+def _training_args(spec: RunSpec, device: str, output_dir: str):
+    from sentence_transformers import SentenceTransformerTrainingArguments
+    return SentenceTransformerTrainingArguments(
+        output_dir=output_dir,
+        num_train_epochs=spec.epochs,
+        max_steps=spec.max_steps if spec.max_steps > 0 else -1,
+        per_device_train_batch_size=spec.batch_size,
+        learning_rate=spec.learning_rate,
+        warmup_steps=spec.warmup_steps,
+        seed=spec.seed,
+        data_seed=spec.seed,  # the same data order in every arm
+        bf16=spec.precision == "bf16",
+        fp16=spec.precision == "fp16",
+        use_cpu=device == "cpu",
+        save_strategy="no",
+        report_to="none",
+        logging_strategy="steps",
+        logging_steps=10,
+        dataloader_num_workers=0,
+        disable_tqdm=False,
+    )
+
+
+def _train(model, spec: RunSpec, splits, device: str, record: dict) -> None:
+    from sentence_transformers import SentenceTransformerTrainer
+    from sentence_transformers.sentence_transformer import losses
+
+    train_set = _train_dataset(splits.train)
+    timer = trackers.StepTimer(device)
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = SentenceTransformerTrainer(
+            model=model, args=_training_args(spec, device, tmp), train_dataset=train_set,
+            loss=losses.CosineSimilarityLoss(model), callbacks=[timer])
+        # The measured training region is exactly trainer.train(): data loading, forward,
+        # backward and optimizer steps. Model loading and evaluation are timed separately.
+        with trackers.track_energy(enabled=spec.measure_energy, country_iso_code=spec.country_iso_code,
+                                   device=device) as energy:
+            record["energy"] = energy
+            with trackers.track_memory(device) as memory:
+                record["memory"] = memory
+                with trackers.track_time(device) as wall:
+                    output = trainer.train()
+    record["memory"]["process_peak_rss_bytes"] = trackers.process_peak_rss_bytes()
+    losses_seen = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    record["training"] = {"global_step": trainer.state.global_step, "train_loss": output.training_loss,
+                          "loss_history": losses_seen}
+    if not all(math.isfinite(x) for x in [output.training_loss, *losses_seen]):
+        raise FloatingPointError(f"training diverged: non-finite loss (history {losses_seen})")
+    record["timings"].update(_throughput(timer.step_s, wall["wall_s"], spec, splits, model,
+                                         steps=trainer.state.global_step))
+
+
+def samples_for_steps(steps: int, *, n_train: int, batch_size: int) -> int:
+    """Samples seen in ``steps`` optimizer steps (the last batch of an epoch may be short)."""
+    per_epoch = math.ceil(n_train / batch_size)
+    full, rest = divmod(steps, per_epoch)
+    return full * n_train + min(rest * batch_size, n_train)
+
+
+def _throughput(step_s, wall_s, spec, splits, model, *, steps) -> dict:
+    summary = trackers.summarize_steps(step_s, burn_in_steps=spec.burn_in_steps)
+    samples = samples_for_steps(steps, n_train=len(splits.train), batch_size=spec.batch_size)
+    tokens_per_epoch = _count_tokens(model, splits.train)
+    tokens = tokens_per_epoch * samples / len(splits.train)
+    median = summary["step_s_median"]
+    return {
+        "train_wall_s": wall_s,
+        **summary,
+        "burn_in_steps": spec.burn_in_steps,
+        "train_overhead_s": wall_s - summary["step_s_sum"],
+        "samples_processed": samples,
+        "samples_per_s": samples / wall_s,
+        "steady_samples_per_s": spec.batch_size / median if median else None,
+        "tokens_processed": tokens,
+        "tokens_per_s": tokens / wall_s,
+        "method": ("train_wall_s: perf_counter around trainer.train(), device synced at both ends; "
+                   "step_s_*: trainer on_step_begin/on_step_end callbacks, first burn_in_steps excluded; "
+                   "samples_per_s and tokens_per_s over train_wall_s; tokens are non-padding tokens "
+                   "of both texts after truncation; steady_samples_per_s = batch_size / step_s_median"),
+    }
+
+
+def _count_tokens(model, pairs) -> int:
+    tokenizer = model.tokenizer
+    limit = model.max_seq_length
+    enc = tokenizer(pairs.text_a + pairs.text_b, truncation=True, max_length=limit)
+    return sum(len(ids) for ids in enc["input_ids"])
+
+
+def evaluate_model(model, splits, spec: RunSpec) -> dict:
+    """Encode validation and test texts with the model as trained, then score with evaluate.py."""
+    from harness import evaluate
+
+    def encode(pairs):
+        unique = sorted(set(pairs.text_a) | set(pairs.text_b))
+        vectors = model.encode(unique, batch_size=64, convert_to_numpy=True, show_progress_bar=False)
+        index = {t: i for i, t in enumerate(unique)}
+        a = vectors[[index[t] for t in pairs.text_a]]
+        b = vectors[[index[t] for t in pairs.text_b]]
+        return a, b
+
+    model.eval()
+    val_a, val_b = encode(splits.validation)
+    test_a, test_b = encode(splits.test)
+    quality = evaluate.evaluate(
+        test_cos=evaluate.cosine_rows(test_a, test_b), test_gold=splits.test.score,
+        val_cos=evaluate.cosine_rows(val_a, val_b), val_gold=splits.validation.score,
+        pair_embeddings=evaluate.pair_embeddings(test_a, test_b), categories=splits.test.category,
+        texts=(splits.test.text_a, splits.test.text_b), threshold=spec.compatible_threshold, seed=spec.seed)
+    quality["split"] = "test"
+    quality["threshold_from"] = "validation"
+    return quality
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 2:
+        print("usage: python -m harness.worker SPEC.json OUT.json", file=sys.stderr)
+        return EXIT_BAD_SPEC
+    spec_path, out_path = Path(argv[0]), Path(argv[1])
+    try:
+        spec = RunSpec.from_dict(json.loads(spec_path.read_text()))
+    except (OSError, json.JSONDecodeError, SpecError, TypeError) as exc:
+        print(f"worker: cannot read spec {spec_path}: {exc}", file=sys.stderr)
+        return EXIT_BAD_SPEC
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    record = run(spec)
+    results.write_json_atomic(out_path, record, overwrite=True)
+    return EXIT_OK if record["status"] == "success" else EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
