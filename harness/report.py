@@ -151,7 +151,14 @@ def category_table(records: list[dict]) -> pd.DataFrame:
     return frame
 
 
+def ordered(records: list[dict]) -> list[dict]:
+    """Records in a canonical order (arm, then run id), so reports do not depend on file order."""
+    rank = {label: i for i, label in enumerate(_label_order([r.get("label", r["method"]) for r in records]))}
+    return sorted(records, key=lambda r: (rank[r.get("label", r["method"])], r["run_id"]))
+
+
 def markdown_report(records: list[dict]) -> str:
+    records = ordered(records)
     table = tradeoff_table(runs_frame(records))
     parts = ["# Tradeoffs: LoRA vs standard fine-tuning", "", format_table(table), ""]
     parts += ["## How these were measured", ""] + [f"- {n}" for n in method_notes(records)] + [""]

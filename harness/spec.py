@@ -255,8 +255,16 @@ def _field_names(cls) -> set[str]:
     return {f.name for f in dataclasses.fields(cls)}
 
 
+# Names people carry over from peft, transformers or papers.
+_ALIASES = {"rank": "r", "lora_r": "r", "lora_alpha": "alpha", "lora_dropout": "dropout", "lr": "learning_rate",
+            "targets": "target_modules", "num_train_epochs": "epochs", "per_device_train_batch_size": "batch_size"}
+
+
 def _did_you_mean(name: str, choices) -> str:
-    close = difflib.get_close_matches(name, list(choices), n=1)
+    choices = list(choices)
+    if _ALIASES.get(name) in choices:
+        return f" (did you mean {_ALIASES[name]!r}?)"
+    close = difflib.get_close_matches(name, choices, n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 

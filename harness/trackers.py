@@ -71,7 +71,7 @@ class _Sampler:
 
     def _run(self):
         while not self._stop.wait(self._interval_s):
-            self.peaks = [max(p, v) for p, v in zip(self.peaks, self._read())]
+            self.peaks = [max(p, v) for p, v in zip(self.peaks, self._read(), strict=True)]
 
     def __enter__(self):
         self._thread.start()
@@ -80,7 +80,7 @@ class _Sampler:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
-        self.peaks = [max(p, v) for p, v in zip(self.peaks, self._read())]
+        self.peaks = [max(p, v) for p, v in zip(self.peaks, self._read(), strict=True)]
 
 
 @contextlib.contextmanager

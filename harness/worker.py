@@ -94,7 +94,9 @@ def _execute(spec: RunSpec, record: dict) -> None:
     record["timings"]["load_s"] = load["wall_s"]
     record["params"] = _param_record(model, spec)
 
-    if spec.arm != "baseline":
+    if spec.arm == "baseline":
+        _no_training(record)
+    else:
         _train(model, spec, splits, device, record)
 
     with trackers.track_time(device) as ev:
@@ -104,6 +106,15 @@ def _execute(spec: RunSpec, record: dict) -> None:
     if spec.arm != "baseline":
         with tempfile.TemporaryDirectory() as tmp:
             record["params"].update(models.artifact_bytes(model, arm=spec.arm, dest=Path(tmp) / "artifact"))
+
+
+def _no_training(record: dict) -> None:
+    """The baseline trains nothing: its training figures exist, as null with the reason."""
+    reason = "baseline arm: no training region"
+    record["timings"].update(train_wall_s=None, step_s_median=None, step_s_p90=None, samples_per_s=None,
+                             tokens_per_s=None)
+    record["memory"] = {"peak_memory_bytes": None, "baseline_memory_bytes": None, "source": reason}
+    record["energy"] = {"energy_kwh": None, "energy_method": None, "energy_unavailable_reason": reason}
 
 
 def _param_record(model, spec: RunSpec) -> dict:

@@ -1,0 +1,44 @@
+"""Shared fixtures. Tests use a tiny random BERT built on the fly with the MiniLM tokenizer."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def harness_cache(tmp_path_factory) -> Path:
+    """A private cache, so the tiny model is built once per test session and never shared."""
+    cache = tmp_path_factory.mktemp("harness-cache")
+    os.environ["HARNESS_CACHE"] = str(cache)
+    return cache
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(harness_cache) -> str:
+    from harness.models import TINY_MODEL, resolve_model_path
+    return resolve_model_path(TINY_MODEL, cache_dir=harness_cache)
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    from harness.models import DEFAULT_MODEL, load_model, resolve_model_path
+    return load_model(resolve_model_path(DEFAULT_MODEL), device="cpu")
+
+
+def run_cli(*args: str, env_extra: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """The real command line in a real subprocess."""
+    env = dict(os.environ, PYTHONPATH=str(REPO), **(env_extra or {}))
+    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True,
+                          env=env, timeout=timeout, cwd=REPO)
+
+
+TINY_ARGS = ("--set", "model=tiny-random-bert", "--set", "max_steps=4", "--set", "train_limit=64",
+             "--set", "eval_limit=48", "--set", "warmup_steps=1", "--set", "burn_in_steps=1",
+             "--set", "measure_energy=false", "--set", "batch_size=8")

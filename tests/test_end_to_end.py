@@ -1,0 +1,113 @@
+"""The real command line, real worker subprocesses, a tiny real model, real files."""
+
+import json
+import signal
+
+import pytest
+
+from harness import results, runner
+from harness.spec import build_specs
+from tests.conftest import TINY_ARGS, run_cli
+
+REQUIRED = ["status", "method", "params.trainable_params", "params.total_params", "timings.train_wall_s",
+            "memory.peak_memory_bytes", "energy.energy_kwh", "energy.energy_method", "quality.spearman",
+            "quality.auc_roc", "quality.margin", "quality.cohens_d", "quality.f1", "quality.cluster_purity"]
+
+
+def has(record, dotted):
+    node = record
+    for part in dotted.split("."):
+        assert part in node, f"{dotted} missing"
+        node = node[part]
+    return node
+
+
+def test_all_three_arms_end_to_end_then_resume(tmp_path, harness_cache):
+    out = tmp_path / "out"
+    proc = run_cli("run", "--out", str(out), *TINY_ARGS)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    files = sorted((out / "runs").glob("*.json"))
+    assert [f.name.split("-")[0] for f in files] == ["baseline", "lora", "standard"]
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads(results.SCHEMA_FILE.read_text())
+    by_method = {}
+    for f in files:
+        record = json.loads(f.read_text())
+        jsonschema.validate(record, schema)
+        for key in REQUIRED:
+            has(record, key)
+        assert record["status"] == "success"
+        by_method[record["method"]] = record
+    std, lora, base = by_method["standard"], by_method["lora"], by_method["baseline"]
+    assert base["params"]["trainable_params"] == 0
+    assert lora["params"]["trainable_params"] == lora["params"]["lora_params_expected"] < \
+        std["params"]["trainable_params"]
+    assert std["timings"]["steps"] == lora["timings"]["steps"] == 4
+    assert std["memory"]["peak_memory_bytes"] >= std["memory"]["baseline_memory_bytes"] > 0
+    assert std["energy"]["energy_kwh"] is None and "disabled" in std["energy"]["energy_unavailable_reason"]
+    # matched: the specs differ only in what each arm declares
+    diff = {k for k in std["spec"] if std["spec"][k] != lora["spec"][k]}
+    assert diff == {"arm", "learning_rate", "lora"}
+    # training changed the model: quality differs from the untrained baseline
+    assert std["quality"]["margin"] != base["quality"]["margin"]  # continuous; a few steps may not reorder ranks
+    table = (out / "tradeoffs.md").read_text()
+    assert "| Spearman (test)" in table and "lora r=8 % of standard" in table
+    assert "Trainable parameters" in (out / "tradeoffs.csv").read_text()
+    assert "Spearman (test)" in proc.stdout
+
+    # the same command again keeps every finished result: nothing is rerun or lost
+    before = {f.name: f.read_text() for f in files}
+    again = run_cli("run", "--out", str(out), *TINY_ARGS)
+    assert again.returncode == 0
+    assert again.stdout.count("kept existing success result") == 3
+    assert {f.name: f.read_text() for f in (out / "runs").glob("*.json")} == before
+
+    # report rebuilds the tables from the run files alone
+    (out / "tradeoffs.md").unlink()
+    rep = run_cli("report", str(out))
+    assert rep.returncode == 0 and (out / "tradeoffs.md").read_text() == table
+
+
+def test_bad_input_exits_2_and_writes_nothing(tmp_path):
+    out = tmp_path / "out"
+    proc = run_cli("run", "--out", str(out), "--set", "lora.r=0")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: lora.r = 0: must be an integer >= 1"
+    assert "Traceback" not in proc.stderr
+    assert not out.exists()
+    proc = run_cli("run", "--out", str(out), "--dataset", str(tmp_path / "missing.csv"))
+    assert proc.returncode == 2 and "not found" in proc.stderr and not out.exists()
+
+
+def test_worker_records_a_failure(tmp_path, harness_cache):
+    out = tmp_path / "out"
+    proc = run_cli("run", "--out", str(out), "--arms", "lora", *TINY_ARGS, "--set", "lora.target_modules=q,v")
+    assert proc.returncode == 1
+    (path,) = (out / "runs").glob("*.json")
+    record = json.loads(path.read_text())
+    assert record["status"] == "failed"
+    assert record["error"]["reason"] == "bad_input"
+    assert "not found in this model" in record["error"]["message"]
+    assert "FAILED" in proc.stdout
+
+
+def test_timeout_and_crash_are_recorded(tmp_path, harness_cache, monkeypatch):
+    (spec,) = build_specs(arms=["standard"], overrides=[a for a in TINY_ARGS if a != "--set"] +
+                          ["timeout_s=0.5"])
+    record = runner.run_in_worker(spec)
+    assert record["status"] == "failed" and record["error"]["reason"] == "timeout"
+
+    # a worker killed by a signal: make the worker kill itself before it can write anything
+    monkeypatch.setenv("PYTHONSTARTUP", "")
+    (spec,) = build_specs(arms=["baseline"], overrides=[a for a in TINY_ARGS if a != "--set"])
+    monkeypatch.setattr(runner.sys, "executable", _self_killing_python(tmp_path))
+    record = runner.run_in_worker(spec)
+    assert record["status"] == "failed" and record["error"]["reason"] == "crash"
+    assert record["error"]["signal_name"] == signal.Signals.SIGKILL.name
+
+
+def _self_killing_python(tmp_path):
+    script = tmp_path / "python"
+    script.write_text("#!/bin/sh\nkill -9 $$\n")
+    script.chmod(0o755)
+    return str(script)

@@ -1,0 +1,30 @@
+"""The real all-MiniLM-L6-v2 on real data: the published zero-shot STS-B figure, and the dating
+generator's inversion (the ADR's headline phenomenon)."""
+
+import json
+
+import pytest
+
+from harness.data import load_splits
+from harness.spec import RunSpec
+from harness.worker import evaluate_model
+from tests.conftest import run_cli
+
+
+@pytest.mark.slow
+def test_stsb_zero_shot_spearman_reproduces_the_published_0_8203(tmp_path):
+    proc = run_cli("run", "--dataset", "stsb", "--arms", "baseline", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (path,) = (tmp_path / "runs").glob("*.json")
+    record = json.loads(path.read_text())
+    assert record["data"]["test_pairs"] == 1379
+    assert record["quality"]["spearman"] == pytest.approx(0.8203, abs=0.002)
+
+
+@pytest.mark.slow
+def test_stock_model_is_inverted_on_dating_test(minilm):
+    splits = load_splits("dating", seed=0)
+    quality = evaluate_model(minilm, splits, RunSpec(arm="baseline"))
+    assert quality["spearman"] < -0.2
+    assert quality["margin"] < 0  # incompatible pairs sit closer than compatible ones
+    assert quality["auc_roc"] < 0.5

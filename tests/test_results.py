@@ -1,0 +1,64 @@
+"""The result store: atomic, versioned, never silently overwritten, old versions still read."""
+
+import json
+import warnings
+from pathlib import Path
+
+import pytest
+
+from harness import results
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_atomic_write_refuses_to_overwrite(tmp_path):
+    path = tmp_path / "runs" / "a.json"
+    results.write_json_atomic(path, {"x": 1})
+    with pytest.raises(FileExistsError, match="refusing to overwrite"):
+        results.write_json_atomic(path, {"x": 2})
+    assert json.loads(path.read_text()) == {"x": 1}
+    results.write_json_atomic(path, {"x": 3}, overwrite=True)
+    assert json.loads(path.read_text()) == {"x": 3}
+    assert [p.name for p in path.parent.iterdir()] == ["a.json"]  # no temporary file left
+
+
+def test_non_finite_numbers_are_stored_as_null(tmp_path):
+    path = tmp_path / "a.json"
+    results.write_json_atomic(path, {"loss": float("nan"), "h": [1.0, float("inf")]})
+    assert json.loads(path.read_text()) == {"loss": None, "h": [1.0, None]}
+
+
+def test_failed_write_leaves_no_partial_file(tmp_path):
+    path = tmp_path / "a.json"
+    with pytest.raises(TypeError):
+        results.write_json_atomic(path, {"x": object()})
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("fixture", sorted(FIXTURES.glob("run-v*.json")), ids=lambda p: p.name)
+def test_checked_in_records_of_every_schema_version_load(fixture):
+    record = results.load_record(fixture)
+    assert record["schema_version"] in results.KNOWN_VERSIONS
+
+
+def test_unknown_version_and_corrupt_json_are_skipped_with_a_warning(tmp_path):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    good = json.loads((FIXTURES / "run-v1-lora.json").read_text())
+    (runs / "good.json").write_text(json.dumps(good))
+    (runs / "future.json").write_text(json.dumps({**good, "schema_version": 99}))
+    (runs / "torn.json").write_text('{"schema_version": 1, "run')
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loaded = results.load_runs(tmp_path)
+    assert [r["run_id"] for r in loaded] == [good["run_id"]]
+    messages = " ".join(str(w.message) for w in caught)
+    assert "future.json: unknown schema_version 99" in messages
+    assert "torn.json: corrupt JSON" in messages
+
+
+def test_fixture_records_follow_the_json_schema():
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads(results.SCHEMA_FILE.read_text())
+    for fixture in FIXTURES.glob("run-v1-*.json"):
+        jsonschema.validate(json.loads(fixture.read_text()), schema)
