@@ -6,6 +6,7 @@ Exit status: 0 all runs succeeded, 1 a run failed (it is recorded), 2 bad input 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -73,10 +74,18 @@ def preflight(specs) -> None:
     first = specs[0]
     try:
         devices.resolve(first.device)
-        data.load_splits(first.dataset, seed=first.dataset_seed, score_range=first.score_range)
-        models.resolve_model_path(first.model)
+        splits = data.load_splits(first.dataset, seed=first.dataset_seed, score_range=first.score_range)
+        path = models.resolve_model_path(first.model)
+        lora_specs = [s.lora for s in specs if s.lora is not None]
+        have = models.linear_module_names_at(path) if lora_specs else None
+        for lora in lora_specs if have else []:
+            models.check_targets(lora, have)
     except (data.DataError, devices.DeviceError, models.ModelError) as exc:
         raise InputError(str(exc)) from None
+    overlap = splits.overlap("train", "test")
+    if overlap:
+        print(f"warning: {overlap} pair(s) of the test split also appear in the train split "
+              f"of {first.dataset!r}; test quality may be inflated", file=sys.stderr)
 
 
 def cmd_report(args) -> int:
@@ -107,7 +116,15 @@ def _report(out: Path, records: list[dict]) -> int:
     return EXIT_RUN_FAILED if fails else EXIT_OK
 
 
+def _interrupt_on_sigterm() -> None:
+    """SIGTERM gets the same clean stop as Ctrl-C: the current worker is stopped, results kept."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, handler)
+
+
 def main(argv: list[str] | None = None) -> int:
+    _interrupt_on_sigterm()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -65,9 +65,17 @@ class Splits:
         return Splits(self.name, self.train.head(train_limit), self.validation.head(eval_limit),
                       self.test.head(eval_limit), self.fingerprint)
 
+    def overlap(self, a: str, b: str) -> int:
+        """How many pairs of split ``b`` also occur (in either order) in split ``a``."""
+        first = getattr(self, a)
+        seen = {frozenset(p) for p in zip(first.text_a, first.text_b, strict=True)}
+        second = getattr(self, b)
+        return sum(frozenset(p) in seen for p in zip(second.text_a, second.text_b, strict=True))
+
     def summary(self) -> dict:
         return {"name": self.name, "fingerprint": self.fingerprint,
-                **{f"{s}_pairs": len(getattr(self, s)) for s in SPLITS}}
+                **{f"{s}_pairs": len(getattr(self, s)) for s in SPLITS},
+                "train_test_overlap_pairs": self.overlap("train", "test")}
 
 
 def load_splits(dataset: str, *, seed: int = 0, score_range: tuple[float, float] = (0.0, 1.0)) -> Splits:

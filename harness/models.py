@@ -63,14 +63,39 @@ def linear_module_names(model) -> list[str]:
     return sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
 
 
+def linear_module_names_at(path: str) -> list[str] | None:
+    """The Linear module names of a local model folder, read without loading weights (meta device).
+
+    None when the architecture cannot be read this way (a hub id, or an unusual first module).
+    """
+    import json
+
+    from transformers import AutoConfig, AutoModel
+    folder = Path(path)
+    if not folder.is_dir():
+        return None
+    try:
+        first = json.loads((folder / "modules.json").read_text())[0]["path"] if (folder / "modules.json").is_file() \
+            else ""
+        config = AutoConfig.from_pretrained(str(folder / first))
+        with torch.device("meta"):
+            skeleton = AutoModel.from_config(config)
+    except (OSError, ValueError, KeyError, IndexError):
+        return None
+    return linear_module_names(skeleton)
+
+
+def check_targets(lora, have: list[str]) -> None:
+    missing = [t for t in lora.target_modules if t not in have]
+    if missing:
+        raise ModelError(f"lora.target_modules = {list(lora.target_modules)}: {missing} not found in this model; "
+                         f"its Linear modules are: {', '.join(have)}")
+
+
 def attach_lora(model, lora) -> None:
     """Add a peft LoRA adapter in place; the base weights are frozen by peft."""
     from peft import LoraConfig
-    have = linear_module_names(model)
-    missing = [t for t in lora.target_modules if t not in have]
-    if missing:
-        raise ModelError(f"lora.target_modules: {missing} not found in this model; its Linear modules "
-                         f"are: {', '.join(have)}")
+    check_targets(lora, linear_module_names(model))
     model.add_adapter(LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                                  target_modules=list(lora.target_modules)))
 

@@ -14,13 +14,55 @@ import math
 import os
 import sys
 import tempfile
+import time
 import traceback
 from pathlib import Path
+
+from transformers import TrainerCallback
 
 from harness import devices, results, trackers
 from harness.spec import RunSpec, SpecError
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_SPEC = 0, 1, 2
+FAULT_ENV = "HARNESS_INJECT_FAULT"  # test-only: "oom@STEP" or "sleep@SECONDS" (see FaultInjector)
+
+
+class DivergedError(FloatingPointError):
+    def __init__(self, step: int, loss: float):
+        self.step = step
+        super().__init__(f"training diverged: loss {loss} at step {step}")
+
+
+class DivergenceGuard(TrainerCallback):
+    """Stops training at the first logged non-finite loss (logging_nan_inf_filter is off)."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(loss):
+            raise DivergedError(state.global_step, loss)
+
+
+class FaultInjector(TrainerCallback):
+    """Test-only faults, switched on by the HARNESS_INJECT_FAULT environment variable.
+
+    ``oom@N`` raises torch.OutOfMemoryError at the end of step N; ``sleep@S`` adds S seconds to
+    every step (to prove that a regression check catches a slower step).
+    """
+
+    def __init__(self, fault: str):
+        kind, _, arg = fault.partition("@")
+        if kind not in ("oom", "sleep"):
+            raise ValueError(f"{FAULT_ENV} = {fault!r}: expected oom@STEP or sleep@SECONDS")
+        self.kind, self.arg = kind, float(arg)
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if self.kind == "sleep":
+            time.sleep(self.arg)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.kind == "oom" and state.global_step >= self.arg:
+            import torch
+            raise torch.OutOfMemoryError(f"injected fault: out of memory at step {state.global_step}")
 
 
 def now() -> str:
@@ -60,6 +102,8 @@ def run(spec: RunSpec) -> dict:
         record["status"] = "failed"
         record["error"] = {"reason": classify(exc), "type": type(exc).__name__, "message": str(exc),
                            "traceback": traceback.format_exc(limit=20)}
+        if isinstance(exc, DivergedError):
+            record["error"]["step"] = exc.step
     record["finished_at"] = now()
     return record
 
@@ -67,6 +111,8 @@ def run(spec: RunSpec) -> dict:
 def classify(exc: BaseException) -> str:
     from harness.data import DataError
     from harness.models import ModelError
+    if isinstance(exc, DivergedError):
+        return "diverged"
     if "out of memory" in str(exc).lower() or type(exc).__name__ == "OutOfMemoryError":
         return "oom"
     if isinstance(exc, (DataError, ModelError, devices.DeviceError, SpecError)):
@@ -158,6 +204,7 @@ def _training_args(spec: RunSpec, device: str, output_dir: str):
         report_to="none",
         logging_strategy="steps",
         logging_steps=10,
+        logging_nan_inf_filter=False,  # a NaN loss must be seen, not averaged away
         dataloader_num_workers=0,
         disable_tqdm=False,
     )
@@ -169,10 +216,13 @@ def _train(model, spec: RunSpec, splits, device: str, record: dict) -> None:
 
     train_set = _train_dataset(splits.train)
     timer = trackers.StepTimer(device)
+    callbacks = [timer, DivergenceGuard()]
+    if os.environ.get(FAULT_ENV):
+        callbacks.append(FaultInjector(os.environ[FAULT_ENV]))
     with tempfile.TemporaryDirectory() as tmp:
         trainer = SentenceTransformerTrainer(
             model=model, args=_training_args(spec, device, tmp), train_dataset=train_set,
-            loss=losses.CosineSimilarityLoss(model), callbacks=[timer])
+            loss=losses.CosineSimilarityLoss(model), callbacks=callbacks)
         # The measured training region is exactly trainer.train(): data loading, forward,
         # backward and optimizer steps. Model loading and evaluation are timed separately.
         with trackers.track_energy(enabled=spec.measure_energy, country_iso_code=spec.country_iso_code,
@@ -186,8 +236,8 @@ def _train(model, spec: RunSpec, splits, device: str, record: dict) -> None:
     losses_seen = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     record["training"] = {"global_step": trainer.state.global_step, "train_loss": output.training_loss,
                           "loss_history": losses_seen}
-    if not all(math.isfinite(x) for x in [output.training_loss, *losses_seen]):
-        raise FloatingPointError(f"training diverged: non-finite loss (history {losses_seen})")
+    if not math.isfinite(output.training_loss):
+        raise DivergedError(trainer.state.global_step, output.training_loss)
     record["timings"].update(_throughput(timer.step_s, wall["wall_s"], spec, splits, model,
                                          steps=trainer.state.global_step))
 
