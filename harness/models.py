@@ -100,6 +100,22 @@ def attach_lora(model, lora) -> None:
                                  target_modules=list(lora.target_modules)))
 
 
+def merge_lora(model) -> int:
+    """Fold every LoRA layer into its base Linear and put the plain Linear back (merge and unload).
+
+    Uses peft's own ``LoraLayer.merge``; returns how many layers were merged.
+    """
+    from peft.tuners.lora import LoraLayer
+    merged = 0
+    for name, module in list(model.named_modules()):
+        if isinstance(module, LoraLayer):
+            module.merge()
+            parent = model.get_submodule(name.rsplit(".", 1)[0]) if "." in name else model
+            setattr(parent, name.rsplit(".", 1)[-1], module.get_base_layer())
+            merged += 1
+    return merged
+
+
 def count_params(model) -> dict[str, int]:
     """Counted from the live model's tensors, never from config arithmetic."""
     params = list(model.parameters())

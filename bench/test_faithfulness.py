@@ -1,0 +1,89 @@
+"""Does the harness measure faithfully? Ratios measured side by side in one run.
+
+Rounds of the two variants alternate (A B B A A B ...) so that drift on a shared machine hits
+both equally. Targets: trackers-on / trackers-off throughput >= 0.98, harness / plain trainer
+>= 0.98. A miss is flagged in extra_info and printed, not failed: one noisy run on a shared
+machine must not break a suite that exists to report numbers.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+
+from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+from sentence_transformers.sentence_transformer import losses
+
+from harness import trackers, worker
+
+TARGET_RATIO = 0.98
+
+
+def _alternate(rounds: int, a, b) -> tuple[list[float], list[float]]:
+    times_a, times_b = [], []
+    for i in range(rounds):
+        order = [(a, times_a), (b, times_b)] if i % 2 == 0 else [(b, times_b), (a, times_a)]
+        for fn, sink in order:
+            sink.append(fn())
+    return times_a, times_b
+
+
+def _report(benchmark, name: str, slow: list[float], fast_ref: list[float]) -> float:
+    ratio = statistics.median(fast_ref) / statistics.median(slow)
+    benchmark.extra_info.update({f"{name}_ratio": ratio, "target": TARGET_RATIO, "meets_target": ratio >= TARGET_RATIO,
+                                 "seconds_measured": statistics.median(slow),
+                                 "seconds_reference": statistics.median(fast_ref)})
+    print(f"\n{name}: throughput ratio {ratio:.3f} (target >= {TARGET_RATIO})"
+          + ("" if ratio >= TARGET_RATIO else "  <-- BELOW TARGET"))
+    return ratio
+
+
+def test_measurement_overhead(benchmark, bench):
+    """Every tracker on (step timer, memory, energy) against none, around the same trainer.train()."""
+    def train(with_trackers: bool) -> float:
+        model, spec = bench.model("standard")
+        callbacks = [trackers.StepTimer(bench.device)] if with_trackers else []
+        trainer = worker.build_trainer(model, spec, bench.train_pairs(spec), bench.device,
+                                       output_dir=tempfile.mkdtemp(), callbacks=callbacks)
+        if not with_trackers:
+            start = time.perf_counter()
+            trainer.train()
+            return time.perf_counter() - start
+        with trackers.track_energy(enabled=True, country_iso_code="USA", device=bench.device), \
+                trackers.track_memory(bench.device), trackers.track_time(bench.device) as wall:
+            trainer.train()
+        return wall["wall_s"]
+
+    on, off = benchmark.pedantic(_alternate, args=(bench.rounds, lambda: train(True), lambda: train(False)),
+                                 rounds=1, iterations=1)
+    ratio = _report(benchmark, "overhead", on, off)
+    assert ratio > 0
+
+
+def test_harness_vs_plain_trainer(benchmark, bench):
+    """The harness's standard arm against a plain SentenceTransformerTrainer.train() a user would write."""
+    def harness_run() -> float:
+        model, spec = bench.model("standard")
+        record = {"timings": {}}
+        splits = bench.splits.limited(train_limit=spec.max_steps * spec.batch_size, eval_limit=0)
+        worker._train(model, spec, splits, bench.device, record)
+        return record["timings"]["train_wall_s"]
+
+    def plain_run() -> float:
+        model, spec = bench.model("standard")
+        pairs = bench.train_pairs(spec)
+        args = SentenceTransformerTrainingArguments(
+            output_dir=tempfile.mkdtemp(), max_steps=spec.max_steps, per_device_train_batch_size=spec.batch_size,
+            learning_rate=spec.learning_rate, warmup_steps=spec.warmup_steps, seed=spec.seed,
+            save_strategy="no", report_to="none", use_cpu=bench.device == "cpu")
+        trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=worker._train_dataset(pairs),
+                                             loss=losses.CosineSimilarityLoss(model))
+        start = time.perf_counter()
+        trainer.train()
+        return time.perf_counter() - start
+
+    harness_s, plain_s = benchmark.pedantic(_alternate, args=(bench.rounds, harness_run, plain_run),
+                                            rounds=1, iterations=1)
+    ratio = _report(benchmark, "harness_vs_plain", harness_s, plain_s)
+    assert ratio > 0

@@ -1,0 +1,122 @@
+"""Training throughput per arm, and where the time goes (forward vs backward).
+
+Each round trains a fresh copy of the model with the harness's own SentenceTransformerTrainer
+(``worker.build_trainer``) for burn-in + timed steps. pytest-benchmark times each whole round;
+extra_info holds the per-step figures from the trainer's callbacks with the burn-in steps excluded.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+
+import pytest
+import torch
+from sentence_transformers.sentence_transformer import losses
+
+from bench.conftest import ARMS, timed_pedantic
+from harness import flops, models, trackers, worker
+
+
+def _round_setup(bench, arm, timers):
+    def setup():
+        model, spec = bench.model(arm)
+        timer = trackers.StepTimer(bench.device)
+        timers.append(timer)
+        trainer = worker.build_trainer(model, spec, bench.train_pairs(spec), bench.device,
+                                       output_dir=tempfile.mkdtemp(prefix="bench-"), callbacks=[timer])
+        return (trainer,), {}
+    return setup
+
+
+def step_stats(timers, burn_in: int) -> dict:
+    per_round = [statistics.median(t.step_s[burn_in:]) for t in timers if len(t.step_s) > burn_in]
+    all_steps = [s for t in timers for s in t.step_s[burn_in:]]
+    median = statistics.median(all_steps)
+    cv = statistics.stdev(per_round) / statistics.mean(per_round) if len(per_round) > 1 else None
+    return {"step_s_median": median, "step_s_per_round_medians": per_round,
+            "step_cv_over_rounds": cv, "step_cv_above_5pct": None if cv is None else cv > 0.05}
+
+
+@pytest.mark.parametrize("arm", ARMS)
+def test_train_step(benchmark, bench, arm):
+    timers: list = []
+    setup = _round_setup(bench, arm, timers)
+    with trackers.track_memory(bench.device) as memory:
+        benchmark.pedantic(lambda trainer: trainer.train(), setup=setup, rounds=bench.rounds, iterations=1)
+    model, spec = bench.model(arm)  # a fresh copy, for parameter counts and the tokenizer
+    stats = step_stats(timers, spec.burn_in_steps)
+    pairs = bench.train_pairs(spec)
+    tokens_per_sample = worker._count_tokens(model, pairs) / len(pairs)
+    benchmark.extra_info.update(bench.common_info(model), arm=arm, **stats,
+                                samples_per_s=spec.batch_size / stats["step_s_median"],
+                                tokens_per_s=spec.batch_size * tokens_per_sample / stats["step_s_median"],
+                                peak_memory_bytes=memory["peak_memory_bytes"], memory_source=memory["source"],
+                                burn_in_steps=spec.burn_in_steps, timed_steps_per_round=bench.steps_per_round)
+    assert stats["step_s_median"] > 0
+
+
+def _fixed_batch(bench, model):
+    pairs = bench.splits.train.head(bench.batch_size)
+    feats = [model.tokenize(pairs.text_a), model.tokenize(pairs.text_b)]
+    feats = [{k: v.to(bench.device) if isinstance(v, torch.Tensor) else v for k, v in f.items()} for f in feats]
+    labels = torch.tensor(pairs.score, dtype=torch.float32, device=bench.device)
+    seq_lens = [f["input_ids"].shape[1] for f in feats for _ in range(bench.batch_size)]
+    return feats, labels, seq_lens
+
+
+@pytest.mark.parametrize("phase", ["forward", "backward"])
+@pytest.mark.parametrize("arm", ARMS)
+def test_forward_backward(benchmark, bench, arm, phase):
+    """Forward alone and backward alone on one fixed batch: where LoRA saves time and where not."""
+    model, spec = bench.model(arm)
+    model.train()
+    loss_fn = losses.CosineSimilarityLoss(model)
+    feats, labels, seq_lens = _fixed_batch(bench, model)
+
+    def forward():
+        model.zero_grad(set_to_none=True)
+        loss = loss_fn(feats, labels)
+        bench_sync(bench)
+        return loss
+
+    if phase == "forward":
+        _, median_s = timed_pedantic(benchmark, forward, rounds=bench.rounds * 2, warmup_rounds=1)
+    else:
+        def backward(loss):
+            loss.backward()
+            bench_sync(bench)
+        _, median_s = timed_pedantic(benchmark, backward, setup=lambda: ((forward(),), {}),
+                                     rounds=bench.rounds * 2, warmup_rounds=1)
+    benchmark.extra_info.update(bench.common_info(model), arm=arm, phase=phase, median_s=median_s,
+                                samples_per_s=bench.batch_size / median_s, tokens_per_s=sum(seq_lens) / median_s)
+
+
+def bench_sync(bench):
+    from harness import devices
+    devices.synchronize(bench.device)  # note: a CPU-GPU sync point, so the clock covers the kernels
+
+
+@pytest.mark.parametrize("arm", ARMS)
+def test_mfu(benchmark, bench, arm):
+    """Achieved model FLOP/s of forward+backward over a matmul peak measured here, in this run."""
+    peak = flops.matmul_peak_flops(device=bench.device)
+    model, spec = bench.model(arm)
+    model.train()
+    loss_fn = losses.CosineSimilarityLoss(model)
+    feats, labels, seq_lens = _fixed_batch(bench, model)
+
+    def step():
+        model.zero_grad(set_to_none=True)
+        loss_fn(feats, labels).backward()
+        bench_sync(bench)
+
+    _, median_s = timed_pedantic(benchmark, step, rounds=bench.rounds * 2, warmup_rounds=1)
+    lora_params = models.count_params(model)["trainable_params"] if spec.lora else 0
+    counted = flops.step_flops(flops.encoder_shape(model, lora_params=lora_params), seq_lens=seq_lens,
+                               lora=spec.lora is not None)
+    achieved = counted["step_flops"] / median_s
+    benchmark.extra_info.update(bench.common_info(model), arm=arm, **counted, achieved_flops_per_s=achieved,
+                                matmul_peak_flops_per_s=peak, mfu=achieved / peak,
+                                flop_formula="harness/flops.py (Kaplan et al. 2020; Narayanan et al. 2021)")
+    assert 0 < achieved
