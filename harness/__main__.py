@@ -52,6 +52,31 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-retry-failed", action="store_true",
                      help="keep earlier failed results instead of rerunning them")
 
+    sw = sub.add_parser(
+        "sweep", help="LoRA rank sweep with the baseline and standard arm as references",
+        description="Run baseline, standard and LoRA at each rank (and seed) under matched conditions, then "
+                    "write sweep.md, sweep.csv and plots. Runs execute ONE AT A TIME on this machine, because "
+                    "concurrent runs spoil each other's timings. A sweep is resumable: each run is keyed by a hash "
+                    "of its full spec, and running the same command again skips finished runs. Options may also "
+                    "come from a [sweep] table in --config (ranks, seeds, alpha_policy, targets, lr_grid, "
+                    "eval_every_steps); command-line flags win.")
+    sw.add_argument("--dataset", default="dating", help="dating, stsb or a .csv/.jsonl file (default: %(default)s)")
+    sw.add_argument("--ranks", help="comma-separated LoRA ranks (default: 1,2,4,8,16,32,64)")
+    sw.add_argument("--seeds", help="comma-separated seeds (default: 0)")
+    sw.add_argument("--alpha-policy", help="2r (alpha = 2 x rank, the default) or fixed:N")
+    sw.add_argument("--targets", help="query,value (default) | query,key,value,dense | all-linear")
+    sw.add_argument("--lr-grid", help="tune each arm's learning rate on validation, e.g. "
+                                      "'standard=1e-5,2e-5,5e-5;lora=1e-4,2e-4,5e-4' (first seed only)")
+    sw.add_argument("--eval-every", type=int, help="validation Spearman every N steps for time-to-quality "
+                                                   "(default: 50; 0 = off)")
+    sw.add_argument("--out", default=None, help="output folder (default: out/<dataset>-sweep)")
+    sw.add_argument("--config", help="a TOML file of spec fields, with an optional [sweep] table")
+    sw.add_argument("--profile", default="adr", choices=sorted(PROFILES), help="(default: %(default)s)")
+    sw.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a spec field, as in `run` (repeatable)")
+    sw.add_argument("--force", action="store_true", help="rerun finished runs too (old files are kept aside)")
+    sw.add_argument("--no-retry-failed", action="store_true", help="keep earlier failed results, do not rerun them")
+
     rep = sub.add_parser("report", help="rebuild tradeoffs.md and tradeoffs.csv from OUT/runs/*.json")
     rep.add_argument("out", help="a folder written by `run`")
     return parser
@@ -66,6 +91,54 @@ def cmd_run(args) -> int:
     records = runner.run_all(specs, out=out, force=args.force, retry_failed=not args.no_retry_failed,
                              log=lambda m: print(m, flush=True))
     return _report(out, records)
+
+
+SWEEP_DEFAULTS = {"ranks": "1,2,4,8,16,32,64", "seeds": "0", "alpha_policy": "2r", "targets": "query,value",
+                  "lr_grid": None, "eval_every_steps": 50}
+
+
+def cmd_sweep(args) -> int:
+    from harness import sweep
+    from harness.spec import load_toml
+    table = dict(load_toml(args.config).get("sweep", {})) if args.config else {}
+    unknown = [k for k in table if k not in SWEEP_DEFAULTS]
+    if unknown:
+        raise SpecError([f"[sweep] {k}: unknown key; allowed: {', '.join(SWEEP_DEFAULTS)}" for k in unknown])
+    opts = {**SWEEP_DEFAULTS, **{k: (",".join(map(str, v)) if isinstance(v, list) else v) for k, v in table.items()}}
+    for key in ("ranks", "seeds", "alpha_policy", "targets", "lr_grid"):
+        if getattr(args, key) is not None:
+            opts[key] = getattr(args, key)
+    if args.eval_every is not None:
+        opts["eval_every_steps"] = args.eval_every
+    ranks = sweep.parse_ints(str(opts["ranks"]), name="ranks", minimum=1)
+    seeds = sweep.parse_ints(str(opts["seeds"]), name="seeds", minimum=0)
+    grid = sweep.parse_lr_grid(opts["lr_grid"])
+    overrides = [*args.overrides, f"eval_every_steps={int(opts['eval_every_steps'])}"]
+    targets = _targets(str(opts["targets"]), args, overrides)
+    specs = sweep.sweep_specs(dataset=args.dataset, ranks=ranks, seeds=seeds, alpha_policy=str(opts["alpha_policy"]),
+                              targets=targets, lr_grid=grid, profile=args.profile, config_path=args.config,
+                              overrides=overrides)
+    preflight(specs)
+    out = Path(args.out or f"out/{specs[0].dataset_name}-sweep")
+    log = lambda m: print(m, flush=True)  # noqa: E731
+    records = runner.run_all(specs, out=out, force=args.force, retry_failed=not args.no_retry_failed, log=log)
+    if grid and len(seeds) > 1:
+        later = sweep.second_phase(specs, records, seeds)
+        log(f"learning rates chosen on validation: {sweep.chosen_rates(records)}; {len(later)} more runs")
+        records += runner.run_all(later, out=out, force=args.force, retry_failed=not args.no_retry_failed, log=log)
+    return _report(out, list({r["run_id"]: r for r in records}.values()))
+
+
+def _targets(text: str, args, overrides) -> tuple[str, ...]:
+    from harness import models
+    if text != "all-linear":
+        return tuple(t.strip() for t in text.split(",") if t.strip())
+    (spec,) = build_specs(arms=["baseline"], dataset=args.dataset, profile=args.profile, config_path=args.config,
+                          overrides=overrides)
+    names = models.linear_module_names_at(models.resolve_model_path(spec.model))
+    if not names:
+        raise InputError(f"targets = all-linear: cannot read the Linear modules of model {spec.model!r}")
+    return tuple(names)
 
 
 def preflight(specs) -> None:
@@ -103,7 +176,14 @@ def cmd_report(args) -> int:
 
 
 def _report(out: Path, records: list[dict]) -> int:
+    from harness import sweep
+    if sweep.is_sweep(records):  # tuning runs at rates that were not chosen stay out of the tables
+        records = [*sweep.selected(records), *[r for r in records if r["status"] != "success"]]
     paths = report.write_report(out, records)
+    if sweep.is_sweep(records):
+        written = sweep.write_sweep(out, records)
+        print((out / "sweep.md").read_text().split("\n## Method")[0])
+        print(f"wrote {len(written)} sweep files (sweep.md, sweep.csv, plots/)")
     print()
     print(report.format_table(report.tradeoff_table(report.runs_frame(records))))
     print()
@@ -128,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return {"run": cmd_run, "report": cmd_report}[args.command](args)
+        return {"run": cmd_run, "sweep": cmd_sweep, "report": cmd_report}[args.command](args)
     except (SpecError, InputError) as exc:
         if args.debug:
             raise

@@ -70,6 +70,7 @@ class RunSpec:
     measure_energy: bool = True
     country_iso_code: str = "USA"
     timeout_s: float = 0.0  # 0 = no limit on the worker
+    eval_every_steps: int = 0  # > 0: validation Spearman every N steps (time-to-quality); 0 = off
 
     def __post_init__(self):
         problems = validate(self)
@@ -211,6 +212,8 @@ def _check_layer_keys(layer: dict[str, Any], *, source: str) -> None:
     run_fields = _field_names(RunSpec) - {"arm"}
     problems = []
     for key, value in layer.items():
+        if key == "sweep" and isinstance(value, dict):
+            continue  # the sweep command's own table, checked there
         if key == "arms" and isinstance(value, dict):
             for arm, sub in value.items():
                 if arm not in ARMS:
@@ -234,7 +237,7 @@ def _layer_problems(layer, run_fields, source, *, prefix):
 
 def _arm_view(layer: dict[str, Any], arm: str) -> dict[str, Any]:
     """The shared keys of a layer, then its ``[arms.<arm>]`` table on top."""
-    view = {k: v for k, v in layer.items() if k != "arms"}
+    view = {k: v for k, v in layer.items() if k not in ("arms", "sweep")}
     _deep_merge(view, layer.get("arms", {}).get(arm, {}))
     return view
 
@@ -344,6 +347,7 @@ def validate(spec: RunSpec) -> list[str]:
          "strictly between 0 and 1")
     need(spec.burn_in_steps >= 0, "burn_in_steps", spec.burn_in_steps, ">= 0")
     need(spec.timeout_s >= 0, "timeout_s", spec.timeout_s, ">= 0 (0 = no limit)")
+    need(spec.eval_every_steps >= 0, "eval_every_steps", spec.eval_every_steps, ">= 0 (0 = off)")
     need(len(spec.country_iso_code) == 3 and spec.country_iso_code.isalpha(), "country_iso_code",
          spec.country_iso_code, "a 3-letter ISO code such as USA, FRA or DEU")
     lo, hi = spec.score_range

@@ -152,6 +152,8 @@ def _execute(spec: RunSpec, record: dict) -> None:
     if spec.arm != "baseline":
         with tempfile.TemporaryDirectory() as tmp:
             record["params"].update(models.artifact_bytes(model, arm=spec.arm, dest=Path(tmp) / "artifact"))
+    if spec.lora is not None:  # after the artifact is saved: merging replaces the adapter layers
+        record["merge"] = merge_check(model, splits.test, device)
 
 
 def _no_training(record: dict) -> None:
@@ -210,19 +212,64 @@ def _training_args(spec: RunSpec, device: str, output_dir: str):
     )
 
 
-def _train(model, spec: RunSpec, splits, device: str, record: dict) -> None:
+class ValidationProbe(TrainerCallback):
+    """Time-to-quality: validation Spearman every N steps, against a training clock that
+    excludes the probe's own evaluation time (which is reported separately)."""
+
+    def __init__(self, model, pairs, every: int, device: str):
+        self.model, self.pairs, self.every, self.device = model, pairs, every, device
+        self.points: list[dict] = []
+        self.eval_s = 0.0
+        self._start = 0.0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._start = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step % self.every == 0:
+            self.probe(state.global_step)
+
+    def probe(self, step: int) -> None:
+        devices.synchronize(self.device)
+        start = time.perf_counter()
+        train_s = start - self._start - self.eval_s
+        was_training = self.model.training
+        spearman = validation_spearman(self.model, self.pairs)
+        self.model.train(was_training)
+        self.eval_s += time.perf_counter() - start
+        self.points.append({"step": step, "train_s": train_s, "val_spearman": spearman})
+
+
+def validation_spearman(model, pairs) -> float | None:
+    from harness import evaluate
+    a, b = encode_pairs(model, pairs)
+    return evaluate.correlations(evaluate.cosine_rows(a, b), pairs.score)["spearman"]
+
+
+def build_trainer(model, spec: RunSpec, train_pairs, device: str, *, output_dir: str, callbacks=()):
+    """The SentenceTransformerTrainer every arm (and every benchmark) trains with.
+
+    Adds the DivergenceGuard, and the test-only FaultInjector when HARNESS_INJECT_FAULT is set.
+    """
     from sentence_transformers import SentenceTransformerTrainer
     from sentence_transformers.sentence_transformer import losses
 
-    train_set = _train_dataset(splits.train)
-    timer = trackers.StepTimer(device)
-    callbacks = [timer, DivergenceGuard()]
+    callbacks = [*callbacks, DivergenceGuard()]
     if os.environ.get(FAULT_ENV):
         callbacks.append(FaultInjector(os.environ[FAULT_ENV]))
+    return SentenceTransformerTrainer(
+        model=model, args=_training_args(spec, device, output_dir), train_dataset=_train_dataset(train_pairs),
+        loss=losses.CosineSimilarityLoss(model), callbacks=callbacks)
+
+
+def _train(model, spec: RunSpec, splits, device: str, record: dict) -> None:
+    timer = trackers.StepTimer(device)
+    callbacks = [timer]  # first, so that a probe's evaluation never lands inside a timed step
+    probe = ValidationProbe(model, splits.validation, spec.eval_every_steps, device) if spec.eval_every_steps else None
+    if probe:
+        callbacks.append(probe)
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = SentenceTransformerTrainer(
-            model=model, args=_training_args(spec, device, tmp), train_dataset=train_set,
-            loss=losses.CosineSimilarityLoss(model), callbacks=callbacks)
+        trainer = build_trainer(model, spec, splits.train, device, output_dir=tmp, callbacks=callbacks)
         # The measured training region is exactly trainer.train(): data loading, forward,
         # backward and optimizer steps. Model loading and evaluation are timed separately.
         with trackers.track_energy(enabled=spec.measure_energy, country_iso_code=spec.country_iso_code,
@@ -238,8 +285,12 @@ def _train(model, spec: RunSpec, splits, device: str, record: dict) -> None:
                           "loss_history": losses_seen}
     if not math.isfinite(output.training_loss):
         raise DivergedError(trainer.state.global_step, output.training_loss)
-    record["timings"].update(_throughput(timer.step_s, wall["wall_s"], spec, splits, model,
+    probe_eval_s = probe.eval_s if probe else 0.0
+    record["timings"].update(_throughput(timer.step_s, wall["wall_s"] - probe_eval_s, spec, splits, model,
                                          steps=trainer.state.global_step))
+    if probe:
+        record["timings"].update(probe_eval_s=probe_eval_s, train_wall_s_including_probes=wall["wall_s"])
+        record["training"]["validation_curve"] = probe.points
 
 
 def samples_for_steps(steps: int, *, n_train: int, batch_size: int) -> int:
@@ -279,29 +330,61 @@ def _count_tokens(model, pairs) -> int:
     return sum(len(ids) for ids in enc["input_ids"])
 
 
+def encode_pairs(model, pairs):
+    """Embeddings of both sides of every pair, encoding each distinct text once (eval mode)."""
+    model.eval()
+    unique = sorted(set(pairs.text_a) | set(pairs.text_b))
+    vectors = model.encode(unique, batch_size=64, convert_to_numpy=True, show_progress_bar=False)
+    index = {t: i for i, t in enumerate(unique)}
+    return vectors[[index[t] for t in pairs.text_a]], vectors[[index[t] for t in pairs.text_b]]
+
+
 def evaluate_model(model, splits, spec: RunSpec) -> dict:
     """Encode validation and test texts with the model as trained, then score with evaluate.py."""
     from harness import evaluate
 
-    def encode(pairs):
-        unique = sorted(set(pairs.text_a) | set(pairs.text_b))
-        vectors = model.encode(unique, batch_size=64, convert_to_numpy=True, show_progress_bar=False)
-        index = {t: i for i, t in enumerate(unique)}
-        a = vectors[[index[t] for t in pairs.text_a]]
-        b = vectors[[index[t] for t in pairs.text_b]]
-        return a, b
-
-    model.eval()
-    val_a, val_b = encode(splits.validation)
-    test_a, test_b = encode(splits.test)
+    val_a, val_b = encode_pairs(model, splits.validation)
+    test_a, test_b = encode_pairs(model, splits.test)
+    test_cos = evaluate.cosine_rows(test_a, test_b)
+    val_cos = evaluate.cosine_rows(val_a, val_b)
     quality = evaluate.evaluate(
-        test_cos=evaluate.cosine_rows(test_a, test_b), test_gold=splits.test.score,
-        val_cos=evaluate.cosine_rows(val_a, val_b), val_gold=splits.validation.score,
+        test_cos=test_cos, test_gold=splits.test.score, val_cos=val_cos, val_gold=splits.validation.score,
         pair_embeddings=evaluate.pair_embeddings(test_a, test_b), categories=splits.test.category,
         texts=(splits.test.text_a, splits.test.text_b), threshold=spec.compatible_threshold, seed=spec.seed)
     quality["split"] = "test"
     quality["threshold_from"] = "validation"
+    quality["validation_spearman"] = evaluate.correlations(val_cos, splits.validation.score)["spearman"]
+    quality["test_cos"] = [round(float(c), 7) for c in test_cos]  # per pair, for bootstraps and paired tests
     return quality
+
+
+MERGE_TOLERANCE = 1e-5
+
+
+def merge_check(model, pairs, device: str) -> dict:
+    """Merge the adapter into the base weights (peft's LoraLayer.merge) and check that the merged model
+    embeds the test texts like the unmerged one; encoding throughput of base, unmerged and merged
+    (one pass each over the same texts; the bench suite has repeated measurements)."""
+    from harness import models
+    texts = sorted(set(pairs.text_a) | set(pairs.text_b))
+    model.eval()
+
+    def encode():
+        with trackers.track_time(device) as t:
+            vectors = model.encode(texts, batch_size=64, convert_to_numpy=True, show_progress_bar=False)
+        return vectors, len(texts) / t["wall_s"]
+
+    unmerged, unmerged_rate = encode()
+    model.disable_adapters()
+    _, base_rate = encode()
+    model.enable_adapters()
+    merged_layers = models.merge_lora(model)
+    merged, merged_rate = encode()
+    diff = float(abs(merged - unmerged).max())
+    return {"merged_layers": merged_layers, "max_abs_diff": diff, "tolerance": MERGE_TOLERANCE,
+            "within_tolerance": diff <= MERGE_TOLERANCE, "sentences": len(texts), "dtype": "float32",
+            "base_sentences_per_s": base_rate, "unmerged_sentences_per_s": unmerged_rate,
+            "merged_sentences_per_s": merged_rate}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -80,15 +80,24 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path):
 
 
 def test_worker_records_a_failure(tmp_path, harness_cache):
-    out = tmp_path / "out"
-    proc = run_cli("run", "--out", str(out), "--arms", "lora", *TINY_ARGS, "--set", "lora.target_modules=q,v")
+    """The worker itself, as the runner starts it: a failing run still leaves a record."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+    (spec,) = build_specs(arms=["lora"], overrides=[a for a in TINY_ARGS if a != "--set"] +
+                          ["lora.target_modules=q,v"])
+    spec_path, out_path = tmp_path / "spec.json", tmp_path / "record.json"
+    spec_path.write_text(json.dumps(spec.to_dict()))
+    proc = subprocess.run([sys.executable, "-m", "harness.worker", str(spec_path), str(out_path)], cwd=REPO,
+                          env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1
-    (path,) = (out / "runs").glob("*.json")
-    record = json.loads(path.read_text())
+    record = results.load_record(out_path)
     assert record["status"] == "failed"
     assert record["error"]["reason"] == "bad_input"
     assert "not found in this model" in record["error"]["message"]
-    assert "FAILED" in proc.stdout
+    assert record["environment"]["torch_version"]  # what was known before the failure is kept
 
 
 def test_timeout_and_crash_are_recorded(tmp_path, harness_cache, monkeypatch):

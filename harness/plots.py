@@ -1,0 +1,113 @@
+"""Sweep plots: each written as PNG and SVG, next to the CSV it was drawn from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from harness import stats  # noqa: E402
+
+
+def _save(fig, frame: pd.DataFrame, out: Path, name: str) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / f"{name}.png", out / f"{name}.svg", out / f"{name}.csv"]
+    fig.tight_layout()
+    fig.savefig(paths[0], dpi=120)
+    fig.savefig(paths[1])
+    plt.close(fig)
+    frame.to_csv(paths[2], index=False)
+    return paths
+
+
+def _reference(ax, row, column: str, label: str, color: str, band: bool = True):
+    if row is None or pd.isna(row.get(f"{column}_mean")):
+        return
+    ax.axhline(row[f"{column}_mean"], color=color, linestyle="--", label=label)
+    if band and not pd.isna(row.get(f"{column}_lo")):
+        ax.axhspan(row[f"{column}_lo"], row[f"{column}_hi"], color=color, alpha=0.15)
+
+
+def rank_vs_quality(rows: pd.DataFrame, out: Path) -> list[Path]:
+    lora = rows[rows["method"] == "lora"].sort_values("rank")
+    std = _row(rows, "standard")
+    base = _row(rows, "baseline")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    panels = ((axes[0], "rank", "LoRA rank r (log2)"), (axes[1], "trainable_params", "trainable parameters"))
+    for ax, x, xlabel in panels:
+        ax.plot(lora[x], lora["spearman_mean"], "o-", label="LoRA")
+        ax.fill_between(lora[x], lora["spearman_lo"], lora["spearman_hi"], alpha=0.25, label="LoRA 95% CI")
+        _reference(ax, std, "spearman", "standard (95% CI band)", "tab:green")
+        _reference(ax, base, "spearman", "baseline (untrained)", "tab:red", band=False)
+        if x == "rank":
+            ax.set_xscale("log", base=2)
+        else:
+            ax.set_xscale("log")
+            if std is not None:
+                ax.plot([std["trainable_params"]], [std["spearman_mean"]], "s", color="tab:green")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("Spearman (test)")
+        ax.legend(fontsize=8)
+    cols = ["point", "method", "rank", "trainable_params", "spearman_mean", "spearman_lo", "spearman_hi"]
+    return _save(fig, rows[[c for c in cols if c in rows]], out, "rank_vs_quality")
+
+
+COSTS = [("train_wall_s", "train wall time (s)"), ("peak_memory_mib", "peak memory (MiB)"),
+         ("energy_wh", "energy (Wh, see method)"), ("artifact_mib", "artifact to ship (MiB)")]
+
+
+def rank_vs_cost(rows: pd.DataFrame, out: Path) -> list[Path]:
+    lora = rows[rows["method"] == "lora"].sort_values("rank")
+    std = _row(rows, "standard")
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
+    for ax, (col, label) in zip(axes, COSTS, strict=True):
+        if f"{col}_mean" in lora:
+            ax.plot(lora["rank"], lora[f"{col}_mean"], "o-", label="LoRA")
+        _reference(ax, std, col, "standard", "tab:green")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("LoRA rank r (log2)")
+        ax.set_ylabel(label)
+        ax.legend(fontsize=8)
+    cols = ["point", "rank"] + [f"{c}_{s}" for c, _ in COSTS for s in ("mean", "lo", "hi")]
+    return _save(fig, rows[[c for c in cols if c in rows]], out, "rank_vs_cost")
+
+
+def pareto(rows: pd.DataFrame, out: Path) -> tuple[list[Path], pd.DataFrame]:
+    trained = rows[rows["method"] != "baseline"].copy()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, col, label in ((axes[0], "train_wall_s_mean", "train wall time (s)"),
+                           (axes[1], "peak_memory_mib_mean", "peak memory (MiB)")):
+        ok = trained.dropna(subset=[col, "spearman_mean"])
+        front = stats.pareto_front(list(ok[col]), list(ok["spearman_mean"]))
+        trained.loc[ok.index, f"pareto_{col.removesuffix('_mean')}"] = front
+        ax.scatter(ok[col], ok["spearman_mean"], c=["tab:orange" if f else "tab:gray" for f in front])
+        for (_, r), f in zip(ok.iterrows(), front, strict=True):
+            ax.annotate(r["point"] + (" *" if f else ""), (r[col], r["spearman_mean"]), fontsize=8)
+        ax.set_xlabel(label)
+        ax.set_ylabel("Spearman (test)")
+        ax.set_title("* = non-dominated (Pareto front)", fontsize=9)
+    cols = ["point", "spearman_mean", "train_wall_s_mean", "peak_memory_mib_mean", "pareto_train_wall_s",
+            "pareto_peak_memory_mib"]
+    table = trained[[c for c in cols if c in trained]]
+    return _save(fig, table, out, "pareto"), table
+
+
+def time_to_quality(curves: pd.DataFrame, out: Path, *, target: float | None) -> list[Path]:
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for (point, seed), group in curves.groupby(["point", "seed"], sort=False):
+        ax.plot(group["train_s"], group["val_spearman"], marker=".", label=f"{point} (seed {seed})")
+    if target is not None:
+        ax.axhline(target, color="black", linestyle=":", label="95% of standard's final validation Spearman")
+    ax.set_xlabel("training wall time, evaluation excluded (s)")
+    ax.set_ylabel("Spearman (validation)")
+    ax.legend(fontsize=7)
+    return _save(fig, curves, out, "time_to_quality")
+
+
+def _row(rows: pd.DataFrame, point: str):
+    match = rows[rows["point"] == point]
+    return None if match.empty else match.iloc[0]

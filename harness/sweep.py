@@ -1,0 +1,337 @@
+"""Rank sweeps: the specs of a sweep, learning-rate choice on validation, and the sweep table.
+
+A sweep always holds the baseline and the standard arm, under the same matched conditions as the
+LoRA ranks. With a learning-rate grid, every grid point runs on the first seed; the rate with the
+best *validation* Spearman is chosen per (method, rank), and the other seeds run at that rate only.
+Everything is recomputed from the run files, so a resumed sweep and ``report`` agree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import defaultdict
+
+import numpy as np
+
+from harness import stats
+from harness.spec import RunSpec, SpecError, build_specs
+
+TARGET_SETS = {"query,value": ("query", "value"), "query,key,value,dense": ("query", "key", "value", "dense")}
+
+
+def parse_ints(text: str, *, name: str, minimum: int) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise SpecError([f"{name} = {text!r}: expected comma-separated integers, e.g. 1,4,16"]) from None
+    bad = [v for v in values if v < minimum]
+    if not values or bad:
+        raise SpecError([f"{name} = {text!r}: each value must be an integer >= {minimum}"])
+    return values
+
+
+def alpha_for(rank: int, policy: str) -> float:
+    if policy == "2r":
+        return 2.0 * rank
+    kind, _, value = policy.partition(":")
+    try:
+        if kind == "fixed" and float(value) > 0:
+            return float(value)
+    except ValueError:
+        pass
+    raise SpecError([f"alpha-policy = {policy!r}: expected 2r or fixed:NUMBER (e.g. fixed:16)"])
+
+
+def parse_lr_grid(text: str | None) -> dict[str, list[float]]:
+    """``standard=1e-5,2e-5;lora=1e-4,2e-4`` -> {"standard": [...], "lora": [...]}."""
+    if not text:
+        return {}
+    grid = {}
+    for part in text.split(";"):
+        arm, _, values = part.partition("=")
+        arm = arm.strip()
+        if arm not in ("standard", "lora"):
+            raise SpecError([f"lr-grid: {arm!r} is not an arm with a learning rate (standard, lora)"])
+        try:
+            rates = [float(v) for v in values.split(",") if v.strip()]
+        except ValueError:
+            raise SpecError([f"lr-grid: {part!r}: expected ARM=RATE,RATE,..."]) from None
+        if not rates or any(r <= 0 for r in rates):
+            raise SpecError([f"lr-grid: {part!r}: rates must be > 0"])
+        grid[arm] = rates
+    return grid
+
+
+def sweep_specs(*, dataset: str, ranks: list[int], seeds: list[int], alpha_policy: str = "2r",
+                targets: tuple[str, ...] | str = ("query", "value"), lr_grid: dict[str, list[float]] | None = None,
+                profile: str = "adr", config_path=None, overrides=()) -> list[RunSpec]:
+    """Every spec of the sweep's first phase (all of it without an lr grid)."""
+    lr_grid = lr_grid or {}
+    base, standard, lora = build_specs(arms=["baseline", "standard", "lora"], dataset=dataset, profile=profile,
+                                       config_path=config_path, overrides=overrides)
+    specs = [dataclasses.replace(base, seed=seed) for seed in seeds]
+    # With a grid, only the first seed runs now (every rate); second_phase() adds the other seeds
+    # at the chosen rate once the first seed has finished.
+    for seed in seeds[:1] if lr_grid else seeds:
+        specs += [dataclasses.replace(standard, seed=seed, learning_rate=rate)
+                  for rate in lr_grid.get("standard", [standard.learning_rate])]
+        for r in ranks:
+            lora_r = dataclasses.replace(lora.lora, r=r, alpha=alpha_for(r, alpha_policy),
+                                         target_modules=tuple(targets))
+            specs += [dataclasses.replace(lora, seed=seed, learning_rate=rate, lora=lora_r)
+                      for rate in lr_grid.get("lora", [lora.learning_rate])]
+    return specs
+
+
+def group_key(spec: dict) -> str:
+    """The sweep point a run belongs to: its method and, for LoRA, the adapter settings."""
+    lora = spec.get("lora")
+    if not lora:
+        return spec["arm"]
+    return f"lora r={lora['r']}"
+
+
+def chosen_rates(records: list[dict]) -> dict[str, float]:
+    """Per sweep point, the learning rate with the best validation Spearman on the first seed."""
+    by_point = defaultdict(list)
+    for r in records:
+        if r["status"] == "success" and r["method"] != "baseline":
+            by_point[group_key(r["spec"])].append(r)
+    chosen = {}
+    for point, runs in by_point.items():
+        first_seed = min(r["spec"]["seed"] for r in runs)
+        candidates = [r for r in runs if r["spec"]["seed"] == first_seed]
+        best = max(candidates, key=lambda r: r["quality"].get("validation_spearman") or -np.inf)
+        chosen[point] = best["spec"]["learning_rate"]
+    return chosen
+
+
+def second_phase(specs: list[RunSpec], records: list[dict], seeds: list[int]) -> list[RunSpec]:
+    """After tuning: the remaining seeds of each point at its chosen rate."""
+    rates = chosen_rates(records)
+    out = []
+    first = [s for s in specs if s.seed == seeds[0] and s.arm != "baseline"]
+    seen = set()
+    for spec in first:
+        point = group_key(spec.to_dict())
+        if point in seen or point not in rates:
+            continue
+        seen.add(point)
+        out += [dataclasses.replace(spec, seed=s, learning_rate=rates[point]) for s in seeds[1:]]
+    return out
+
+
+def selected(records: list[dict]) -> list[dict]:
+    """The successful runs a sweep reports on: each point at its chosen learning rate."""
+    rates = chosen_rates(records)
+    return [r for r in records if r["status"] == "success" and
+            (r["method"] == "baseline" or rates.get(group_key(r["spec"])) == r["spec"]["learning_rate"])]
+
+
+# --- the sweep table -----------------------------------------------------------------------------
+
+EFFICIENCY = [("train_wall_s", "timings.train_wall_s", 1.0), ("peak_memory_mib", "memory.peak_memory_bytes", 2**-20),
+              ("energy_wh", "energy.energy_kwh", 1000.0), ("artifact_mib", "params.artifact_bytes", 2**-20),
+              ("samples_per_s", "timings.samples_per_s", 1.0)]
+QUALITY = [("auc_roc", "quality.auc_roc"), ("margin", "quality.margin"), ("f1", "quality.f1"),
+           ("cohens_d", "quality.cohens_d")]
+
+
+def _get(record, dotted):
+    from harness.report import get
+    return get(record, dotted)
+
+
+def point_rows(records: list[dict], *, ttq_fraction: float = 0.95) -> list[dict]:
+    """One row per sweep point with mean and 95% CI of every figure, vs standard, and significance."""
+    runs = selected(records)
+    points = defaultdict(list)
+    for r in runs:
+        points[group_key(r["spec"])].append(r)
+    gold = _gold(runs)
+    std_cos = _cos_by_seed(points.get("standard", []))
+    std_wall = stats.t_interval([_get(r, "timings.train_wall_s") for r in points.get("standard", [])])["mean"]
+    std_final_val = stats.t_interval([_get(r, "quality.validation_spearman")
+                                      for r in points.get("standard", [])])["mean"]
+    rows = []
+    for point in sorted(points, key=_point_order):
+        group = sorted(points[point], key=lambda r: r["spec"]["seed"])
+        row = {"point": point, "method": group[0]["method"],
+               "rank": group[0]["spec"]["lora"]["r"] if group[0]["spec"].get("lora") else None,
+               "learning_rate": None if point == "baseline" else group[0]["spec"]["learning_rate"],
+               "seeds": len(group),
+               "trainable_params": _get(group[0], "params.trainable_params")}
+        cos = _cos_by_seed(group)
+        if gold is not None and cos:
+            row.update(_prefixed("spearman", stats.bootstrap_spearman(cos, gold)))
+        for name, path in QUALITY:
+            row.update(_prefixed(name, stats.t_interval([_get(r, path) for r in group])))
+        for name, path, scale in EFFICIENCY:
+            vals = [_get(r, path) for r in group]
+            row.update(_prefixed(name, stats.t_interval([v * scale if v is not None else None for v in vals])))
+        if point.startswith("lora") and std_cos and gold is not None and cos:
+            test = stats.paired_spearman_test(cos, std_cos, gold)
+            row.update(vs_standard_spearman_diff=test["diff"], vs_standard_p=test["p_value"],
+                       vs_standard_significant=test["significant"])
+        std_q = next((x["spearman_mean"] for x in rows if x["point"] == "standard"), None)
+        if std_q and row.get("spearman_mean") is not None and point != "baseline":
+            row["spearman_pct_of_standard"] = 100 * row["spearman_mean"] / std_q
+        if std_wall and row.get("train_wall_s_mean") is not None:
+            row["train_wall_pct_of_standard"] = 100 * row["train_wall_s_mean"] / std_wall
+        if std_final_val is not None:
+            row["time_to_95pct_standard_s"] = _time_to_quality(group, ttq_fraction * std_final_val)
+        merge = [_get(r, "merge") for r in group if _get(r, "merge")]
+        if merge:
+            row.update(merge_max_abs_diff=max(m["max_abs_diff"] for m in merge),
+                       unmerged_sentences_per_s=float(np.mean([m["unmerged_sentences_per_s"] for m in merge])),
+                       merged_sentences_per_s=float(np.mean([m["merged_sentences_per_s"] for m in merge])),
+                       base_sentences_per_s=float(np.mean([m["base_sentences_per_s"] for m in merge])))
+        rows.append(row)
+    return rows
+
+
+def _point_order(point: str):
+    if point == "baseline":
+        return (0, 0)
+    if point == "standard":
+        return (1, 0)
+    return (2, int(point.split("=")[1]))
+
+
+def _prefixed(name: str, ci: dict) -> dict:
+    return {f"{name}_mean": ci["mean"], f"{name}_lo": ci["lo"], f"{name}_hi": ci["hi"]}
+
+
+def _gold(runs: list[dict]):
+    from harness.data import load_splits
+    if not runs:
+        return None
+    spec = runs[0]["spec"]
+    splits = load_splits(spec["dataset"], seed=spec["dataset_seed"], score_range=tuple(spec["score_range"]))
+    return splits.test.head(spec["eval_limit"]).score
+
+
+def _cos_by_seed(group: list[dict]) -> list[np.ndarray]:
+    return [np.array(r["quality"]["test_cos"]) for r in sorted(group, key=lambda r: r["spec"]["seed"])
+            if r["quality"].get("test_cos")]
+
+
+def _time_to_quality(group: list[dict], target: float) -> float | None:
+    """Median over seeds of the first training time at which validation Spearman reached target."""
+    times = []
+    for r in group:
+        curve = list(_get(r, "training.validation_curve") or [])
+        final_t, final_q = _get(r, "timings.train_wall_s"), _get(r, "quality.validation_spearman")
+        if final_t is not None and final_q is not None:
+            curve.append({"train_s": final_t, "val_spearman": final_q})
+        hit = next((p["train_s"] for p in curve if p["val_spearman"] is not None and p["val_spearman"] >= target), None)
+        if hit is not None:
+            times.append(hit)
+    return float(np.median(times)) if times else None
+
+
+def curves_frame(records: list[dict]):
+    """Validation Spearman against training time (evaluation excluded), final point included."""
+    import pandas as pd
+    rows = []
+    for r in selected(records):
+        if r["method"] == "baseline":
+            continue
+        point, seed = group_key(r["spec"]), r["spec"]["seed"]
+        for p in _get(r, "training.validation_curve") or []:
+            rows.append({"point": point, "seed": seed, "step": p["step"], "train_s": p["train_s"],
+                         "val_spearman": p["val_spearman"]})
+        rows.append({"point": point, "seed": seed, "step": _get(r, "timings.steps"),
+                     "train_s": _get(r, "timings.train_wall_s"),
+                     "val_spearman": _get(r, "quality.validation_spearman")})
+    return pd.DataFrame(rows, columns=["point", "seed", "step", "train_s", "val_spearman"])
+
+
+SWEEP_COLUMNS = [
+    ("point", "point"), ("learning_rate", "lr"), ("seeds", "seeds"), ("trainable_params", "trainable params"),
+    ("spearman", "Spearman (95% CI)"), ("auc_roc", "AUC-ROC"), ("margin", "margin"), ("f1", "F1"),
+    ("spearman_pct_of_standard", "quality % of std"), ("train_wall_s", "train wall (s)"),
+    ("train_wall_pct_of_standard", "time % of std"), ("peak_memory_mib", "peak mem (MiB)"),
+    ("energy_wh", "energy (Wh)"), ("artifact_mib", "artifact (MiB)"),
+    ("time_to_95pct_standard_s", "time to 95% of std (s)"), ("vs_standard_p", "p vs std"),
+    ("merge_max_abs_diff", "merge max|diff|"), ("unmerged_sentences_per_s", "enc/s unmerged"),
+    ("merged_sentences_per_s", "enc/s merged"),
+]
+
+
+def _cell(row: dict, key: str) -> str:
+    import math
+    if f"{key}_mean" in row:
+        mean, lo, hi = row[f"{key}_mean"], row[f"{key}_lo"], row[f"{key}_hi"]
+        if mean is None:
+            return "—"
+        return f"{mean:.3g}" + (f" [{lo:.3g}, {hi:.3g}]" if lo is not None else "")
+    value = row.get(key)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if key == "vs_standard_p":
+        return f"{value:.3f}" + (" (sig.)" if row.get("vs_standard_significant") else " (n.s.)")
+    if key == "trainable_params":
+        return f"{value:,}"
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def sweep_markdown(rows: list[dict], pareto_table, records: list[dict]) -> str:
+    from tabulate import tabulate
+
+    from harness.report import method_notes
+    body = [[_cell(r, key) for key, _ in SWEEP_COLUMNS] for r in rows]
+    parts = ["# Rank sweep: LoRA rank against quality and cost", "",
+             tabulate(body, headers=[h for _, h in SWEEP_COLUMNS], tablefmt="github", disable_numparse=True), "",
+             "## Method", "",
+             "- Spearman: mean over seeds with a hierarchical bootstrap 95% CI (seeds, then test pairs within "
+             "a seed; 2000 replicates). Other figures: mean over seeds with a Student-t 95% CI; no CI with one seed.",
+             "- p vs std: paired bootstrap over the same test pairs of LoRA(r) minus standard Spearman; "
+             "significant when p < 0.05.",
+             "- Learning rate: with an lr grid, the rate with the best validation Spearman on the first seed, "
+             "per point; the other seeds use it. Tuning runs stay in runs/.",
+             "- time to 95% of std: training wall time (evaluation excluded) at which validation Spearman first "
+             "reached 95% of standard's final validation Spearman; median over seeds.",
+             "- merge: peft's LoraLayer.merge folds the adapter into the base weights; max|diff| is the largest "
+             "absolute embedding difference merged vs unmerged on the test texts (float32, tolerance 1e-5). "
+             "enc/s are single passes over the test texts.", ""]
+    parts += [f"- {n}" for n in method_notes(records)] + [""]
+    if pareto_table is not None and not pareto_table.empty:
+        parts += ["## Pareto front (quality vs cost)", "",
+                  tabulate(pareto_table.values.tolist(), headers=list(pareto_table.columns), tablefmt="github"), ""]
+    return "\n".join(parts)
+
+
+def write_sweep(out, records: list[dict]) -> list:
+    """OUT/sweep.md, OUT/sweep.csv and the plots, all from the run records."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from harness import plots
+    out = Path(out)
+    rows = point_rows(records)
+    frame = pd.DataFrame(rows)
+    frame.to_csv(out / "sweep.csv", index=False)
+    written = [out / "sweep.csv"]
+    pareto_table = None
+    if not frame.empty and "spearman_mean" in frame:
+        written += plots.rank_vs_quality(frame, out / "plots")
+        written += plots.rank_vs_cost(frame, out / "plots")
+        paths, pareto_table = plots.pareto(frame, out / "plots")
+        written += paths
+        std = frame[frame["point"] == "standard"]
+        target = None
+        std_val = [(_get(r, "quality.validation_spearman")) for r in selected(records) if r["method"] == "standard"]
+        std_val = [v for v in std_val if v is not None]
+        if not std.empty and std_val:
+            target = 0.95 * float(np.mean(std_val))
+        written += plots.time_to_quality(curves_frame(records), out / "plots", target=target)
+    (out / "sweep.md").write_text(sweep_markdown(rows, pareto_table, records), encoding="utf-8")
+    return [out / "sweep.md", *written]
+
+
+def is_sweep(records: list[dict]) -> bool:
+    ranks = {r["spec"]["lora"]["r"] for r in records if r["spec"].get("lora")}
+    seeds = {r["spec"]["seed"] for r in records}
+    return len(ranks) > 1 or len(seeds) > 1
