@@ -56,6 +56,13 @@ def test_train_step(benchmark, bench, arm):
     assert stats["step_s_median"] > 0
 
 
+def _training_batch(bench, arm):
+    """A fresh model in train mode, its loss and one fixed batch of dating pairs."""
+    model, spec = bench.model(arm)
+    model.train()
+    return (model, spec, losses.CosineSimilarityLoss(model), *_fixed_batch(bench, model))
+
+
 def _fixed_batch(bench, model):
     pairs = bench.splits.train.head(bench.batch_size)
     feats = [model.tokenize(pairs.text_a), model.tokenize(pairs.text_b)]
@@ -69,10 +76,7 @@ def _fixed_batch(bench, model):
 @pytest.mark.parametrize("arm", ARMS)
 def test_forward_backward(benchmark, bench, arm, phase):
     """Forward alone and backward alone on one fixed batch: where LoRA saves time and where not."""
-    model, spec = bench.model(arm)
-    model.train()
-    loss_fn = losses.CosineSimilarityLoss(model)
-    feats, labels, seq_lens = _fixed_batch(bench, model)
+    model, spec, loss_fn, feats, labels, seq_lens = _training_batch(bench, arm)
 
     def forward():
         model.zero_grad(set_to_none=True)
@@ -101,10 +105,7 @@ def bench_sync(bench):
 def test_mfu(benchmark, bench, arm):
     """Achieved model FLOP/s of forward+backward over a matmul peak measured here, in this run."""
     peak = flops.matmul_peak_flops(device=bench.device)
-    model, spec = bench.model(arm)
-    model.train()
-    loss_fn = losses.CosineSimilarityLoss(model)
-    feats, labels, seq_lens = _fixed_batch(bench, model)
+    model, spec, loss_fn, feats, labels, seq_lens = _training_batch(bench, arm)
 
     def step():
         model.zero_grad(set_to_none=True)

@@ -12,6 +12,12 @@ Follow one run from the command line to its results file:
                   SentenceTransformerTrainer.train(), then evaluate.py on the test split
         results.py  SCHEMA_VERSION, atomic writes, loading with version checks
       report.py   OUT/runs/*.json -> OUT/tradeoffs.md and OUT/tradeoffs.csv
+
+    `sweep`       sweep.py builds ranks x seeds (+ baseline, standard), chooses learning rates on
+                  validation and writes sweep.md/.csv with stats.py (CIs, paired test, Pareto) and
+                  plots.py; `--executor ray` hands the same specs to ray_executor.py instead
+    `publish`     publish.py files a folder under results/<hardware-id>/<dataset>/<job>/ and
+                  regenerates results/README.md; `compare` (compare.py) sets machines side by side
 """
 
 __version__ = "0.1.0"

@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "runs/superseded/, never deleted)")
     run.add_argument("--no-retry-failed", action="store_true",
                      help="keep earlier failed results instead of rerunning them")
+    _executor_options(run)
 
     sw = sub.add_parser(
         "sweep", help="LoRA rank sweep with the baseline and standard arm as references",
@@ -76,10 +77,50 @@ def build_parser() -> argparse.ArgumentParser:
                     help="override a spec field, as in `run` (repeatable)")
     sw.add_argument("--force", action="store_true", help="rerun finished runs too (old files are kept aside)")
     sw.add_argument("--no-retry-failed", action="store_true", help="keep earlier failed results, do not rerun them")
+    _executor_options(sw)
+
+    pub = sub.add_parser("publish",
+                         help="file an output folder under results/ and regenerate results/README.md",
+                         description="With --add OUT --job NAME: copy OUT (runs, tables, plots) to "
+                                     "results/<hardware-id>/<dataset>/<NAME>/. "
+                                     "Always: regenerate results/README.md and "
+                                     "results/ADR-001-comparison.md from the run files under results/.")
+    pub.add_argument("--add", help="an output folder written by run or sweep")
+    pub.add_argument("--job", help="the job name for --add, e.g. adr or sweep")
+    pub.add_argument("--results", default="results", help="the results root (default: %(default)s)")
+
+    cmp_ = sub.add_parser("compare", help="compare result folders from different machines",
+                          description="Check that the folders ran the same spec (only hardware may differ), then "
+                                      "write compare.md, compare.csv and a grouped bar chart.")
+    cmp_.add_argument("folders", nargs="+", help="result folders (each with runs/), the first is the reference")
+    cmp_.add_argument("--out", default="out/compare", help="where to write the comparison (default: %(default)s)")
+    cmp_.add_argument("--quality-tolerance", type=float, default=0.02,
+                      help="flag a Spearman gap between machines above this (default: %(default)s)")
 
     rep = sub.add_parser("report", help="rebuild tradeoffs.md and tradeoffs.csv from OUT/runs/*.json")
     rep.add_argument("out", help="a folder written by `run`")
     return parser
+
+
+def _executor_options(parser) -> None:
+    parser.add_argument("--executor", choices=["local", "ray"], default="local",
+                        help="local: one worker subprocess at a time here (default); ray: one Ray task per run, "
+                             "each holding a whole device (a GPU, or all CPUs of a node); needs pip install .[ray]")
+    parser.add_argument("--ray-address", default=None,
+                        help="a running Ray cluster: auto or HOST:PORT (default: start a local Ray instance)")
+    parser.add_argument("--ray-max-retries", type=int, default=2,
+                        help="retries of a task lost with its node or worker before it is recorded as failed "
+                             "(default: %(default)s)")
+
+
+def make_executor(args):
+    if args.executor == "local":
+        return None
+    from harness.ray_executor import RayExecutor, RayUnavailable
+    try:
+        return RayExecutor(address=args.ray_address, max_retries=args.ray_max_retries)
+    except RayUnavailable as exc:
+        raise InputError(str(exc)) from None
 
 
 def cmd_run(args) -> int:
@@ -89,7 +130,7 @@ def cmd_run(args) -> int:
     preflight(specs)
     out = Path(args.out or f"out/{specs[0].dataset_name}-{args.profile}")
     records = runner.run_all(specs, out=out, force=args.force, retry_failed=not args.no_retry_failed,
-                             log=lambda m: print(m, flush=True))
+                             log=lambda m: print(m, flush=True), executor=make_executor(args))
     return _report(out, records)
 
 
@@ -121,11 +162,14 @@ def cmd_sweep(args) -> int:
     preflight(specs)
     out = Path(args.out or f"out/{specs[0].dataset_name}-sweep")
     log = lambda m: print(m, flush=True)  # noqa: E731
-    records = runner.run_all(specs, out=out, force=args.force, retry_failed=not args.no_retry_failed, log=log)
+    executor = make_executor(args)
+    options = {"out": out, "force": args.force, "retry_failed": not args.no_retry_failed, "log": log,
+               "executor": executor}
+    records = runner.run_all(specs, **options)
     if grid and len(seeds) > 1:
         later = sweep.second_phase(specs, records, seeds)
         log(f"learning rates chosen on validation: {sweep.chosen_rates(records)}; {len(later)} more runs")
-        records += runner.run_all(later, out=out, force=args.force, retry_failed=not args.no_retry_failed, log=log)
+        records += runner.run_all(later, **options)
     return _report(out, list({r["run_id"]: r for r in records}.values()))
 
 
@@ -139,6 +183,37 @@ def _targets(text: str, args, overrides) -> tuple[str, ...]:
     if not names:
         raise InputError(f"targets = all-linear: cannot read the Linear modules of model {spec.model!r}")
     return tuple(names)
+
+
+def cmd_publish(args) -> int:
+    from harness import publish
+    root = Path(args.results)
+    if args.add:
+        if not args.job:
+            raise InputError("publish --add needs --job NAME (e.g. adr or sweep)")
+        try:
+            dest = publish.add(Path(args.add), results_root=root, job=args.job)
+        except (ValueError, FileExistsError) as exc:
+            raise InputError(str(exc)) from None
+        print(f"published {args.add} -> {dest}")
+    root.mkdir(parents=True, exist_ok=True)
+    for path in publish.write_index(root):
+        print(f"wrote {path}")
+    return EXIT_OK
+
+
+def cmd_compare(args) -> int:
+    from harness import compare
+    for folder in args.folders:
+        if not results.runs_dir(Path(folder)).is_dir():
+            raise InputError(f"compare {folder!r}: no runs/ folder in it")
+    try:
+        paths = compare.run([Path(f) for f in args.folders], out=Path(args.out), tolerance=args.quality_tolerance)
+    except compare.CompareError as exc:
+        raise InputError(str(exc)) from None
+    print(paths["md"].read_text())
+    print(f"wrote {', '.join(str(p) for p in paths.values())}")
+    return EXIT_OK
 
 
 def preflight(specs) -> None:
@@ -208,7 +283,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return {"run": cmd_run, "sweep": cmd_sweep, "report": cmd_report}[args.command](args)
+        commands = {"run": cmd_run, "sweep": cmd_sweep, "report": cmd_report, "publish": cmd_publish,
+                    "compare": cmd_compare}
+        return commands[args.command](args)
     except (SpecError, InputError) as exc:
         if args.debug:
             raise

@@ -21,27 +21,52 @@ from harness.spec import RunSpec
 from harness.worker import new_record, now
 
 
+class LocalExecutor:
+    """The default: one worker subprocess at a time on this machine."""
+
+    name = "local"
+
+    def run(self, specs: list[RunSpec], on_record, log=print) -> None:
+        for i, spec in enumerate(specs, start=1):
+            log(f"[{i}/{len(specs)} new] {spec.label}: running in a fresh worker process ({spec.run_id})")
+            on_record(spec, run_in_worker(spec))
+
+
 def run_all(specs: list[RunSpec], *, out: Path, force: bool = False, retry_failed: bool = True,
-            log=print) -> list[dict]:
-    """Run each spec unless a successful record with the same spec hash exists (resume)."""
-    records = []
+            log=print, executor=None) -> list[dict]:
+    """Run each spec unless a successful record with the same spec hash exists (resume).
+
+    The executor (local by default, or Ray) runs the pending specs; every record it returns is
+    filed here, by the driver, so results are identical in schema whichever executor ran them.
+    """
+    executor = executor or LocalExecutor()
+    records: dict[str, dict] = {}
+    pending = []
     for i, spec in enumerate(specs, start=1):
         existing = results.find_existing(out, spec.run_id)
         keep = existing is not None and not force and (existing["status"] == "success" or not retry_failed)
         if keep:
-            log(f"[{i}/{len(specs)}] {spec.label}: kept existing {existing['status']} result {spec.run_id}.json "
-                "(same spec hash; --force reruns it)")
-            records.append(existing)
-            continue
-        log(f"[{i}/{len(specs)}] {spec.label}: running in a fresh worker process ({spec.run_id})")
-        start = time.perf_counter()
-        record = run_in_worker(spec)
+            log(f"[{i}/{len(specs)}] {spec.label}: kept existing {existing['status']} result "
+                f"{spec.run_id}.json (same spec hash; --force reruns it)")
+            records[spec.run_id] = existing
+        else:
+            pending.append(spec)
+    started = {"n": 0, "t": time.perf_counter()}
+
+    def on_record(spec: RunSpec, record: dict) -> None:
+        started["n"] += 1
         store(record, out=out, log=log)
         status = record["status"] if record["status"] == "success" else \
             f"FAILED ({record['error']['reason']}: {record['error']['message'].splitlines()[0][:200]})"
-        log(f"[{i}/{len(specs)}] {spec.label}: {status} in {time.perf_counter() - start:.1f} s")
-        records.append(record)
-    return records
+        log(f"[{started['n']}/{len(pending)} new] {spec.label}: {status} ({spec.run_id}, "
+            f"{time.perf_counter() - started['t']:.1f} s since the last)")
+        started["t"] = time.perf_counter()
+        records[spec.run_id] = record
+
+    if pending:
+        log(f"running {len(pending)} run(s) with the {executor.name} executor, one per device at a time")
+        executor.run(pending, on_record, log)
+    return [records[s.run_id] for s in specs if s.run_id in records]
 
 
 def store(record: dict, *, out: Path, log=print) -> Path:
@@ -58,6 +83,7 @@ def store(record: dict, *, out: Path, log=print) -> Path:
 
 def run_in_worker(spec: RunSpec) -> dict:
     """Run ``python -m harness.worker`` on the spec and return its record (or a failure record)."""
+    started_at = now()
     with tempfile.TemporaryDirectory(prefix="harness-worker-") as tmp:
         spec_path, record_path = Path(tmp) / "spec.json", Path(tmp) / "record.json"
         results.write_json_atomic(spec_path, spec.to_dict())
@@ -70,7 +96,7 @@ def run_in_worker(spec: RunSpec) -> dict:
             returncode = proc.wait(timeout=spec.timeout_s or None)
         except subprocess.TimeoutExpired:
             _stop(proc)
-            return _failure(spec, "timeout", f"worker exceeded timeout_s = {spec.timeout_s}")
+            return _failure(spec, "timeout", f"worker exceeded timeout_s = {spec.timeout_s}", started_at=started_at)
         except KeyboardInterrupt:
             _stop(proc)
             raise
@@ -78,11 +104,13 @@ def run_in_worker(spec: RunSpec) -> dict:
             try:
                 return results.load_record(record_path)
             except results.ResultError as exc:
-                return _failure(spec, "crash", f"worker wrote an unreadable record: {exc}")
+                return _failure(spec, "crash", f"worker wrote an unreadable record: {exc}", started_at=started_at)
         if returncode < 0:
             name = signal.Signals(-returncode).name
-            return _failure(spec, "crash", f"worker killed by signal {name}", signal_name=name)
-        return _failure(spec, "crash", f"worker exited with status {returncode} and wrote no record")
+            return _failure(spec, "crash", f"worker killed by signal {name}", started_at=started_at,
+                            signal_name=name)
+        return _failure(spec, "crash", f"worker exited with status {returncode} and wrote no record",
+                        started_at=started_at)
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -94,8 +122,8 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def _failure(spec: RunSpec, reason: str, message: str, **extra) -> dict:
+def _failure(spec: RunSpec, reason: str, message: str, *, started_at: str | None = None, **extra) -> dict:
     record = new_record(spec)
-    record.update(status="failed", finished_at=now(),
+    record.update(status="failed", finished_at=now(), started_at=started_at or record["started_at"],
                   error={"reason": reason, "type": None, "message": message, **extra})
     return record

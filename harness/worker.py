@@ -387,8 +387,24 @@ def merge_check(model, pairs, device: str) -> dict:
             "merged_sentences_per_s": merged_rate}
 
 
+def _die_with_parent() -> None:
+    """On Linux, ask for SIGTERM when the parent dies, so a hard-killed sweep leaves no orphan
+    worker training in the background (and spoiling the next run's timings)."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+    import signal
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except OSError:
+        return
+    if os.getppid() == 1:  # the parent died before the request took effect
+        sys.exit(EXIT_FAILED)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    _die_with_parent()
     if len(argv) != 2:
         print("usage: python -m harness.worker SPEC.json OUT.json", file=sys.stderr)
         return EXIT_BAD_SPEC

@@ -34,7 +34,7 @@ def minilm():
 
 def run_cli(*args: str, env_extra: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """The real command line in a real subprocess."""
-    env = dict(os.environ, PYTHONPATH=str(REPO), **(env_extra or {}))
+    env = {**os.environ, "PYTHONPATH": str(REPO), **(env_extra or {})}
     return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True,
                           env=env, timeout=timeout, cwd=REPO)
 

@@ -1,0 +1,141 @@
+"""Compare the same benchmark across machines: ``python -m harness compare DIR [DIR ...]``.
+
+The folders must hold the same specs; only hardware may differ (the ``device`` field, and the
+recorded environment). Anything else that differs is an error listing each differing field.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pandas as pd
+from tabulate import tabulate
+
+from harness import report, results
+from harness.publish import hardware_id
+
+HARDWARE_FIELDS = {"device"}
+QUALITY_TOLERANCE = 0.02  # Spearman gap between machines above which a row is flagged
+FIGURES = [("samples/s", "timings.samples_per_s", 1.0), ("train wall (s)", "timings.train_wall_s", 1.0),
+           ("peak memory (MiB)", "memory.peak_memory_bytes", 2**-20), ("energy (Wh)", "energy.energy_kwh", 1000.0)]
+
+
+class CompareError(ValueError):
+    """Folders that did not run the same spec."""
+
+
+def load_machine(folder: Path) -> tuple[str, dict[str, list[dict]]]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        records = [r for r in results.load_runs(folder) if r["status"] == "success"]
+    for w in caught:
+        print(f"warning: {w.message}")
+    if not records:
+        raise CompareError(f"{folder}: no successful run records in {results.runs_dir(folder)}")
+    by_label: dict[str, list[dict]] = {}
+    for r in records:
+        by_label.setdefault(r.get("label", r["method"]), []).append(r)
+    return hardware_id(records[0]["environment"]), by_label
+
+
+def check_same_specs(machines: list[tuple[str, str, dict]]) -> None:
+    first_name, _, first = machines[0]
+    problems = []
+    for name, _, other in machines[1:]:
+        if set(other) != set(first):
+            problems.append(f"{name} vs {first_name}: arms differ: {sorted(other)} vs {sorted(first)}")
+            continue
+        for label in first:
+            a = {k: v for k, v in first[label][0]["spec"].items() if k not in HARDWARE_FIELDS}
+            b = {k: v for k, v in other[label][0]["spec"].items() if k not in HARDWARE_FIELDS}
+            problems += [f"{name} vs {first_name}: {label}: spec field {k!r} differs: {b.get(k)!r} vs {a.get(k)!r}"
+                         for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    if problems:
+        raise CompareError("the folders did not run the same spec (only hardware may differ):\n" + "\n".join(problems))
+
+
+def _mean(records: list[dict], path: str, scale: float):
+    vals = [report.get(r, path) for r in records]
+    vals = [v * scale for v in vals if v is not None]
+    return sum(vals) / len(vals) if vals else None
+
+
+def tables(machines: list[tuple[str, str, dict]], *, tolerance: float = QUALITY_TOLERANCE) -> dict[str, pd.DataFrame]:
+    names = [n for n, _, _ in machines]
+    labels = list(machines[0][2])
+    per_arm = []
+    for label in report._label_order(labels):
+        for figure, path, scale in FIGURES:
+            row = {"arm": label, "figure": figure}
+            values = [_mean(by[label], path, scale) for _, _, by in machines]
+            for name, v in zip(names, values, strict=True):
+                row[name] = v
+            if figure == "samples/s":
+                for name, v in zip(names[1:], values[1:], strict=True):
+                    row[f"{name} speed-up vs {names[0]}"] = v / values[0] if v and values[0] else None
+            per_arm.append(row)
+    ratios = []
+    for name, _, by in machines:
+        std = by.get("standard")
+        for label in [c for c in by if c.startswith("lora")]:
+            row = {"machine": name, "arm": label}
+            for figure, path, scale in FIGURES[1:]:
+                s, lo = _mean(std, path, scale) if std else None, _mean(by[label], path, scale)
+                row[f"{figure} % of standard"] = 100 * lo / s if s and lo is not None else None
+            ratios.append(row)
+    quality = []
+    for label in report._label_order(labels):
+        values = [_mean(by[label], "quality.spearman", 1.0) for _, _, by in machines]
+        gap = max(values) - min(values) if all(v is not None for v in values) else None
+        quality.append({"arm": label, **dict(zip(names, values, strict=True)), "max gap": gap,
+                        "flag": "GAP ABOVE TOLERANCE" if gap is not None and gap > tolerance else ""})
+    return {"per_arm": pd.DataFrame(per_arm), "ratios": pd.DataFrame(ratios), "quality": pd.DataFrame(quality)}
+
+
+def bar_chart(per_arm: pd.DataFrame, names: list[str], out: Path) -> list[Path]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    figures = [f for f, _, _ in FIGURES]
+    fig, axes = plt.subplots(1, len(figures), figsize=(4 * len(figures), 3.6))
+    for ax, figure in zip(axes, figures, strict=True):
+        sub = per_arm[per_arm["figure"] == figure].set_index("arm")[names]
+        sub.plot.bar(ax=ax, rot=0)
+        ax.set_title(figure)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    paths = [out / "compare.png", out / "compare.svg"]
+    for p in paths:
+        fig.savefig(p, dpi=120)
+    plt.close(fig)
+    return paths
+
+
+def run(folders: list[Path], *, out: Path, tolerance: float = QUALITY_TOLERANCE) -> dict[str, Path]:
+    machines = []
+    for folder in folders:
+        hw, by = load_machine(Path(folder))
+        name = hw if hw not in [m[0] for m in machines] else f"{hw} ({Path(folder).name})"
+        machines.append((name, str(folder), by))
+    check_same_specs(machines)
+    t = tables(machines, tolerance=tolerance)
+    out.mkdir(parents=True, exist_ok=True)
+    md = ["# Hardware comparison", "", "Folders: " + ", ".join(f"`{f}` ({n})" for n, f, _ in machines), "",
+          "## Per arm", "", tabulate(t["per_arm"].values.tolist(), headers=list(t["per_arm"].columns),
+                                     tablefmt="github", floatfmt=".4g"), "",
+          "## LoRA against standard, per machine", "",
+          tabulate(t["ratios"].values.tolist(), headers=list(t["ratios"].columns), tablefmt="github", floatfmt=".1f"),
+          "", f"## Quality (test Spearman); gaps above {tolerance} are flagged", "",
+          tabulate(t["quality"].values.tolist(), headers=list(t["quality"].columns), tablefmt="github",
+                   floatfmt=".4f"), ""]
+    for name, _, by in machines:
+        md += [f"- {name}: " + "; ".join(report.method_notes([r for rs in by.values() for r in rs])[:2])]
+    paths = {"md": out / "compare.md", "csv": out / "compare.csv"}
+    paths["md"].write_text("\n".join(md) + "\n", encoding="utf-8")
+    t["per_arm"].to_csv(paths["csv"], index=False)
+    t["ratios"].to_csv(out / "compare-ratios.csv", index=False)
+    t["quality"].to_csv(out / "compare-quality.csv", index=False)
+    for p in bar_chart(t["per_arm"], [n for n, _, _ in machines], out):
+        paths[p.suffix[1:]] = p
+    return paths

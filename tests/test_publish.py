@@ -1,0 +1,74 @@
+"""Published results: the hardware id, the generated index (regenerated and diffed), and compare."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from harness import publish
+from tests.conftest import REPO, run_cli
+
+RESULTS = REPO / "results"
+FIXTURES = Path(__file__).parent / "fixtures"
+CPU_ADR = next(iter(sorted(RESULTS.glob("cpu-*/dating/adr"))), None)
+
+
+def test_hardware_id():
+    assert publish.hardware_id({"device_type": "cpu", "cpu_model": "AMD EPYC", "cpu_count": 2}) == "cpu-amd-epyc-2c"
+    assert publish.hardware_id({"device_type": "cuda", "device_name": "NVIDIA H100 80GB HBM3",
+                                "device_memory_bytes": 85_028_290_560}) == "cuda-nvidia-h100-80gb-hbm3-79gb"
+
+
+def test_published_index_is_accurate_against_the_run_files():
+    """Regenerate results/README.md and the ADR page from the committed run files and diff."""
+    assert (RESULTS / "README.md").read_text() == publish.index_markdown(RESULTS)
+    assert (RESULTS / "ADR-001-comparison.md").read_text() == publish.adr_comparison_markdown(RESULTS)
+
+
+def test_published_results_are_real_and_complete():
+    assert CPU_ADR is not None, "no published dating/adr job for a CPU"
+    records = [json.loads(p.read_text()) for p in (CPU_ADR / "runs").glob("*.json")]
+    assert {r["method"] for r in records} == {"baseline", "standard", "lora"}
+    assert all(r["status"] == "success" for r in records)
+    assert (CPU_ADR / "tradeoffs.md").exists()
+    assert "73,728" in (RESULTS / "ADR-001-comparison.md").read_text()
+
+
+def test_publish_add_files_a_folder_under_its_hardware_id(tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(FIXTURES / "compare-gpu", out)
+    root = tmp_path / "results"
+    proc = run_cli("publish", "--add", str(out), "--job", "adr", "--results", str(root))
+    assert proc.returncode == 0, proc.stderr
+    dest = root / "cuda-nvidia-h100-80gb-hbm3-79gb" / "dating" / "adr"
+    assert len(list((dest / "runs").glob("*.json"))) == 3
+    index = (root / "README.md").read_text()
+    assert "| cuda-nvidia-h100-80gb-hbm3-79gb | dating | [adr]" in index
+    again = run_cli("publish", "--add", str(out), "--job", "adr", "--results", str(root))
+    assert again.returncode == 2 and "already exists" in again.stderr
+
+
+@pytest.mark.skipif(CPU_ADR is None, reason="needs the published CPU dating/adr job")
+def test_compare_two_machines(tmp_path):
+    proc = run_cli("compare", str(CPU_ADR), str(FIXTURES / "compare-gpu"), "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    md = (tmp_path / "compare.md").read_text()
+    assert "cpu-amd-epyc-2c" in md and "cuda-nvidia-h100-80gb-hbm3-79gb" in md
+    assert "speed-up vs cpu-amd-epyc-2c" in (tmp_path / "compare.csv").read_text()
+    assert (tmp_path / "compare.png").exists() and (tmp_path / "compare.svg").exists()
+    ratios = (tmp_path / "compare-ratios.csv").read_text()
+    assert ratios.count("lora r=8") == 2  # LoRA vs standard on each machine
+
+
+def test_compare_refuses_a_mismatched_pair(tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(FIXTURES / "compare-gpu", other)
+    for path in (other / "runs").glob("*.json"):
+        record = json.loads(path.read_text())
+        record["spec"]["batch_size"] = 32
+        path.write_text(json.dumps(record))
+    proc = run_cli("compare", str(FIXTURES / "compare-gpu"), str(other), "--out", str(tmp_path / "c"))
+    assert proc.returncode == 2
+    assert "spec field 'batch_size' differs: 32 vs 16" in proc.stderr
+    assert not (tmp_path / "c" / "compare.md").exists()
