@@ -67,7 +67,7 @@ def test_harness_vs_plain_trainer(benchmark, bench):
         model, spec = bench.model("standard")
         record = {"timings": {}}
         splits = bench.splits.limited(train_limit=spec.max_steps * spec.batch_size, eval_limit=0)
-        worker._train(model, spec, splits, bench.device, record)
+        worker.train_arm(model, spec, splits, bench.device, record)
         return record["timings"]["train_wall_s"]
 
     def plain_run() -> float:
@@ -77,7 +77,7 @@ def test_harness_vs_plain_trainer(benchmark, bench):
             output_dir=tempfile.mkdtemp(), max_steps=spec.max_steps, per_device_train_batch_size=spec.batch_size,
             learning_rate=spec.learning_rate, warmup_steps=spec.warmup_steps, seed=spec.seed,
             save_strategy="no", report_to="none", use_cpu=bench.device == "cpu")
-        trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=worker._train_dataset(pairs),
+        trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=worker.train_dataset(pairs),
                                              loss=losses.CosineSimilarityLoss(model))
         start = time.perf_counter()
         trainer.train()

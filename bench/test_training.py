@@ -47,7 +47,7 @@ def test_train_step(benchmark, bench, arm):
     model, spec = bench.model(arm)  # a fresh copy, for parameter counts and the tokenizer
     stats = step_stats(timers, spec.burn_in_steps)
     pairs = bench.train_pairs(spec)
-    tokens_per_sample = worker._count_tokens(model, pairs) / len(pairs)
+    tokens_per_sample = worker.count_tokens(model, pairs) / len(pairs)
     benchmark.extra_info.update(bench.common_info(model), arm=arm, **stats,
                                 samples_per_s=spec.batch_size / stats["step_s_median"],
                                 tokens_per_s=spec.batch_size * tokens_per_sample / stats["step_s_median"],

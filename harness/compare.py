@@ -65,7 +65,7 @@ def tables(machines: list[tuple[str, str, dict]], *, tolerance: float = QUALITY_
     names = [n for n, _, _ in machines]
     labels = list(machines[0][2])
     per_arm = []
-    for label in report._label_order(labels):
+    for label in report.label_order(labels):
         for figure, path, scale in FIGURES:
             row = {"arm": label, "figure": figure}
             values = [_mean(by[label], path, scale) for _, _, by in machines]
@@ -85,7 +85,7 @@ def tables(machines: list[tuple[str, str, dict]], *, tolerance: float = QUALITY_
                 row[f"{figure} % of standard"] = 100 * lo / s if s and lo is not None else None
             ratios.append(row)
     quality = []
-    for label in report._label_order(labels):
+    for label in report.label_order(labels):
         values = [_mean(by[label], "quality.spearman", 1.0) for _, _, by in machines]
         gap = max(values) - min(values) if all(v is not None for v in values) else None
         quality.append({"arm": label, **dict(zip(names, values, strict=True)), "max gap": gap,

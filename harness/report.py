@@ -64,14 +64,17 @@ def runs_frame(records: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _label_order(labels) -> list[str]:
-    def key(label):
-        if label == "baseline":
-            return (0, 0)
-        if label == "standard":
-            return (1, 0)
-        return (2, int(label.split("=")[1])) if label.startswith("lora r=") else (3, 0)
-    return sorted(set(labels), key=key)
+def label_key(label: str) -> tuple[int, int]:
+    """Canonical order of arms: baseline, standard, then LoRA by rank."""
+    if label == "baseline":
+        return (0, 0)
+    if label == "standard":
+        return (1, 0)
+    return (2, int(label.split("=")[1])) if label.startswith("lora r=") else (3, 0)
+
+
+def label_order(labels) -> list[str]:
+    return sorted(set(labels), key=label_key)
 
 
 def tradeoff_table(frame: pd.DataFrame) -> pd.DataFrame:
@@ -79,7 +82,7 @@ def tradeoff_table(frame: pd.DataFrame) -> pd.DataFrame:
     ok = frame[frame["status"] == "success"]
     metrics = [name for name, _, _ in ROWS]
     table = pd.DataFrame(index=metrics)
-    for label in _label_order(ok["label"]):
+    for label in label_order(ok["label"]):
         table[label] = ok[ok["label"] == label][metrics].astype(float).mean(skipna=True)
     if "standard" in table:
         for label in [c for c in table.columns if c.startswith("lora")]:
@@ -141,7 +144,7 @@ def category_table(records: list[dict]) -> pd.DataFrame:
     """Spearman per category (ADR metric 7) for each successful arm."""
     ok = [r for r in records if r["status"] == "success"]
     data = {}
-    for label in _label_order([r.get("label", r["method"]) for r in ok]):
+    for label in label_order([r.get("label", r["method"]) for r in ok]):
         runs = [r for r in ok if r.get("label", r["method"]) == label]
         cats = runs[0]["quality"].get("per_category", {})
         data[label] = {c: pd.Series([get(r, f"quality.per_category.{c}.spearman") for r in runs],
@@ -153,7 +156,7 @@ def category_table(records: list[dict]) -> pd.DataFrame:
 
 def ordered(records: list[dict]) -> list[dict]:
     """Records in a canonical order (arm, then run id), so reports do not depend on file order."""
-    rank = {label: i for i, label in enumerate(_label_order([r.get("label", r["method"]) for r in records]))}
+    rank = {label: i for i, label in enumerate(label_order([r.get("label", r["method"]) for r in records]))}
     return sorted(records, key=lambda r: (rank[r.get("label", r["method"])], r["run_id"]))
 
 

@@ -13,7 +13,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from harness import stats
+from harness import report, stats
 from harness.spec import RunSpec, SpecError, build_specs
 
 TARGET_SETS = {"query,value": ("query", "value"), "query,key,value,dense": ("query", "key", "value", "dense")}
@@ -138,8 +138,7 @@ QUALITY = [("auc_roc", "quality.auc_roc"), ("margin", "quality.margin"), ("f1", 
 
 
 def _get(record, dotted):
-    from harness.report import get
-    return get(record, dotted)
+    return report.get(record, dotted)
 
 
 def point_rows(records: list[dict], *, ttq_fraction: float = 0.95) -> list[dict]:
@@ -154,7 +153,7 @@ def point_rows(records: list[dict], *, ttq_fraction: float = 0.95) -> list[dict]
     std_final_val = stats.t_interval([_get(r, "quality.validation_spearman")
                                       for r in points.get("standard", [])])["mean"]
     rows = []
-    for point in sorted(points, key=_point_order):
+    for point in sorted(points, key=report.label_key):
         group = sorted(points[point], key=lambda r: r["spec"]["seed"])
         row = {"point": point, "method": group[0]["method"],
                "rank": group[0]["spec"]["lora"]["r"] if group[0]["spec"].get("lora") else None,
@@ -188,14 +187,6 @@ def point_rows(records: list[dict], *, ttq_fraction: float = 0.95) -> list[dict]
                        base_sentences_per_s=float(np.mean([m["base_sentences_per_s"] for m in merge])))
         rows.append(row)
     return rows
-
-
-def _point_order(point: str):
-    if point == "baseline":
-        return (0, 0)
-    if point == "standard":
-        return (1, 0)
-    return (2, int(point.split("=")[1]))
 
 
 def _prefixed(name: str, ci: dict) -> dict:

@@ -7,7 +7,6 @@ plain dict whose keys carry their unit (``_s``, ``_bytes``, ``_kwh``, ``_kg``).
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import resource
 import statistics
@@ -233,10 +232,6 @@ def describe_energy_method(tracker) -> dict:
     return {"energy_method": f"codecarbon {codecarbon.__version__} ({'; '.join(parts)}; "
                              f"{tracker._tracking_mode} mode)",
             "energy_is_estimate": estimate}
-
-
-def quiet_codecarbon() -> None:
-    logging.getLogger("codecarbon").setLevel(logging.ERROR)
 
 
 # --- per-step timing through the trainer's own hooks ------------------------------------------

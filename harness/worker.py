@@ -143,7 +143,7 @@ def _execute(spec: RunSpec, record: dict) -> None:
     if spec.arm == "baseline":
         _no_training(record)
     else:
-        _train(model, spec, splits, device, record)
+        train_arm(model, spec, splits, device, record)
 
     with trackers.track_time(device) as ev:
         record["quality"] = evaluate_model(model, splits, spec)
@@ -182,7 +182,7 @@ def _param_record(model, spec: RunSpec) -> dict:
     return out
 
 
-def _train_dataset(pairs):
+def train_dataset(pairs):
     from datasets import Dataset
     return Dataset.from_dict({"sentence1": pairs.text_a, "sentence2": pairs.text_b,
                               "score": [float(s) for s in pairs.score]})
@@ -258,11 +258,11 @@ def build_trainer(model, spec: RunSpec, train_pairs, device: str, *, output_dir:
     if os.environ.get(FAULT_ENV):
         callbacks.append(FaultInjector(os.environ[FAULT_ENV]))
     return SentenceTransformerTrainer(
-        model=model, args=_training_args(spec, device, output_dir), train_dataset=_train_dataset(train_pairs),
+        model=model, args=_training_args(spec, device, output_dir), train_dataset=train_dataset(train_pairs),
         loss=losses.CosineSimilarityLoss(model), callbacks=callbacks)
 
 
-def _train(model, spec: RunSpec, splits, device: str, record: dict) -> None:
+def train_arm(model, spec: RunSpec, splits, device: str, record: dict) -> None:
     timer = trackers.StepTimer(device)
     callbacks = [timer]  # first, so that a probe's evaluation never lands inside a timed step
     probe = ValidationProbe(model, splits.validation, spec.eval_every_steps, device) if spec.eval_every_steps else None
@@ -303,7 +303,7 @@ def samples_for_steps(steps: int, *, n_train: int, batch_size: int) -> int:
 def _throughput(step_s, wall_s, spec, splits, model, *, steps) -> dict:
     summary = trackers.summarize_steps(step_s, burn_in_steps=spec.burn_in_steps)
     samples = samples_for_steps(steps, n_train=len(splits.train), batch_size=spec.batch_size)
-    tokens_per_epoch = _count_tokens(model, splits.train)
+    tokens_per_epoch = count_tokens(model, splits.train)
     tokens = tokens_per_epoch * samples / len(splits.train)
     median = summary["step_s_median"]
     return {
@@ -323,7 +323,7 @@ def _throughput(step_s, wall_s, spec, splits, model, *, steps) -> dict:
     }
 
 
-def _count_tokens(model, pairs) -> int:
+def count_tokens(model, pairs) -> int:
     tokenizer = model.tokenizer
     limit = model.max_seq_length
     enc = tokenizer(pairs.text_a + pairs.text_b, truncation=True, max_length=limit)
