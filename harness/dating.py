@@ -1,179 +1,244 @@
-"""The ``dating`` dataset: a deterministic, seedable generator of dating-profile pairs.
+"""The ``dating`` dataset, version 2: pairs of generated dating *profiles* with a continuous
+compatibility score. Deterministic for ``seed``. (Version 1, pairs of single sentences, is
+``harness/dating_v1.py``, available as the dataset ``dating-v1``.)
 
-How it is generated
--------------------
-* Seven categories (kids, smoking, religion, pets, nightlife, activity, travel). Each has nine
-  *frames*: a pair of sentences that share most of their words but take opposite stances
-  ("I want to have children one day." / "I do not want to have children, ever."), and three
-  *neutral* sentences ("I'm undecided about having kids.").
-* Phrasings are held out: frames 0-4 are used only in train, 5-6 only in validation, 7-8 only
-  in test; neutral sentence k only in split k. The test split therefore measures whether a model
-  generalises to wordings it never saw.
-* Profiles are held out too: each split draws pairs only from its own profiles (ids are
-  disjoint across splits). A profile takes a stance on every category: pro (45%), anti (45%)
-  or neutral (10%).
-* A pair picks a category and two profiles of the split. Its gold score follows the stances:
-  same stance 1.0 (compatible), opposite 0.0 (incompatible), one neutral 0.4 (lukewarm, below
-  the 0.5 compatibility threshold); two neutral profiles are not paired.
-* The wording realises the ADR-001 phenomenon: incompatible pairs reuse one frame (same words,
-  opposite stance) 80% of the time; compatible pairs always use two *different* frames (same
-  stance, different words). A stock embedding model that mostly matches words therefore scores
-  incompatible pairs higher: its baseline Spearman is negative.
-* A neutral-meaning lead-in ("Honestly, ", "For me, ", ...) is chosen per sentence, so equal
-  frames rarely give equal strings.
+How a profile is made
+---------------------
+* A profile states a stance on three or four of seven *topics*, one sentence each, plus one
+  neutral filler sentence (job, home town or hobby), in a shuffled order, as real profiles read.
+* A stance is one of -2, -1, +1, +2: strongly or mildly against, mildly or strongly for.
+  Strong stances carry an intensifier ("Definitely, ..."), mild ones a hedge ("I think ...").
+* Each stance sentence is built compositionally: a *template family* (FAMILIES) x a template of
+  that family x a synonym of the topic (a verb phrase or a noun phrase) x the polarity's form
+  (for example "I {vp}." / "I don't {vp}.") x an intensifier or hedge x a lead-in. Each topic
+  has dozens of wordings per stance.
+
+Held out by family
+------------------
+Whole template families are reserved: families in ``SPLIT_FAMILIES["test"]`` occur only in the
+test split, those of ``"validation"`` only in validation. The test split therefore measures how a
+model generalises to sentence *shapes* it never saw, not only to new sentences.
+
+The gold score (documented weights)
+-----------------------------------
+For the topics both profiles state (at least one), each topic's agreement is
+``1 - |stance_a - stance_b| / 4`` (1 same stance, 0.75 same side at another strength, 0.5 mild
+opposites, 0.25, 0 strong opposites). The score is the weighted mean of the agreements with
+``TOPIC_WEIGHTS``: the dealbreakers kids and smoking weigh 3, religion 2, the preferences 1. So
+one dealbreaker conflict outweighs agreement on a preference or two. The score is in [0, 1] with
+many distinct values. The pair's *category* is its deciding topic: the shared topic with the
+largest weighted disagreement (ties: heavier topic, then the order of TOPICS).
+
+The phenomenon (why the stock model is inverted)
+------------------------------------------------
+On a shared topic where the two profiles take opposite sides, the second profile reuses the first
+one's template and synonym with the other polarity ``SAME_WORDING_P`` (80%) of the time ("I want
+kids." / "I don't want kids."). Where they are on the same side, the second profile always words
+it differently (another family and another synonym). A model that mostly matches words therefore
+scores incompatible profiles as more similar: the stock all-MiniLM-L6-v2's test Spearman is
+negative (a slow test pins it). Fine-tuning has to learn that negation and stance decide.
+
+Independence
+------------
+Every profile appears in exactly one pair, and profile ids are disjoint across splits. Pairs are
+therefore independent draws of the generator; each pair's ``group`` (its two profile ids) is its
+own cluster for the statistics.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-SPLIT_SIZES = {"train": 2000, "validation": 500, "test": 500}
-PROFILES_PER_SPLIT = {"train": 300, "validation": 80, "test": 80}
-FRAMES_BY_SPLIT = {"train": range(0, 5), "validation": range(5, 7), "test": range(7, 9)}
-NEUTRAL_BY_SPLIT = {"train": 0, "validation": 1, "test": 2}
-STANCE_P = {"pro": 0.45, "anti": 0.45, "neutral": 0.10}
-SAME_FRAME_P = 0.8  # share of incompatible pairs that reuse one frame
-SCORES = {"same": 1.0, "opposite": 0.0, "neutral": 0.4}
-LEAD_INS = ["", "Honestly, ", "To be upfront, ", "Just so you know, ", "For me, ", "One thing about me: "]
+VERSION = "dating-v2"
+SPLIT_SIZES = {"train": 2000, "validation": 500, "test": 1500}
+TOPIC_WEIGHTS = {"kids": 3.0, "smoking": 3.0, "religion": 2.0, "pets": 1.0, "nightlife": 1.0, "activity": 1.0,
+                 "travel": 1.0}
+TOPICS = tuple(TOPIC_WEIGHTS)
+STANCES = (-2, -1, 1, 2)
+STANCE_P = (0.3, 0.2, 0.2, 0.3)
+SAME_WORDING_P = 0.8  # share of opposed shared topics worded with the same template and synonym
+TOPICS_PER_PROFILE = (3, 4)
+LEAD_INS = ("", "Hi! ", "Hey there. ", "About me: ", "Quick intro: ", "Hello! ")
 
-# category -> (frames as (pro, anti), neutral sentences)
-CATEGORIES: dict[str, tuple[list[tuple[str, str]], list[str]]] = {
-    "kids": ([
-        ("I want to have children one day.", "I do not want to have children, ever."),
-        ("Kids are definitely in my future.", "Kids are definitely not in my future."),
-        ("I'm looking for someone who wants a family.", "I'm looking for someone who doesn't want a family."),
-        ("Becoming a parent is my biggest dream.", "Becoming a parent has never been a dream of mine."),
-        ("I would love to raise a few little ones.", "I would hate to raise little ones."),
-        ("Starting a family soon is a must for me.", "Starting a family is a dealbreaker for me."),
-        ("I see myself as a mom or dad someday.", "I can't see myself as a mom or dad, ever."),
-        ("Having babies is part of my life plan.", "Having babies is not part of my life plan."),
-        ("I hope to fill a house with children.", "I hope to keep my house free of children."),
-    ], ["I'm undecided about having kids.", "Not sure yet whether I want a family.",
-        "Children? Maybe, maybe not."]),
-    "smoking": ([
-        ("I smoke cigarettes every day.", "I never smoke cigarettes."),
-        ("I'm a smoker and fine with smoke.", "I'm a non-smoker and hate smoke."),
-        ("A cigarette after dinner is my ritual.", "A cigarette after dinner makes me leave the table."),
-        ("My partner can smoke around me, no problem.", "My partner can never smoke around me."),
-        ("I enjoy a cigar or a vape now and then.", "I can't stand cigars or vapes."),
-        ("Smoking is part of my social life.", "Smoking has no part in my life."),
-        ("I light up on every break at work.", "I have never lit up in my life."),
-        ("Tobacco is one of my small pleasures.", "Tobacco is something I find disgusting."),
-        ("I'm happy to date someone who smokes.", "I won't date someone who smokes."),
-    ], ["I only smoke at the occasional party.", "I quit smoking but don't mind it.",
-        "Smoking isn't a big deal either way for me."]),
-    "religion": ([
-        ("My faith is the center of my life.", "Faith plays no role in my life."),
-        ("I go to church every Sunday.", "I never go to church."),
-        ("I'm looking for a religious partner.", "I'm looking for a partner who isn't religious."),
-        ("Prayer is part of my daily routine.", "Prayer is not something I do."),
-        ("I believe in God with all my heart.", "I don't believe in God at all."),
-        ("Raising kids in the faith matters to me.", "Raising kids without religion matters to me."),
-        ("Spirituality guides every decision I make.", "I make decisions without any spirituality."),
-        ("I'm a devout believer.", "I'm a committed atheist."),
-        ("Religious holidays are sacred to me.", "Religious holidays mean nothing to me."),
-    ], ["I'm spiritual but not into organized religion.", "Faith is a private thing I rarely discuss.",
-        "I'm still figuring out what I believe."]),
-    "pets": ([
-        ("I love dogs and have two at home.", "I don't like dogs and won't have one at home."),
-        ("My cat is my best friend.", "Cats make me sneeze, so I avoid them."),
-        ("I want a home full of pets.", "I want a home without any pets."),
-        ("Animals sleep in my bed every night.", "Animals never sleep in my bed."),
-        ("I volunteer at the animal shelter on weekends.", "I'd never spend weekends around shelter animals."),
-        ("My future partner must be a pet lover.", "My future partner must not have pets."),
-        ("Puppies and kittens make me happy.", "Puppies and kittens make me uncomfortable."),
-        ("Walking my dog is the best part of my day.", "Walking a dog sounds like the worst part of a day."),
-        ("I would adopt another rescue pet tomorrow.", "I would never adopt a pet."),
-    ], ["Pets are fine, I just don't need one.", "I like animals at a distance.",
-        "A small fish tank is about my limit."]),
-    "nightlife": ([
-        ("I love going out to clubs on weekends.", "I hate going out to clubs on weekends."),
-        ("Dancing until 3am is my idea of fun.", "Dancing until 3am is my idea of torture."),
-        ("I'm a night owl who lives for parties.", "I'm an early bird who avoids parties."),
-        ("Bars and live music every Friday for me.", "No bars or loud music on Fridays for me."),
-        ("My ideal date is a crowded cocktail bar.", "My ideal date is anywhere but a crowded bar."),
-        ("I'm always the last to leave the party.", "I'm always the first to leave the party."),
-        ("Festivals and raves are my happy place.", "Festivals and raves are my nightmare."),
-        ("Saturday night means going out with friends.", "Saturday night means staying in alone."),
-        ("I need someone who loves nightlife.", "I need someone who avoids nightlife."),
-    ], ["A night out once a month is plenty.", "I can enjoy a party or a quiet night.",
-        "Going out is fine if it ends early."]),
-    "activity": ([
-        ("I run every morning before work.", "I never run, not even to catch a bus."),
-        ("I'm training for my next marathon.", "I'm not training for anything, ever."),
-        ("Hiking and climbing fill my weekends.", "Hiking and climbing are not for me."),
-        ("I hit the gym six days a week.", "I haven't been to a gym in years."),
-        ("An active partner who works out is a must.", "A partner obsessed with working out is a turn-off."),
-        ("I'd rather cycle 50 miles than watch TV.", "I'd rather watch TV than cycle anywhere."),
-        ("Sports are a huge part of my life.", "Sports are no part of my life."),
-        ("I'm happiest when I'm sweating outdoors.", "I'm happiest when I'm resting on the couch."),
-        ("Fitness is my top priority.", "Fitness is my lowest priority."),
-    ], ["I stay moderately active.", "A walk now and then keeps me happy.",
-        "Yoga once a week is enough exercise for me."]),
-    "travel": ([
-        ("I travel abroad every chance I get.", "I never travel abroad if I can help it."),
-        ("Backpacking across continents is my passion.", "Backpacking across continents sounds exhausting."),
-        ("My passport is full of stamps.", "My passport is empty and I like it that way."),
-        ("I want a partner to explore the world with.", "I want a partner who stays close to home."),
-        ("Long flights to new countries excite me.", "Long flights to new countries stress me out."),
-        ("I plan my next trip as soon as I get home.", "I never plan trips, home is where I'm happy."),
-        ("Trying food in foreign cities is my favorite hobby.", "Trying food in foreign cities is not my thing."),
-        ("I'd move abroad for adventure.", "I'd never move abroad."),
-        ("Road trips with no plan sound perfect.", "Road trips with no plan sound awful."),
-    ], ["A trip once a year is enough for me.", "I like travel but I'm a homebody too.",
-        "Short getaways suit me better than big trips."]),
+# Synonyms per topic: verb phrases (after "I", in the base form) and noun phrases.
+VERB_PHRASES = {
+    "kids": ["want kids", "want children", "want to have children", "want to start a family",
+             "plan to raise a family", "hope to become a parent", "see kids in my future"],
+    "smoking": ["smoke", "smoke cigarettes", "enjoy a cigarette", "like to smoke now and then", "vape",
+                "light up after dinner"],
+    "religion": ["go to church", "pray every day", "believe in God", "practise my faith", "keep the sabbath",
+                 "want a religious home"],
+    "pets": ["love dogs", "keep pets", "want a home full of animals", "adopt rescue pets",
+             "let my cat sleep on the bed", "love having animals around"],
+    "nightlife": ["go clubbing", "party on weekends", "love a night out", "stay out dancing late",
+                  "hit the bars on Fridays", "enjoy loud concerts"],
+    "activity": ["work out daily", "go running", "hit the gym", "train for marathons", "hike every weekend",
+                 "play team sports"],
+    "travel": ["travel abroad", "love long flights", "backpack around the world", "plan my next trip",
+               "want to live overseas", "explore new countries"],
+}
+NOUN_PHRASES = {
+    "kids": ["kids", "children", "a family of my own", "parenthood", "raising children"],
+    "smoking": ["smoking", "cigarettes", "tobacco", "vaping", "a smoke after dinner"],
+    "religion": ["faith", "religion", "church on Sundays", "prayer", "a religious life"],
+    "pets": ["pets", "dogs", "cats", "animals at home", "a house full of pets"],
+    "nightlife": ["nightlife", "clubbing", "late parties", "bars on Fridays", "dancing till 3am"],
+    "activity": ["fitness", "working out", "running", "the gym", "outdoor sports"],
+    "travel": ["travel", "trips abroad", "long flights", "backpacking", "exploring new countries"],
+}
+
+# Template families: each template is (for, against), with a slot {vp} or {np}.
+FAMILIES: dict[str, list[tuple[str, str]]] = {
+    "plain": [("I {vp}.", "I don't {vp}."), ("I really {vp}.", "I really don't {vp}.")],
+    "emphatic": [("I do {vp}.", "I do not {vp}."), ("Yes, I {vp}.", "No, I do not {vp}.")],
+    "never": [("I'd say I {vp}.", "I'd say I never {vp}."), ("It's true: I {vp}.", "It's true: I never {vp}.")],
+    "all_in": [("When it comes to {np}, I'm all in.", "When it comes to {np}, count me out."),
+               ("On {np}: I'm in.", "On {np}: I'm out.")],
+    "fan": [("I'm a big fan of {np}.", "I'm not a fan of {np}."),
+            ("I'm totally into {np}.", "I'm not into {np} at all.")],
+    "match": [("Looking for a match who is into {np}.", "Looking for a match who is not into {np}."),
+              ("My partner should love {np}.", "My partner should avoid {np}.")],
+    "yes_no": [("{np}? Yes, please.", "{np}? No, thanks."), ("{np}: a yes from me.", "{np}: a no from me.")],
+    "for_against": [("I'm all for {np}.", "I'm against {np}."),
+                    ("I'm in favour of {np}.", "I'm not in favour of {np}.")],
+    "count_on": [("Count on me to {vp}.", "Count on me to never {vp}."),
+                 ("You can expect me to {vp}.", "Don't expect me to {vp}.")],
+    "know": [("You should know that I {vp}.", "You should know that I don't {vp}."),
+             ("Full disclosure: I {vp}.", "Full disclosure: I don't {vp}.")],
+    "life": [("My life would feel empty without {np}.", "My life feels better without {np}."),
+             ("I can't imagine a future without {np}.", "I can't imagine a future with {np}.")],
+    "question": [("There's no question that I {vp}.", "There's no way that I {vp}."),
+                 ("It goes without saying that I {vp}.", "It goes without saying that I never {vp}.")],
+    "say_yes": [("I'd say yes to {np} any day.", "I'd say no to {np} any day."),
+                ("Say yes to {np}, that's me.", "Say no to {np}, that's me.")],
+    "deal": [("{np} is a big plus for me.", "{np} is a big minus for me."),
+             ("{np} would be a bonus in a partner.", "{np} would be a problem in a partner.")],
+}
+SPLIT_FAMILIES = {
+    "train": ("plain", "emphatic", "never", "all_in", "fan", "match", "yes_no", "for_against", "count_on", "know"),
+    "validation": ("say_yes", "deal"),
+    "test": ("life", "question"),
+}
+STRONG = {"prefix": ["Definitely, ", "Absolutely: ", "No doubt about it: ", "For real, "],
+          "suffix": [" For sure.", " No question.", " That's firm."]}
+MILD = {"prefix": ["I think ", "Probably ", "I guess ", "Maybe "],
+        "suffix": [" More or less.", " I suppose.", " Most days."]}
+FILLER = {
+    "templates": ["I work as {job}.", "I'm {job} based in {city}.", "In my free time I enjoy {hobby}.",
+                  "Ask me about {hobby}.", "Friends say I'm good at {hobby}.", "I grew up in {city}."],
+    "job": ["a nurse", "a teacher", "an engineer", "a chef", "an accountant", "a designer", "a lawyer",
+            "a carpenter", "a pharmacist", "a photographer", "a librarian", "a plumber"],
+    "city": ["Leeds", "Austin", "Lyon", "Porto", "Denver", "Glasgow", "Utrecht", "Perth", "Quebec", "Bergen"],
+    "hobby": ["cooking", "reading novels", "board games", "painting", "gardening", "photography", "chess",
+              "baking bread", "playing guitar", "knitting", "crosswords", "pottery"],
 }
 
 
 def generate(*, seed: int = 0, sizes: dict[str, int] = SPLIT_SIZES) -> dict[str, list[dict]]:
-    """Rows ``{text_a, text_b, score, category, profile_a, profile_b, frame_a, frame_b}`` per split."""
+    """Rows ``{text_a, text_b, score, category, group, profile_a, profile_b, shared, stances_a, stances_b,
+    families_a, families_b, wordings_a, wordings_b}`` per split (a wording: family, template, synonym)."""
     rng = np.random.default_rng(seed)
-    splits, first_id = {}, 0
+    splits, next_id = {}, 0
     for split, n_pairs in sizes.items():
-        profiles = _draw_profiles(rng, first_id=first_id, count=PROFILES_PER_SPLIT[split])
-        first_id += PROFILES_PER_SPLIT[split]
-        splits[split] = [_draw_pair(rng, profiles, split) for _ in range(n_pairs)]
+        rows = []
+        for _ in range(n_pairs):
+            rows.append(_pair(rng, split, first_id=next_id))
+            next_id += 2
+        splits[split] = rows
     return splits
 
 
-def _draw_profiles(rng, *, first_id: int, count: int) -> list[dict]:
-    stances, probs = list(STANCE_P), list(STANCE_P.values())
-    return [{"id": first_id + i, "stance": {c: stances[rng.choice(3, p=probs)] for c in CATEGORIES}}
-            for i in range(count)]
+def compatibility(stances_a: dict[str, int], stances_b: dict[str, int]) -> tuple[float, str]:
+    """The documented gold score and the deciding topic, over the topics both profiles state."""
+    shared = [t for t in TOPICS if t in stances_a and t in stances_b]
+    if not shared:
+        raise ValueError("profiles share no topic")
+    agree = {t: 1 - abs(stances_a[t] - stances_b[t]) / 4 for t in shared}
+    score = sum(TOPIC_WEIGHTS[t] * agree[t] for t in shared) / sum(TOPIC_WEIGHTS[t] for t in shared)
+    deciding = max(shared, key=lambda t: (TOPIC_WEIGHTS[t] * (1 - agree[t]), TOPIC_WEIGHTS[t], -TOPICS.index(t)))
+    return float(score), deciding
 
 
-def _draw_pair(rng, profiles: list[dict], split: str) -> dict:
-    category = list(CATEGORIES)[rng.integers(len(CATEGORIES))]
-    while True:
-        a, b = (profiles[i] for i in rng.choice(len(profiles), size=2, replace=False))
-        sa, sb = a["stance"][category], b["stance"][category]
-        if not (sa == sb == "neutral"):
-            break
-    frames = list(FRAMES_BY_SPLIT[split])
-    fa = int(rng.choice(frames))
-    if sa == sb:  # compatible: same stance in different words
-        fb = int(rng.choice([f for f in frames if f != fa]))
-        score = SCORES["same"]
-    elif "neutral" in (sa, sb):
-        fb = int(rng.choice(frames))
-        score = SCORES["neutral"]
-    else:  # incompatible: opposite stance, mostly in the same words
-        fb = fa if rng.random() < SAME_FRAME_P else int(rng.choice([f for f in frames if f != fa]))
-        score = SCORES["opposite"]
+def _pair(rng, split: str, *, first_id: int) -> dict:
+    topics_a = _topics(rng, [])
+    n_shared = int(rng.integers(1, len(topics_a) + 1))
+    shared = [str(t) for t in rng.choice(topics_a, size=n_shared, replace=False)]
+    topics_b = _topics(rng, shared, avoid=topics_a)
+    stances_a = {t: _stance(rng) for t in topics_a}
+    stances_b = {t: _stance(rng) for t in topics_b}
+    score, category = compatibility(stances_a, stances_b)
+    words_a = {t: _wording(rng, split, t) for t in topics_a}
+    words_b = {}
+    for t in topics_b:
+        if t in stances_a and (stances_a[t] > 0) != (stances_b[t] > 0) and rng.random() < SAME_WORDING_P:
+            words_b[t] = words_a[t]  # same words, other polarity: the trap for word matching
+        elif t in stances_a and (stances_a[t] > 0) == (stances_b[t] > 0):
+            words_b[t] = _wording(rng, split, t, unlike=words_a[t])  # same side, other words
+        else:
+            words_b[t] = _wording(rng, split, t)
     return {
-        "text_a": _sentence(rng, category, sa, fa, split), "text_b": _sentence(rng, category, sb, fb, split),
-        "score": score, "category": category, "profile_a": a["id"], "profile_b": b["id"],
-        "frame_a": -1 if sa == "neutral" else fa, "frame_b": -1 if sb == "neutral" else fb,
+        "text_a": _profile_text(rng, stances_a, words_a), "text_b": _profile_text(rng, stances_b, words_b),
+        "score": score, "category": category, "group": f"{first_id}-{first_id + 1}",
+        "profile_a": first_id, "profile_b": first_id + 1, "shared": sorted(shared, key=TOPICS.index),
+        "stances_a": stances_a, "stances_b": stances_b,
+        "families_a": sorted({w[0] for w in words_a.values()}), "families_b": sorted({w[0] for w in words_b.values()}),
+        "wordings_a": {t: list(w) for t, w in words_a.items()}, "wordings_b": {t: list(w) for t, w in words_b.items()},
     }
 
 
-def _sentence(rng, category: str, stance: str, frame: int, split: str) -> str:
-    frames, neutral = CATEGORIES[category]
-    if stance == "neutral":
-        text = neutral[NEUTRAL_BY_SPLIT[split]]
-    else:
-        text = frames[frame][0 if stance == "pro" else 1]
-    lead = LEAD_INS[rng.integers(len(LEAD_INS))]
-    if lead and not text.startswith(("I ", "I'")):
-        text = text[0].lower() + text[1:]
-    return lead + text
+def _topics(rng, must: list[str], avoid: list[str] = ()) -> list[str]:
+    """``must`` plus random other topics (not in ``avoid``) up to three or four in all."""
+    size = max(len(must), int(rng.choice(TOPICS_PER_PROFILE)))
+    others = [t for t in TOPICS if t not in must and t not in avoid]
+    extra = [str(t) for t in rng.choice(others, size=min(size - len(must), len(others)), replace=False)]
+    return sorted([*must, *extra], key=TOPICS.index)
+
+
+def _stance(rng) -> int:
+    return int(rng.choice(STANCES, p=STANCE_P))
+
+
+def _wording(rng, split: str, topic: str, unlike: tuple | None = None) -> tuple[str, int, str]:
+    """(family, template index, synonym) from the split's own families; ``unlike``: another family
+    and another synonym than that wording."""
+    families = [f for f in SPLIT_FAMILIES[split] if unlike is None or f != unlike[0]]
+    family = str(rng.choice(families))
+    index = int(rng.integers(len(FAMILIES[family])))
+    slot = "{vp}" if "{vp}" in FAMILIES[family][index][0] else "{np}"
+    synonyms = VERB_PHRASES[topic] if slot == "{vp}" else NOUN_PHRASES[topic]
+    synonyms = [s for s in synonyms if unlike is None or s != unlike[2]]
+    return family, index, str(rng.choice(synonyms))
+
+
+def stance_sentence(stance: int, wording: tuple[str, int, str], *, modifier: tuple[str, str] = ("", "")) -> str:
+    """The sentence for a stance in a wording, with an optional (prefix, suffix) modifier."""
+    family, index, synonym = wording
+    template = FAMILIES[family][index][0 if stance > 0 else 1]
+    core = template.replace("{vp}", synonym).replace("{np}", synonym)
+    core = core[0].upper() + core[1:]
+    prefix, suffix = modifier
+    if prefix and not core.startswith(("I ", "I'")):
+        core = core[0].lower() + core[1:]
+    return prefix + core + suffix
+
+
+def _profile_text(rng, stances: dict[str, int], words: dict[str, tuple]) -> str:
+    sentences = []
+    for topic, stance in stances.items():
+        pool = STRONG if abs(stance) == 2 else MILD
+        where = "prefix" if rng.random() < 0.6 else "suffix"
+        choice = str(rng.choice(pool[where]))
+        modifier = (choice, "") if where == "prefix" else ("", choice)
+        sentences.append(stance_sentence(stance, words[topic], modifier=modifier))
+    template = str(rng.choice(FILLER["templates"]))
+    sentences.append(template.format(**{k: str(rng.choice(FILLER[k])) for k in ("job", "city", "hobby")}))
+    order = rng.permutation(len(sentences))
+    return str(rng.choice(LEAD_INS)) + " ".join(sentences[i] for i in order)
+
+
+def strip_lead_in(text: str) -> str:
+    """The profile text without its lead-in (for counting distinct texts)."""
+    for lead in LEAD_INS[1:]:
+        if text.startswith(lead):
+            return text[len(lead):]
+    return text

@@ -116,15 +116,83 @@ def merge_lora(model) -> int:
     return merged
 
 
-def count_params(model) -> dict[str, int]:
-    """Counted from the live model's tensors, never from config arithmetic."""
-    params = list(model.parameters())
-    return {"trainable_params": sum(p.numel() for p in params if p.requires_grad),
-            "total_params": sum(p.numel() for p in params)}
+def gradient_probe(model, pairs, *, batch_size: int) -> set[str]:
+    """Names of the parameters that receive a gradient in one backward pass of the training loss
+    (CosineSimilarityLoss) on the first batch of ``pairs``.
+
+    Runs in eval mode, so dropout draws no random numbers and training afterwards is unchanged;
+    gradients are cleared again. A parameter that requires grad but gets none here (the pooler of a
+    mean-pooling model) can never be updated by training.
+    """
+    from sentence_transformers.sentence_transformer import losses
+    was_training = model.training
+    model.eval()
+    n = max(1, min(batch_size, len(pairs)))
+    features = [{k: v.to(model.device) if hasattr(v, "to") else v for k, v in model.tokenize(texts[:n]).items()}
+                for texts in (pairs.text_a, pairs.text_b)]
+    labels = torch.tensor(pairs.score[:n], dtype=torch.float32, device=model.device)
+    model.zero_grad(set_to_none=True)
+    losses.CosineSimilarityLoss(model)(features, labels).backward()
+    names = {name for name, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+    model.train(was_training)
+    return names
 
 
-def expected_lora_params(model, lora) -> int:
-    """Analytic cross-check: r * (in_features + out_features) for each targeted Linear layer.
+def forward_path_linears(model, pairs, *, batch_size: int) -> set[str]:
+    """Full names of the Linear modules that influence the loss: those whose weight gets a gradient
+    when every parameter is trainable (requires_grad is restored afterwards)."""
+    flags = {name: p.requires_grad for name, p in model.named_parameters()}
+    for p in model.parameters():
+        p.requires_grad_(True)
+    try:
+        receiving = gradient_probe(model, pairs, batch_size=batch_size)
+    finally:
+        for name, p in model.named_parameters():
+            p.requires_grad_(flags[name])
+    return {name for name, m in model.named_modules()
+            if isinstance(m, torch.nn.Linear) and f"{name}.weight" in receiving}
+
+
+def split_targets(model, lora, active: set[str]) -> tuple[list[str], list[str]]:
+    """The Linear modules a LoRA target list matches, split into (on the forward path, inert)."""
+    matched = [name for name, m in model.named_modules()
+               if isinstance(m, torch.nn.Linear) and name.rsplit(".", 1)[-1] in lora.target_modules]
+    return [n for n in matched if n in active], [n for n in matched if n not in active]
+
+
+def check_inert_targets(model, lora, active: set[str]) -> list[str]:
+    """Raise when LoRA would adapt only modules that never influence the loss; return the inert
+    ones it matches besides active ones (for a warning)."""
+    on_path, inert = split_targets(model, lora, active)
+    if not on_path:
+        raise ModelError(f"lora.target_modules = {list(lora.target_modules)}: every module they match is inert "
+                         f"(no gradient reaches it: {', '.join(inert)}); nothing would train")
+    return inert
+
+
+def count_params(model, *, receiving_grad: set[str] | None = None) -> dict:
+    """Counted from the live model's tensors, never from config arithmetic.
+
+    ``requires_grad_params`` is what requires_grad says; ``trainable_params`` counts only those that
+    also receive a gradient (``gradient_probe``), and ``inert_params`` names the difference by module.
+    """
+    params = dict(model.named_parameters())
+    requires = {n for n, p in params.items() if p.requires_grad}
+    trainable = requires if receiving_grad is None else requires & receiving_grad
+    inert: dict[str, int] = {}
+    for name in sorted(requires - trainable):
+        module = name.rsplit(".", 1)[0]
+        inert[module] = inert.get(module, 0) + params[name].numel()
+    return {"trainable_params": sum(params[n].numel() for n in trainable),
+            "requires_grad_params": sum(params[n].numel() for n in requires),
+            "total_params": sum(p.numel() for p in params.values()),
+            "inert_params": inert}
+
+
+def expected_lora_params(model, lora, *, active: set[str] | None = None) -> int:
+    """Analytic cross-check: r * (in_features + out_features) for each targeted Linear layer on the
+    forward path (``active``: full module names from ``forward_path_linears``; None counts all).
 
     Walks the adapted model's base layers, so it must be called after ``attach_lora``.
     """
@@ -132,7 +200,7 @@ def expected_lora_params(model, lora) -> int:
     for name, module in model.named_modules():
         short = name.rsplit(".", 1)[-1]
         base = getattr(module, "base_layer", None)
-        if short in lora.target_modules and isinstance(base, torch.nn.Linear):
+        if short in lora.target_modules and isinstance(base, torch.nn.Linear) and (active is None or name in active):
             total += lora.r * (base.in_features + base.out_features)
     return total
 

@@ -3,6 +3,10 @@
 Schema history (bump SCHEMA_VERSION and add a line for every change; keep reading old ones):
   1 - first version: spec, status, error, timings, memory, params, energy, quality, data,
       environment (harness/schema/run-v1.schema.json).
+  2 - quality.test_gold and quality.test_group beside test_cos (reports need no data reload);
+      data.version and data.test_groups; params.trainable_params counts only parameters that receive
+      a gradient, with requires_grad_params and inert_params beside it (run-v2.schema.json).
+      A version-1 record of dataset "dating" means dating-v1 (version 2 of the data came later).
 """
 
 from __future__ import annotations
@@ -14,9 +18,23 @@ import tempfile
 import warnings
 from pathlib import Path
 
-SCHEMA_VERSION = 1
-KNOWN_VERSIONS = (1,)
-SCHEMA_FILE = Path(__file__).parent / "schema" / "run-v1.schema.json"
+SCHEMA_VERSION = 2
+KNOWN_VERSIONS = (1, 2)
+SCHEMA_DIR = Path(__file__).parent / "schema"
+SCHEMA_FILE = SCHEMA_DIR / f"run-v{SCHEMA_VERSION}.schema.json"
+
+
+def schema_file(version: int) -> Path:
+    return SCHEMA_DIR / f"run-v{version}.schema.json"
+
+
+def data_version(record: dict) -> str:
+    """The dataset version a record was evaluated on (schema 1 predates it: "dating" then meant v1)."""
+    data = record.get("data") or {}
+    if data.get("version"):
+        return data["version"]
+    name = data.get("name") or (record.get("spec") or {}).get("dataset", "")
+    return "dating-v1" if name == "dating" and record.get("schema_version") == 1 else name
 
 
 class ResultError(ValueError):

@@ -1,16 +1,24 @@
-"""Confidence intervals, the paired significance test and the Pareto front (pure functions).
+"""Confidence intervals, the paired significance test and the Pareto front (pure, vectorised).
 
 Methods
 -------
-* Spearman on test: a hierarchical percentile bootstrap. Each replicate draws seeds with
-  replacement (when there are several), then test pairs with replacement within each drawn seed,
-  and averages the seeds' Spearman. The 95% CI is the 2.5th-97.5th percentile of the replicates.
-  With one seed this is the plain bootstrap over test pairs.
+* The unit of resampling is the *group* (``Pairs.group``): the unit that is really independent
+  (dating: the pair of profiles; STS-B: the distinct sentence pair; a user file: its ``group``
+  column, else the row). Resampling rows that repeat one underlying pair would treat copies as
+  independent evidence and make intervals far too narrow (``tests/test_stats.py`` shows it).
+* Cluster bootstrap, vectorised: a replicate draws G groups with replacement from the G groups,
+  which is the same as giving every row the weight "how often its group was drawn". Spearman on
+  the resampled data equals a *weighted* Spearman (tie-averaged weighted ranks, weighted Pearson),
+  so all replicates are computed at once as arrays, without building resampled copies.
+* Several seeds: the test set is shared by all seeds, so seeds and groups are crossed. A replicate
+  draws seeds with replacement and one set of group weights, and averages the drawn seeds'
+  Spearman. The 95% CI is the 2.5th-97.5th percentile of the replicates.
 * Other figures (quality and efficiency): mean over seeds with a Student-t 95% interval; with a
   single seed there is no interval (None), never a made-up one.
-* Significance of LoRA(r) vs standard: a paired bootstrap over the *same* test pairs (and seeds
-  paired by seed), of the difference in Spearman. Two-sided p = 2 x min(P(d <= 0), P(d >= 0));
-  significant when p < 0.05.
+* Paired test of arm A against arm B: the same replicates (the same groups, seeds paired by
+  seed), of the difference in Spearman. Two-sided p = 2 x min(P(d <= 0), P(d >= 0)).
+  *Significant* needs p < 0.05 and, with several seeds, every seed's own difference on the same
+  side as the mean difference (the seed-level spread must agree).
 """
 
 from __future__ import annotations
@@ -43,38 +51,104 @@ def t_interval(values: list[float], *, confidence: float = 0.95) -> dict:
     return {"mean": mean, "lo": mean - half, "hi": mean + half, "n": int(len(vals))}
 
 
-def _replicates(cos_by_seed: list[np.ndarray], gold: np.ndarray, *, n_boot: int, seed: int):
-    """Hierarchical bootstrap: draws of seed indices and, per draw, pair indices."""
-    rng = np.random.default_rng(seed)
-    n_seeds, n_pairs = len(cos_by_seed), len(gold)
-    for _ in range(n_boot):
-        seeds = rng.integers(n_seeds, size=n_seeds) if n_seeds > 1 else np.zeros(1, dtype=int)
-        yield [(s, rng.integers(n_pairs, size=n_pairs)) for s in seeds]
+# --- weighted Spearman, many weight vectors at once ----------------------------------------------
+
+def _weighted_ranks(x: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Average ranks of ``x`` in the data set where row i appears ``weights[b, i]`` times, for every
+    row b of ``weights`` (shape B x n). Tied values share the mean of the ranks they span."""
+    order = np.argsort(x, kind="stable")
+    xs = x[order]
+    tie_start = np.r_[True, xs[1:] != xs[:-1]]
+    tie_id = np.cumsum(tie_start) - 1  # the tie group of each sorted position (contiguous when sorted)
+    totals = np.add.reduceat(weights[:, order], np.flatnonzero(tie_start), axis=1)  # weight per tie group
+    below = np.cumsum(totals, axis=1) - totals  # weight of all smaller values
+    ranks_sorted = (below + (totals + 1) / 2)[:, tie_id]
+    ranks = np.empty_like(ranks_sorted)
+    ranks[:, order] = ranks_sorted
+    return ranks
 
 
-def bootstrap_spearman(cos_by_seed: list[np.ndarray], gold: np.ndarray, *, n_boot: int = N_BOOT,
+def weighted_spearman(x: np.ndarray, y: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Spearman of (x, y) on the data set that repeats row i ``weights[b, i]`` times; one value per b.
+
+    Equal to ``fast_spearman`` on the expanded data (a test checks it)."""
+    weights = np.atleast_2d(np.asarray(weights, dtype=float))
+    rx, ry = _weighted_ranks(np.asarray(x), weights), _weighted_ranks(np.asarray(y), weights)
+    total = weights.sum(axis=1, keepdims=True)
+    mx, my = (weights * rx).sum(1, keepdims=True) / total, (weights * ry).sum(1, keepdims=True) / total
+    dx, dy = rx - mx, ry - my
+    cov = (weights * dx * dy).sum(1)
+    denom = np.sqrt((weights * dx * dx).sum(1) * (weights * dy * dy).sum(1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denom > 0, cov / denom, np.nan)
+
+
+def group_weights(groups, *, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """B x n row weights of a cluster bootstrap: each replicate draws the G groups with replacement."""
+    _, index = np.unique(np.asarray(groups, dtype=str), return_inverse=True)
+    n_groups = int(index.max()) + 1
+    counts = rng.multinomial(n_groups, np.full(n_groups, 1 / n_groups), size=n_boot)  # B x G
+    return counts[:, index].astype(float)
+
+
+def _seed_draws(n_seeds: int, *, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """B x S counts: how often each seed is drawn in each replicate (all ones with one seed)."""
+    if n_seeds == 1:
+        return np.ones((n_boot, 1))
+    return rng.multinomial(n_seeds, np.full(n_seeds, 1 / n_seeds), size=n_boot).astype(float)
+
+
+def _replicate_means(per_seed: list[np.ndarray], seed_counts: np.ndarray) -> np.ndarray:
+    """Mean over the drawn seeds of each replicate's per-seed statistic."""
+    values = np.stack(per_seed, axis=1)  # B x S
+    return (values * seed_counts).sum(1) / seed_counts.sum(1)
+
+
+def _groups_or_rows(groups, n: int):
+    return [f"row{i}" for i in range(n)] if groups is None else groups
+
+
+def bootstrap_spearman(cos_by_seed: list[np.ndarray], gold: np.ndarray, *, groups=None, n_boot: int = N_BOOT,
                        seed: int = 0) -> dict:
+    """Mean Spearman over seeds with a cluster-bootstrap 95% CI (groups, and seeds when several)."""
+    rng = np.random.default_rng(seed)
+    groups = _groups_or_rows(groups, len(gold))
+    weights = group_weights(groups, n_boot=n_boot, rng=rng)
+    seed_counts = _seed_draws(len(cos_by_seed), n_boot=n_boot, rng=rng)
     point = float(np.mean([fast_spearman(c, gold) for c in cos_by_seed]))
-    reps = [np.mean([fast_spearman(cos_by_seed[s][idx], gold[idx]) for s, idx in draw])
-            for draw in _replicates(cos_by_seed, gold, n_boot=n_boot, seed=seed)]
+    reps = _replicate_means([weighted_spearman(c, gold, weights) for c in cos_by_seed], seed_counts)
     lo, hi = np.nanpercentile(reps, [100 * ALPHA / 2, 100 * (1 - ALPHA / 2)])
-    return {"mean": point, "lo": float(lo), "hi": float(hi), "n": len(cos_by_seed), "method": "bootstrap"}
+    return {"mean": point, "lo": float(lo), "hi": float(hi), "n": len(cos_by_seed), "n_pairs": int(len(gold)),
+            "n_groups": int(len(set(map(str, groups)))), "method": "cluster bootstrap"}
 
 
-def paired_spearman_test(cos_a: list[np.ndarray], cos_b: list[np.ndarray], gold: np.ndarray, *,
+def paired_spearman_test(cos_a: list[np.ndarray], cos_b: list[np.ndarray], gold: np.ndarray, *, groups=None,
                          n_boot: int = N_BOOT, seed: int = 0) -> dict:
-    """Difference in Spearman (a - b) over the same test pairs; seeds paired by position."""
+    """Difference in Spearman (a - b) over the same test groups; seeds paired by position."""
     n = min(len(cos_a), len(cos_b))
     cos_a, cos_b = cos_a[:n], cos_b[:n]
-    diff = float(np.mean([fast_spearman(a, gold) - fast_spearman(b, gold) for a, b in zip(cos_a, cos_b,
-                                                                                            strict=True)]))
-    reps = np.array([np.mean([fast_spearman(cos_a[s][idx], gold[idx]) - fast_spearman(cos_b[s][idx], gold[idx])
-                              for s, idx in draw])
-                     for draw in _replicates(cos_a, gold, n_boot=n_boot, seed=seed)])
+    rng = np.random.default_rng(seed)
+    groups = _groups_or_rows(groups, len(gold))
+    weights = group_weights(groups, n_boot=n_boot, rng=rng)
+    seed_counts = _seed_draws(n, n_boot=n_boot, rng=rng)
+    per_seed = [fast_spearman(a, gold) - fast_spearman(b, gold) for a, b in zip(cos_a, cos_b, strict=True)]
+    diff = float(np.mean(per_seed))
+    reps = _replicate_means([weighted_spearman(a, gold, weights) - weighted_spearman(b, gold, weights)
+                             for a, b in zip(cos_a, cos_b, strict=True)], seed_counts)
+    reps = reps[np.isfinite(reps)]
     p = min(1.0, 2 * min(float((reps <= 0).mean()), float((reps >= 0).mean())))
     lo, hi = np.percentile(reps, [100 * ALPHA / 2, 100 * (1 - ALPHA / 2)])
-    return {"diff": diff, "lo": float(lo), "hi": float(hi), "p_value": p, "significant": p < ALPHA,
-            "n_seeds": n, "method": "paired bootstrap over test pairs"}
+    seeds_agree = all(np.sign(d) == np.sign(diff) for d in per_seed) if n > 1 else True
+    return {"diff": diff, "lo": float(lo), "hi": float(hi), "p_value": p, "seed_diffs": per_seed,
+            "seeds_agree": bool(seeds_agree), "significant": bool(p < ALPHA and seeds_agree), "n_seeds": n,
+            "n_groups": int(len(set(map(str, groups)))),
+            "method": "paired cluster bootstrap over test groups (and seeds); significant: p < 0.05 and every "
+                      "seed's difference on the side of the mean"}
+
+
+def row_bootstrap_spearman(cos: np.ndarray, gold: np.ndarray, *, n_boot: int = N_BOOT, seed: int = 0) -> dict:
+    """The old method, kept for the coverage test only: every row treated as independent."""
+    return bootstrap_spearman([cos], gold, groups=None, n_boot=n_boot, seed=seed)
 
 
 def pareto_front(costs: list[float], qualities: list[float]) -> list[bool]:

@@ -89,6 +89,7 @@ def new_record(spec: RunSpec) -> dict:
         "training": {},
         "data": {},
         "environment": {},
+        "warnings": [],
     }
 
 
@@ -132,13 +133,21 @@ def _execute(spec: RunSpec, record: dict) -> None:
     splits = splits.limited(train_limit=spec.train_limit, eval_limit=spec.eval_limit)
     record["data"] = splits.summary()
 
+    # Loading includes the gradient probes (one backward pass on one batch each): which Linear layers
+    # influence the loss, and which parameters receive a gradient (see _param_record).
     with trackers.track_time(device) as load:
         model = models.load_model(models.resolve_model_path(spec.model), device=device,
                                   max_seq_length=spec.max_seq_length)
+        active = models.forward_path_linears(model, splits.train, batch_size=spec.batch_size) if spec.lora else None
         if spec.lora is not None:
+            inert_targets = models.check_inert_targets(model, spec.lora, active)
+            if inert_targets:
+                record.setdefault("warnings", []).append(
+                    f"lora.target_modules also match inert modules (no gradient reaches them; their adapters "
+                    f"never train and are not counted): {', '.join(inert_targets)}")
             models.attach_lora(model, spec.lora)
+        record["params"] = _param_record(model, spec, splits.train, active=active)
     record["timings"]["load_s"] = load["wall_s"]
-    record["params"] = _param_record(model, spec)
 
     if spec.arm == "baseline":
         _no_training(record)
@@ -165,20 +174,28 @@ def _no_training(record: dict) -> None:
     record["energy"] = {"energy_kwh": None, "energy_method": None, "energy_unavailable_reason": reason}
 
 
-def _param_record(model, spec: RunSpec) -> dict:
+def _param_record(model, spec: RunSpec, train_pairs, *, active: set[str] | None) -> dict:
+    """Parameter counts from the live model. ``trainable_params`` counts the parameters that receive a
+    gradient in a probe backward pass on one training batch; ``requires_grad_params`` is what
+    requires_grad says; ``inert_params`` names the difference by module (e.g. the pooler, which
+    mean pooling never uses)."""
     from harness import models
-    counts = models.count_params(model)
-    if spec.arm == "baseline":
-        counts["trainable_params"] = 0  # nothing is trained, whatever requires_grad says
+    if spec.arm == "baseline":  # nothing is trained, whatever requires_grad says
+        counts = {**models.count_params(model), "trainable_params": 0, "inert_params": {}}
+    else:
+        counts = models.count_params(model, receiving_grad=models.gradient_probe(model, train_pairs,
+                                                                                  batch_size=spec.batch_size))
     out = {**counts, "trainable_pct": 100.0 * counts["trainable_params"] / counts["total_params"],
-           "count_method": "sum of numel over the live model's parameters (requires_grad for trainable)"}
+           "count_method": "parameters that receive a gradient in a probe backward pass of the training loss "
+                           "on one training batch (requires_grad_params: requires_grad alone)"}
     if spec.lora is not None:
-        expected = models.expected_lora_params(model, spec.lora)
+        expected = models.expected_lora_params(model, spec.lora, active=active)
         out.update(lora_params_expected=expected, lora_params_match=expected == counts["trainable_params"],
-                   base_params=counts["total_params"] - counts["trainable_params"])
+                   base_params=counts["total_params"] - counts["requires_grad_params"])
         if expected != counts["trainable_params"]:
             raise RuntimeError(f"LoRA parameter cross-check failed: live count {counts['trainable_params']} "
-                               f"!= analytic r*(in+out) count {expected}")
+                               f"!= analytic r*(in+out) count {expected} over the targeted layers on the "
+                               "forward path")
     return out
 
 
@@ -349,12 +366,15 @@ def evaluate_model(model, splits, spec: RunSpec) -> dict:
     val_cos = evaluate.cosine_rows(val_a, val_b)
     quality = evaluate.evaluate(
         test_cos=test_cos, test_gold=splits.test.score, val_cos=val_cos, val_gold=splits.validation.score,
-        pair_embeddings=evaluate.pair_embeddings(test_a, test_b), categories=splits.test.category,
+        pair_features=evaluate.pair_features(test_a, test_b), categories=splits.test.category,
         texts=(splits.test.text_a, splits.test.text_b), threshold=spec.compatible_threshold, seed=spec.seed)
     quality["split"] = "test"
     quality["threshold_from"] = "validation"
     quality["validation_spearman"] = evaluate.correlations(val_cos, splits.validation.score)["spearman"]
-    quality["test_cos"] = [round(float(c), 7) for c in test_cos]  # per pair, for bootstraps and paired tests
+    # Per pair, for the clustered bootstraps and paired tests: reports need nothing but the record.
+    quality["test_cos"] = [round(float(c), 7) for c in test_cos]
+    quality["test_gold"] = [float(g) for g in splits.test.score]
+    quality["test_group"] = list(splits.test.group)
     return quality
 
 

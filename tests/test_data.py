@@ -14,41 +14,70 @@ def test_dating_is_deterministic_for_a_seed():
     assert dating.generate(seed=3) != dating.generate(seed=4)
 
 
-def test_dating_default_sizes():
-    rows = dating.generate(seed=0)
-    assert {s: len(r) for s, r in rows.items()} == {"train": 2000, "validation": 500, "test": 500}
+def test_dating_v2_size_and_distinct_pairs_meet_the_targets():
+    """Test >= 1,000 pairs, >= 95% distinct after stripping lead-ins, each pair its own group."""
+    splits = load_splits("dating", seed=0)
+    test = splits.test
+    assert (len(splits.train), len(splits.validation), len(test)) == (2000, 500, 1500)
+    distinct = {frozenset((dating.strip_lead_in(a), dating.strip_lead_in(b))) for a, b in zip(test.text_a, test.text_b)}
+    assert len(distinct) / len(test) >= 0.95
+    assert test.n_groups == len(test)
+    assert splits.summary()["version"] == "dating-v2"
+    assert len(set(np.round(test.score, 9))) >= 30  # a continuous gold score, not three values
 
 
-def test_dating_splits_are_disjoint_by_profile_and_phrasing():
+def test_dating_v2_holds_out_families_and_profiles():
     rows = dating.generate(seed=0)
+    families = {s: {f for r in rs for f in (*r["families_a"], *r["families_b"])} for s, rs in rows.items()}
     profiles = {s: {p for r in rs for p in (r["profile_a"], r["profile_b"])} for s, rs in rows.items()}
-    frames = {s: {f for r in rs for f in (r["frame_a"], r["frame_b"]) if f >= 0} for s, rs in rows.items()}
+    assert families["test"] == set(dating.SPLIT_FAMILIES["test"])
     for a, b in [("train", "validation"), ("train", "test"), ("validation", "test")]:
+        assert not families[a] & families[b]
         assert not profiles[a] & profiles[b]
-        assert not frames[a] & frames[b]
-    # the stance sentences themselves (without lead-ins) never cross from train into test
-    strip = tuple(dating.LEAD_INS[1:])
-
-    def bare(text):
-        for lead in strip:
-            if text.startswith(lead):
-                return text[len(lead):].lower()
-        return text.lower()
-    train_texts = {bare(t) for r in rows["train"] for t in (r["text_a"], r["text_b"])}
-    test_texts = {bare(t) for r in rows["test"] for t in (r["text_a"], r["text_b"])}
-    assert not train_texts & test_texts
+    every_profile = [p for rs in rows.values() for r in rs for p in (r["profile_a"], r["profile_b"])]
+    assert len(every_profile) == len(set(every_profile))  # each profile in one pair only: pairs are independent
 
 
-def test_dating_scores_follow_the_documented_rules():
-    rows = dating.generate(seed=1)["train"]
-    assert {r["score"] for r in rows} == {0.0, 0.4, 1.0}
-    compatible = [r for r in rows if r["score"] == 1.0]
-    incompatible = [r for r in rows if r["score"] == 0.0]
-    # compatible pairs never reuse a frame; most incompatible pairs do (the ADR's inversion)
-    assert all(r["frame_a"] != r["frame_b"] for r in compatible if r["frame_a"] >= 0)
-    same = np.mean([r["frame_a"] == r["frame_b"] for r in incompatible])
-    assert 0.7 < same < 0.9
-    assert {r["category"] for r in rows} == set(dating.CATEGORIES)
+def test_dating_v2_gold_follows_the_documented_weights():
+    # kids (weight 3) strongly opposed, pets (weight 1) the same: (3 * 0 + 1 * 1) / 4
+    assert dating.compatibility({"kids": 2, "pets": 1}, {"kids": -2, "pets": 1, "travel": 2}) == (0.25, "kids")
+    # mild opposites agree 0.5; same side at another strength 0.75
+    assert dating.compatibility({"smoking": 1}, {"smoking": -1}) == (0.5, "smoking")
+    assert dating.compatibility({"travel": 2}, {"travel": 1}) == (0.75, "travel")
+    for r in dating.generate(seed=2, sizes={"train": 300})["train"]:
+        assert (r["score"], r["category"]) == dating.compatibility(r["stances_a"], r["stances_b"])
+        assert r["shared"] and 0 <= r["score"] <= 1
+
+
+def test_dating_v2_opposed_topics_mostly_share_words_and_agreeing_ones_never_do():
+    """The mechanism behind the inverted stock model (pinned on the real model in test_reproduction)."""
+    same_words, opposed = 0, 0
+    for r in dating.generate(seed=1, sizes={"train": 600})["train"]:
+        for topic in r["shared"]:
+            a, b = r["stances_a"][topic], r["stances_b"][topic]
+            wa, wb = r["wordings_a"][topic], r["wordings_b"][topic]
+            assert wa[2].lower() in r["text_a"].lower() and wb[2].lower() in r["text_b"].lower()  # in the text
+            if (a > 0) != (b > 0):
+                opposed += 1
+                same_words += wa == wb
+            else:
+                assert wa[0] != wb[0] and wa[2] != wb[2]  # same side: another family, another synonym
+    assert 0.7 < same_words / opposed < 0.9
+
+
+def test_dating_v1_stays_available_with_its_old_fingerprint_and_pair_groups():
+    splits = load_splits("dating-v1", seed=0)
+    assert (len(splits.train), len(splits.validation), len(splits.test)) == (2000, 500, 500)
+    assert splits.summary()["version"] == "dating-v1"
+    # the fingerprint that the published v1 records carry
+    assert splits.fingerprint == "72ceb687b68cdfe55d408ddcd5acd421d70359f257d50b57367f09c2f32bb42f"
+    # 500 rows, but far fewer underlying sentence pairs: the independent units
+    assert 30 < splits.test.n_groups < 150
+
+
+def test_stsb_groups_are_distinct_sentence_pairs():
+    test = load_stsb().test
+    assert test.n_groups <= len(test) and test.n_groups > 0.98 * len(test)
 
 
 def test_stsb_splits_and_normalisation():

@@ -58,15 +58,34 @@ def test_best_f1_threshold_picks_the_separating_cut():
 
 
 def test_cluster_purity_by_hand():
-    # two tight, well separated groups; categories split 3/1 inside the first group
-    emb = np.array([[0, 0], [0, 0.01], [0.01, 0], [0, 0.02], [10, 10], [10, 10.01]])
-    cats = ["a", "a", "a", "b", "b", "b"]
-    # clusters {0,1,2,3} -> majority a (3); {4,5} -> majority b (2) -> 5/6
-    assert evaluate.cluster_purity(emb, cats, seed=0) == pytest.approx(5 / 6)
+    # two tight, well separated groups; labels split 3/1 inside the first group
+    features = np.array([[0, 0], [0, 0.01], [0.01, 0], [0, 0.02], [10, 10], [10, 10.01]])
+    labels = np.array([1, 1, 1, 0, 0, 0])
+    # clusters {0,1,2,3} -> majority 1 (3); {4,5} -> majority 0 (2) -> 5/6
+    assert evaluate.cluster_purity(features, labels, seed=0) == pytest.approx(5 / 6)
 
 
-def test_cluster_purity_needs_two_categories():
-    assert evaluate.cluster_purity(np.zeros((3, 2)), ["a", "a", "a"]) is None
+def test_cluster_purity_needs_both_labels():
+    assert evaluate.cluster_purity(np.zeros((5, 2)), np.ones(5)) is None
+
+
+def test_cluster_purity_measures_compatibility_not_topic():
+    """Pairs of two topics, half compatible: a space that clusters by topic scores the floor (0.5);
+    one whose pair features separate compatible from incompatible pairs scores 1."""
+    rng = np.random.default_rng(0)
+    topic = np.repeat([0, 1], 20)
+    compatible = np.tile([0, 1], 20)
+    by_topic = np.c_[topic * 10.0, np.zeros(40)] + rng.normal(scale=0.01, size=(40, 2))
+    by_relation = np.c_[compatible * 10.0, np.zeros(40)] + rng.normal(scale=0.01, size=(40, 2))
+    assert evaluate.cluster_purity(by_topic, compatible) == pytest.approx(0.5)
+    assert evaluate.cluster_purity(by_relation, compatible) == pytest.approx(1.0)
+
+
+def test_spearman_ceiling_with_three_gold_values():
+    gold = np.repeat([0.0, 0.4, 1.0], [40, 20, 40])
+    ceiling = evaluate.spearman_ceiling(gold)
+    assert 0.85 < ceiling < 0.95
+    assert evaluate.spearman_ceiling(np.linspace(0, 1, 50)) == pytest.approx(1.0)
 
 
 def test_degenerate_groups_give_none_not_a_number():
@@ -81,7 +100,7 @@ def test_evaluate_uses_validation_threshold_and_lists_false_positives():
     val_gold = np.array([1.0, 1.0, 0.0, 0.0])  # best validation cut = 0.7
     out = evaluate.evaluate(
         test_cos=COS, test_gold=GOLD, val_cos=val_cos, val_gold=val_gold,
-        pair_embeddings=np.eye(5), categories=["x", "y", "x", "y", "x"],
+        pair_features=np.eye(5), categories=["x", "y", "x", "y", "x"],
         texts=([f"a{i}" for i in range(5)], [f"b{i}" for i in range(5)]))
     assert out["decision_threshold"] == pytest.approx(0.7)
     # at 0.7 on test: predicted 0.9, 0.8 -> tp 2, no fp -> F1 1.0; no false positives
@@ -96,9 +115,9 @@ def test_false_positives_are_ranked_by_cosine():
     cos = np.array([0.55, 0.95, 0.7, 0.9])
     gold = np.array([0.0, 1.0, 0.0, 0.0])
     out = evaluate.evaluate(test_cos=cos, test_gold=gold, val_cos=val_cos, val_gold=val_gold,
-                            pair_embeddings=np.eye(4), categories=[None] * 4,
+                            pair_features=np.eye(4), categories=[None] * 4,
                             texts=(["a0", "a1", "a2", "a3"], ["b0", "b1", "b2", "b3"]))
     fp = out["false_positives"]
     assert fp["count"] == 3 and fp["n_incompatible"] == 3
     assert [t["text_a"] for t in fp["top"]] == ["a3", "a2", "a0"]
-    assert out["cluster_purity"] is None
+    assert out["cluster_purity_floor"] == pytest.approx(0.75)  # 3 of 4 pairs are incompatible

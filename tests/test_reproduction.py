@@ -23,8 +23,9 @@ def test_stsb_zero_shot_spearman_reproduces_the_published_0_8203(tmp_path):
 
 @pytest.mark.slow
 def test_stock_model_is_inverted_on_dating_test(minilm):
+    """dating v2: opposed stances in the same words look alike to a word matcher (harness/dating.py)."""
     splits = load_splits("dating", seed=0)
     quality = evaluate_model(minilm, splits, RunSpec(arm="baseline"))
-    assert quality["spearman"] < -0.2
+    assert quality["spearman"] < -0.15  # measured: -0.262
     assert quality["margin"] < 0  # incompatible pairs sit closer than compatible ones
     assert quality["auc_roc"] < 0.5

@@ -57,8 +57,8 @@ def test_unknown_version_and_corrupt_json_are_skipped_with_a_warning(tmp_path):
     assert "torn.json: corrupt JSON" in messages
 
 
-def test_fixture_records_follow_the_json_schema():
+@pytest.mark.parametrize("fixture", sorted(FIXTURES.glob("run-v*.json")), ids=lambda p: p.name)
+def test_fixture_records_follow_the_json_schema_of_their_version(fixture):
     jsonschema = pytest.importorskip("jsonschema")
-    schema = json.loads(results.SCHEMA_FILE.read_text())
-    for fixture in FIXTURES.glob("run-v1-*.json"):
-        jsonschema.validate(json.loads(fixture.read_text()), schema)
+    record = json.loads(fixture.read_text())
+    jsonschema.validate(record, json.loads(results.schema_file(record["schema_version"]).read_text()))
