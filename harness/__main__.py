@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "score[, category, split] (default: %(default)s)")
     run.add_argument("--arms", default="baseline,standard,lora",
                      help=f"comma-separated arms out of {', '.join(ARMS)} (default: %(default)s)")
+    run.add_argument("--seeds", default=None,
+                     help="comma-separated training seeds, e.g. 0,1,2: every arm runs once per seed, seed by seed "
+                          "(default: the spec's seed, 0)")
     run.add_argument("--out", default=None, help="output folder (default: out/<dataset>-<profile>)")
     run.add_argument("--config", help="a TOML file of spec fields; [arms.<arm>] tables apply to one arm")
     run.add_argument("--profile", default="adr", choices=sorted(PROFILES),
@@ -124,9 +127,15 @@ def make_executor(args):
 
 
 def cmd_run(args) -> int:
+    import dataclasses
+
+    from harness import sweep
     arms = [a.strip() for a in args.arms.split(",") if a.strip()]
     specs = build_specs(arms=arms, dataset=args.dataset, profile=args.profile, config_path=args.config,
                         overrides=args.overrides)
+    if args.seeds is not None:  # seed-major, so that a stopped run leaves whole seeds behind
+        seeds = sweep.parse_ints(args.seeds, name="seeds", minimum=0)
+        specs = [dataclasses.replace(spec, seed=seed) for seed in seeds for spec in specs]
     preflight(specs)
     out = Path(args.out or f"out/{specs[0].dataset_name}-{args.profile}")
     records = runner.run_all(specs, out=out, force=args.force, retry_failed=not args.no_retry_failed,
@@ -217,23 +226,51 @@ def cmd_compare(args) -> int:
 
 
 def preflight(specs) -> None:
-    """Cheap checks of data, model path and device before any worker starts."""
+    """Cheap checks of every spec's device, data, model and LoRA targets before any worker starts."""
     from harness import data, devices, models
-    first = specs[0]
+    seen: dict = {}
     try:
-        devices.resolve(first.device)
-        splits = data.load_splits(first.dataset, seed=first.dataset_seed, score_range=first.score_range)
-        path = models.resolve_model_path(first.model)
-        lora_specs = [s.lora for s in specs if s.lora is not None]
-        have = models.linear_module_names_at(path) if lora_specs else None
-        for lora in lora_specs if have else []:
-            models.check_targets(lora, have)
+        for spec in specs:
+            devices.resolve(spec.device)
+            key = (spec.dataset, spec.dataset_seed, spec.score_range)
+            if key not in seen:
+                seen[key] = data.load_splits(spec.dataset, seed=spec.dataset_seed, score_range=spec.score_range)
+            path = models.resolve_model_path(spec.model)
+            if spec.lora is not None:
+                have = models.linear_module_names_at(path)
+                if have:
+                    models.check_targets(spec.lora, have)
+        _check_inert_targets(specs, splits=seen)
     except (data.DataError, devices.DeviceError, models.ModelError) as exc:
         raise InputError(str(exc)) from None
-    overlap = splits.overlap("train", "test")
-    if overlap:
-        print(f"warning: {overlap} pair(s) of the test split also appear in the train split "
-              f"of {first.dataset!r}; test quality may be inflated", file=sys.stderr)
+    for (dataset, _, _), splits in seen.items():
+        overlap = splits.overlap("train", "test")
+        if overlap:
+            print(f"warning: {overlap} pair(s) of the test split also appear in the train split "
+                  f"of {dataset!r}; test quality may be inflated", file=sys.stderr)
+
+
+def _check_inert_targets(specs, *, splits: dict) -> None:
+    """LoRA targets that match only inert modules (no gradient reaches them) are an error; some inert
+    ones a warning. Needs the real model (one probe backward pass per model), local folders only."""
+    from harness import models
+    probes: dict = {}
+    warned: set = set()
+    for spec in (s for s in specs if s.lora is not None):
+        path = models.resolve_model_path(spec.model)
+        if not Path(path).is_dir():
+            continue  # a hub id: the worker checks it
+        if path not in probes:
+            model = models.load_model(path, device="cpu", max_seq_length=spec.max_seq_length)
+            train = splits[(spec.dataset, spec.dataset_seed, spec.score_range)].train
+            probes[path] = (model, models.forward_path_linears(model, train, batch_size=2))
+        inert = models.check_inert_targets(*probes[path][:1], spec.lora, probes[path][1])
+        message = ", ".join(inert)
+        if inert and message not in warned:
+            warned.add(message)
+            print(f"warning: lora.target_modules {list(spec.lora.target_modules)} also match modules that never "
+                  f"receive a gradient ({message}); their adapters do not train and are not counted",
+                  file=sys.stderr)
 
 
 def cmd_report(args) -> int:

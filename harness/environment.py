@@ -49,7 +49,16 @@ def cpu_model() -> str:
 
 
 def collect_cpu() -> dict:
-    return {"cpu_model": cpu_model(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}
+    return {"cpu_model": cpu_model(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "loadavg_1m_at_start": load_average()}
+
+
+def load_average() -> float | None:
+    """The 1-minute load average: timings taken while it exceeds the core count were shared."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
 
 
 def collect_torch(device: str) -> dict:

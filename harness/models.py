@@ -128,7 +128,7 @@ def gradient_probe(model, pairs, *, batch_size: int) -> set[str]:
     was_training = model.training
     model.eval()
     n = max(1, min(batch_size, len(pairs)))
-    features = [{k: v.to(model.device) if hasattr(v, "to") else v for k, v in model.tokenize(texts[:n]).items()}
+    features = [{k: v.to(model.device) if hasattr(v, "to") else v for k, v in model.preprocess(texts[:n]).items()}
                 for texts in (pairs.text_a, pairs.text_b)]
     labels = torch.tensor(pairs.score[:n], dtype=torch.float32, device=model.device)
     model.zero_grad(set_to_none=True)
