@@ -19,7 +19,8 @@ def test_dating_v2_size_and_distinct_pairs_meet_the_targets():
     splits = load_splits("dating", seed=0)
     test = splits.test
     assert (len(splits.train), len(splits.validation), len(test)) == (2000, 500, 1500)
-    distinct = {frozenset((dating.strip_lead_in(a), dating.strip_lead_in(b))) for a, b in zip(test.text_a, test.text_b)}
+    distinct = {frozenset((dating.strip_lead_in(a), dating.strip_lead_in(b)))
+                for a, b in zip(test.text_a, test.text_b, strict=True)}
     assert len(distinct) / len(test) >= 0.95
     assert test.n_groups == len(test)
     assert splits.summary()["version"] == "dating-v2"
