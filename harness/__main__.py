@@ -291,7 +291,11 @@ def _report(out: Path, records: list[dict]) -> int:
     from harness import sweep
     if sweep.is_sweep(records):  # tuning runs at rates that were not chosen stay out of the tables
         records = [*sweep.selected(records), *[r for r in records if r["status"] != "success"]]
-    paths = report.write_report(out, records)
+    try:
+        stats_rows = report.spearman_stats(records)
+    except results.ResultError as exc:
+        raise InputError(str(exc)) from None
+    paths = report.write_report(out, records, stats_rows=stats_rows)
     if sweep.is_sweep(records):
         written = sweep.write_sweep(out, records)
         print((out / "sweep.md").read_text().split("\n## Method")[0])
@@ -299,6 +303,7 @@ def _report(out: Path, records: list[dict]) -> int:
     print()
     print(report.format_table(report.tradeoff_table(report.runs_frame(records))))
     print()
+    print("\n".join(report.stats_markdown(stats_rows)))
     for note in report.method_notes(records):
         print(f"* {note}")
     fails = report.failures(records)

@@ -163,7 +163,8 @@ def split_targets(model, lora, active: set[str]) -> tuple[list[str], list[str]]:
 
 def check_inert_targets(model, lora, active: set[str]) -> list[str]:
     """Raise when LoRA would adapt only modules that never influence the loss; return the inert
-    ones it matches besides active ones (for a warning)."""
+    ones it matches besides active ones (for a warning). Unknown names are an error first."""
+    check_targets(lora, linear_module_names(model))
     on_path, inert = split_targets(model, lora, active)
     if not on_path:
         raise ModelError(f"lora.target_modules = {list(lora.target_modules)}: every module they match is inert "

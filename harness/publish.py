@@ -42,7 +42,7 @@ def add(out: Path, *, results_root: Path, job: str) -> Path:
     if not ok:
         raise ValueError(f"publish --add {str(out)!r}: no successful run records in {results.runs_dir(out)}")
     ids = {hardware_id(r["environment"]) for r in ok}
-    datasets = {r["data"]["name"] for r in ok}
+    datasets = {results.data_version(r) for r in ok}
     if len(ids) != 1 or len(datasets) != 1:
         raise ValueError(f"publish --add {str(out)!r}: mixes hardware {sorted(ids)} or datasets {sorted(datasets)}")
     dest = results_root / ids.pop() / datasets.pop() / slug(job)
@@ -88,8 +88,7 @@ def headline(records: list[dict]) -> dict:
 
 def reproduce_command(records: list[dict], job: str) -> str:
     """The command that reproduces a job, from the specs its records carry."""
-    spec = records[0]["spec"]
-    dataset = spec["dataset"]
+    dataset = results.data_version(records[0])
     if any(r["spec"].get("eval_every_steps") for r in records):
         ranks = sorted({r["spec"]["lora"]["r"] for r in records if r["spec"].get("lora")})
         seeds = sorted({r["spec"]["seed"] for r in records})
@@ -149,7 +148,7 @@ def adr_comparison_markdown(results_root: Path) -> str:
              "ADR team's dating set, so quality compares in kind, not in value.", ""]
     for folder in job_folders(results_root):
         hw, dataset, job = folder.relative_to(results_root).parts
-        if (dataset, job) != ("dating", "adr"):
+        if not dataset.startswith("dating") or job != "adr":
             continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -159,7 +158,7 @@ def adr_comparison_markdown(results_root: Path) -> str:
         expected = report.get(lora, "params.lora_params_expected") if lora else None
         speed = _pct(headline(records)["lora_time_pct"], 100)
         adr_speed = 100 * ADR_001["lora_minutes"] / ADR_001["standard_minutes"]
-        lines += [f"## {hw}", "", "| figure | ADR-001 | measured here | note |", "|---|---|---|---|",
+        lines += [f"## {hw}, {dataset}", "", "| figure | ADR-001 | measured here | note |", "|---|---|---|---|",
                   f"| LoRA trainable parameters (r=8 on query, value) | 294K (1.3%) | "
                   f"{_fmt(h['lora_trainable_params'], 'int')} | ADR's figure cannot be right for its stated config: "
                   f"6 layers x 2 modules x r (384 + 384) = {_fmt(expected, 'int')}; 294,912 would be r=32 on "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
@@ -22,7 +23,7 @@ ROWS: list[tuple[str, str, float]] = [
     ("AUC-ROC", "quality.auc_roc", 1),
     ("F1 (threshold from validation)", "quality.f1", 1),
     ("Best F1 (oracle threshold on test)", "quality.best_f1_oracle", 1),
-    ("Cluster purity (k-means on pair embeddings)", "quality.cluster_purity", 1),
+    ("Cluster purity (compatible vs not, 2-means)", "quality.cluster_purity", 1),
     ("False positives (count)", "quality.false_positives.count", 1),
     ("Trainable parameters", "params.trainable_params", 1),
     ("Trainable parameters (% of total)", "params.trainable_pct", 1),
@@ -103,9 +104,16 @@ def _fmt(value, metric: str) -> str:
     return f"{value:.3f}" if abs(value) >= 0.01 or value == 0 else f"{value:.2e}"
 
 
+def _fmt_pct(value) -> str:
+    """A share with enough digits to be read: 0.325%, 92.2%, 148.0%."""
+    if value is None or pd.isna(value):
+        return "—"
+    return (f"{value:,.1f}" if abs(value) >= 100 else f"{value:.3g}") + "%"
+
+
 def format_table(table: pd.DataFrame, *, fmt: str = "github") -> str:
-    cells = [[metric] + [(_fmt(v, metric) + ("%" if "% of" in col and not pd.isna(v) else ""))
-                         for col, v in row.items()] for metric, row in table.iterrows()]
+    cells = [[metric] + [(_fmt_pct(v) if "% of" in col else _fmt(v, metric)) for col, v in row.items()]
+             for metric, row in table.iterrows()]
     return tabulate(cells, headers=["metric", *table.columns], tablefmt=fmt, disable_numparse=True)
 
 
@@ -160,10 +168,93 @@ def ordered(records: list[dict]) -> list[dict]:
     return sorted(records, key=lambda r: (rank[r.get("label", r["method"])], r["run_id"]))
 
 
-def markdown_report(records: list[dict]) -> str:
+def spearman_stats(records: list[dict]) -> list[dict]:
+    """Per arm: mean test Spearman over seeds with its cluster-bootstrap 95% CI, and the paired test
+    against standard (harness/stats.py). Empty when the records carry no per-pair scores."""
+    from harness import results, stats
+    ok = [r for r in ordered(records) if r["status"] == "success" and r["quality"].get("test_cos")]
+    evalset = results.evaluation_set(ok)
+    if evalset is None:
+        return []
+    gold, groups = evalset
+    by_label: dict[str, list] = {}
+    for r in sorted(ok, key=lambda r: r["spec"]["seed"]):
+        by_label.setdefault(r.get("label", r["method"]), []).append(np.asarray(r["quality"]["test_cos"]))
+    rows = []
+    for label, cos in by_label.items():
+        row = {"label": label, "seeds": len(cos), **stats.bootstrap_spearman(cos, gold, groups=groups)}
+        if label != "standard" and "standard" in by_label:
+            row["vs_standard"] = stats.paired_spearman_test(cos, by_label["standard"], gold, groups=groups)
+        rows.append(row)
+    return rows
+
+
+def stats_markdown(rows: list[dict]) -> list[str]:
+    if not rows:
+        return []
+    body = []
+    for r in rows:
+        test = r.get("vs_standard")
+        if test is None:
+            versus = ["—", "—", "—"]
+        else:
+            verdict = "yes" if test["significant"] else ("no (seeds disagree)" if not test["seeds_agree"] else "no")
+            versus = [f"{test['diff']:+.3f} [{test['lo']:+.3f}, {test['hi']:+.3f}]", f"{test['p_value']:.3f}", verdict]
+        body.append([r["label"], r["seeds"], f"{r['n_pairs']} / {r['n_groups']}",
+                     f"{r['mean']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}]", *versus])
+    lines = ["## Test Spearman with 95% confidence intervals", "",
+             tabulate(body, headers=["arm", "seeds", "test pairs / groups", "Spearman [95% CI]",
+                                     "Δ vs standard [95% CI]", "p", "significant"],
+                      tablefmt="github", disable_numparse=True), "",
+             "Cluster bootstrap, 2000 replicates: each replicate resamples the test *groups* (the independent "
+             "units: profile pairs on dating, distinct sentence pairs on STS-B, the `group` column of a user file) "
+             "and, with several seeds, the seeds. Δ is the paired difference over the same groups and seeds. "
+             "*Significant* needs p < 0.05 and, with several seeds, every seed's own difference on the same side "
+             "as the mean.", ""]
+    return lines + separation_warning(rows)
+
+
+def separation_warning(rows: list[dict]) -> list[str]:
+    """A job whose standard arm does not significantly beat the baseline cannot rank methods by quality."""
+    baseline = next((r for r in rows if r["label"] == "baseline"), None)
+    if baseline is None or not any(r["label"] == "standard" for r in rows):
+        return []
+    test = baseline["vs_standard"]
+    if test["significant"] and test["diff"] < 0:
+        return []
+    return ["**Warning: the quality figures of this job do not tell the arms apart.** Standard fine-tuning does "
+            f"not significantly beat the untrained baseline here (Δ baseline - standard = {test['diff']:+.3f}, "
+            f"p = {test['p_value']:.3f}): too few steps or too little data (the `quick` profile is a smoke test). "
+            "Use `--profile adr` for quality figures.", ""]
+
+
+def dataset_notes(records: list[dict]) -> list[str]:
+    """What the test set allows a metric to show (its ceiling or floor), from the records."""
+    ok = [r for r in records if r["status"] == "success"]
+    if not ok:
+        return []
+    q = ok[0]["quality"]
+    notes = []
+    if q.get("spearman_ceiling") is not None:
+        notes.append(f"Spearman cannot exceed {q['spearman_ceiling']:.3f} on this test set (ties in the gold "
+                     "scores).")
+    if q.get("cluster_purity_floor") is not None:
+        notes.append(f"Cluster purity cannot fall below {q['cluster_purity_floor']:.3f} (the larger class's share); "
+                     "only the part above it measures separation.")
+    small = sorted(c for c, m in (q.get("per_category") or {}).items() if (m.get("n_pairs") or 0) < 30)
+    if small:
+        notes.append(f"Per-category figures rest on fewer than 30 pairs for: {', '.join(small)}.")
+    return notes
+
+
+def markdown_report(records: list[dict], *, stats_rows: list[dict] | None = None) -> str:
     records = ordered(records)
     table = tradeoff_table(runs_frame(records))
     parts = ["# Tradeoffs: LoRA vs standard fine-tuning", "", format_table(table), ""]
+    parts += stats_markdown(spearman_stats(records) if stats_rows is None else stats_rows)
+    notes = dataset_notes(records)
+    if notes:
+        parts += ["## What this test set lets each metric show", ""] + [f"- {n}" for n in notes] + [""]
     parts += ["## How these were measured", ""] + [f"- {n}" for n in method_notes(records)] + [""]
     cats = category_table(records)
     if not cats.empty:
@@ -184,10 +275,10 @@ def markdown_report(records: list[dict]) -> str:
     return "\n".join(parts) + "\n"
 
 
-def write_report(out: Path, records: list[dict]) -> dict[str, Path]:
+def write_report(out: Path, records: list[dict], *, stats_rows: list[dict] | None = None) -> dict[str, Path]:
     """Write OUT/tradeoffs.md and OUT/tradeoffs.csv (regenerated from the records every time)."""
     out = Path(out)
     paths = {"md": out / "tradeoffs.md", "csv": out / "tradeoffs.csv"}
-    paths["md"].write_text(markdown_report(records), encoding="utf-8")
+    paths["md"].write_text(markdown_report(records, stats_rows=stats_rows), encoding="utf-8")
     tradeoff_table(runs_frame(records)).to_csv(paths["csv"])
     return paths

@@ -111,3 +111,44 @@ def find_existing(out: Path, run_id: str) -> dict | None:
         return load_record(path)
     except ResultError:
         return None
+
+
+def evaluation_set(records: list[dict]):
+    """(gold, groups) of the test pairs that the successful records were evaluated on, or None.
+
+    Schema-2 records carry both. For schema-1 records the data is regenerated from the record's data
+    version and must reproduce the recorded fingerprint. Records evaluated on different data are an
+    error: their statistics cannot be compared.
+    """
+    import numpy as np
+    ok = [r for r in records if r.get("status") == "success" and (r.get("quality") or {}).get("test_cos")]
+    if not ok:
+        return None
+    seen = {((r.get("data") or {}).get("fingerprint"), len(r["quality"]["test_cos"])) for r in ok}
+    if len(seen) > 1:
+        raise ResultError("the runs were evaluated on different data (fingerprint, test pairs): "
+                          + "; ".join(f"{fp and fp[:12]}, {n}" for fp, n in sorted(seen, key=str)))
+    first = ok[0]
+    if "test_gold" in first["quality"]:
+        gold, groups = first["quality"]["test_gold"], first["quality"]["test_group"]
+        for r in ok:
+            if r["quality"].get("test_gold", gold) != gold or r["quality"].get("test_group", groups) != groups:
+                raise ResultError(f"{r['run_id']}: gold scores or groups differ from {first['run_id']}'s")
+        return np.asarray(gold, dtype=float), list(groups)
+    return _regenerated_evaluation_set(first)
+
+
+def _regenerated_evaluation_set(record: dict):
+    from harness.data import DataError, load_splits
+    spec = record["spec"]
+    try:
+        splits = load_splits(data_version(record), seed=spec.get("dataset_seed", 0),
+                             score_range=tuple(spec.get("score_range", (0.0, 1.0))))
+    except DataError as exc:
+        raise ResultError(f"{record['run_id']}: cannot regenerate its test data ({exc})") from None
+    if splits.fingerprint != record["data"].get("fingerprint"):
+        recorded = record["data"].get("fingerprint") or ""
+        raise ResultError(f"{record['run_id']}: the data of {data_version(record)!r} has changed since this run "
+                          f"(fingerprint {splits.fingerprint[:12]} != recorded {recorded[:12]})")
+    test = splits.test.head(spec.get("eval_limit", 0))
+    return test.score, list(test.group)

@@ -13,7 +13,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from harness import report, stats
+from harness import report, results, stats
 from harness.spec import RunSpec, SpecError, build_specs
 
 TARGET_SETS = {"query,value": ("query", "value"), "query,key,value,dense": ("query", "key", "value", "dense")}
@@ -147,7 +147,8 @@ def point_rows(records: list[dict], *, ttq_fraction: float = 0.95) -> list[dict]
     points = defaultdict(list)
     for r in runs:
         points[group_key(r["spec"])].append(r)
-    gold = _gold(runs)
+    evalset = results.evaluation_set(runs)
+    gold, groups = evalset if evalset else (None, None)
     std_cos = _cos_by_seed(points.get("standard", []))
     std_wall = stats.t_interval([_get(r, "timings.train_wall_s") for r in points.get("standard", [])])["mean"]
     std_final_val = stats.t_interval([_get(r, "quality.validation_spearman")
@@ -162,16 +163,18 @@ def point_rows(records: list[dict], *, ttq_fraction: float = 0.95) -> list[dict]
                "trainable_params": _get(group[0], "params.trainable_params")}
         cos = _cos_by_seed(group)
         if gold is not None and cos:
-            row.update(_prefixed("spearman", stats.bootstrap_spearman(cos, gold)))
+            ci = stats.bootstrap_spearman(cos, gold, groups=groups)
+            row.update(_prefixed("spearman", ci), test_pairs=ci["n_pairs"], test_groups=ci["n_groups"])
         for name, path in QUALITY:
             row.update(_prefixed(name, stats.t_interval([_get(r, path) for r in group])))
         for name, path, scale in EFFICIENCY:
             vals = [_get(r, path) for r in group]
             row.update(_prefixed(name, stats.t_interval([v * scale if v is not None else None for v in vals])))
-        if point.startswith("lora") and std_cos and gold is not None and cos:
-            test = stats.paired_spearman_test(cos, std_cos, gold)
-            row.update(vs_standard_spearman_diff=test["diff"], vs_standard_p=test["p_value"],
-                       vs_standard_significant=test["significant"])
+        if point != "standard" and std_cos and gold is not None and cos:
+            test = stats.paired_spearman_test(cos, std_cos, gold, groups=groups)
+            row.update(vs_standard_spearman_diff=test["diff"], vs_standard_diff_lo=test["lo"],
+                       vs_standard_diff_hi=test["hi"], vs_standard_p=test["p_value"],
+                       vs_standard_seeds_agree=test["seeds_agree"], vs_standard_significant=test["significant"])
         std_q = next((x["spearman_mean"] for x in rows if x["point"] == "standard"), None)
         if std_q and row.get("spearman_mean") is not None and point != "baseline":
             row["spearman_pct_of_standard"] = 100 * row["spearman_mean"] / std_q
@@ -191,15 +194,6 @@ def point_rows(records: list[dict], *, ttq_fraction: float = 0.95) -> list[dict]
 
 def _prefixed(name: str, ci: dict) -> dict:
     return {f"{name}_mean": ci["mean"], f"{name}_lo": ci["lo"], f"{name}_hi": ci["hi"]}
-
-
-def _gold(runs: list[dict]):
-    from harness.data import load_splits
-    if not runs:
-        return None
-    spec = runs[0]["spec"]
-    splits = load_splits(spec["dataset"], seed=spec["dataset_seed"], score_range=tuple(spec["score_range"]))
-    return splits.test.head(spec["eval_limit"]).score
 
 
 def _cos_by_seed(group: list[dict]) -> list[np.ndarray]:
@@ -240,7 +234,8 @@ def curves_frame(records: list[dict]):
 
 SWEEP_COLUMNS = [
     ("point", "point"), ("learning_rate", "lr"), ("seeds", "seeds"), ("trainable_params", "trainable params"),
-    ("spearman", "Spearman (95% CI)"), ("auc_roc", "AUC-ROC"), ("margin", "margin"), ("f1", "F1"),
+    ("test_size", "test pairs / groups"), ("spearman", "Spearman (95% CI)"), ("vs_standard_diff", "Δ vs std (95% CI)"),
+    ("auc_roc", "AUC-ROC"), ("margin", "margin"), ("f1", "F1"),
     ("spearman_pct_of_standard", "quality % of std"), ("train_wall_s", "train wall (s)"),
     ("train_wall_pct_of_standard", "time % of std"), ("peak_memory_mib", "peak mem (MiB)"),
     ("energy_wh", "energy (Wh)"), ("artifact_mib", "artifact (MiB)"),
@@ -257,11 +252,19 @@ def _cell(row: dict, key: str) -> str:
         if mean is None:
             return "—"
         return f"{mean:.3g}" + (f" [{lo:.3g}, {hi:.3g}]" if lo is not None else "")
+    if key == "test_size":
+        return f"{row['test_pairs']} / {row['test_groups']}" if row.get("test_pairs") else "—"
+    if key == "vs_standard_diff":
+        d = row.get("vs_standard_spearman_diff")
+        return "—" if d is None else f"{d:+.3f} [{row['vs_standard_diff_lo']:+.3f}, {row['vs_standard_diff_hi']:+.3f}]"
     value = row.get(key)
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
     if key == "vs_standard_p":
-        return f"{value:.3f}" + (" (sig.)" if row.get("vs_standard_significant") else " (n.s.)")
+        mark = " (sig.)" if row.get("vs_standard_significant") else " (n.s.)"
+        if not row.get("vs_standard_seeds_agree", True):
+            mark = " (n.s.: seeds disagree)"
+        return f"{value:.3f}" + mark
     if key == "trainable_params":
         return f"{value:,}"
     return f"{value:.3g}" if isinstance(value, float) else str(value)
@@ -275,10 +278,13 @@ def sweep_markdown(rows: list[dict], pareto_table, records: list[dict]) -> str:
     parts = ["# Rank sweep: LoRA rank against quality and cost", "",
              tabulate(body, headers=[h for _, h in SWEEP_COLUMNS], tablefmt="github", disable_numparse=True), "",
              "## Method", "",
-             "- Spearman: mean over seeds with a hierarchical bootstrap 95% CI (seeds, then test pairs within "
-             "a seed; 2000 replicates). Other figures: mean over seeds with a Student-t 95% CI; no CI with one seed.",
-             "- p vs std: paired bootstrap over the same test pairs of LoRA(r) minus standard Spearman; "
-             "significant when p < 0.05.",
+             "- Spearman: mean over seeds with a cluster-bootstrap 95% CI: each of 2000 replicates resamples the "
+             "test *groups* (the independent units: profile pairs on dating, distinct sentence pairs on STS-B) and, "
+             "with several seeds, the seeds. Other figures: mean over seeds with a Student-t 95% CI; no CI with "
+             "one seed.",
+             "- Δ vs std and p vs std: paired cluster bootstrap of the point's Spearman minus standard's over the "
+             "same groups (seeds paired). (sig.) needs p < 0.05 and, with several seeds, every seed's own "
+             "difference on the same side as the mean.",
              "- Learning rate: with an lr grid, the rate with the best validation Spearman on the first seed, "
              "per point; the other seeds use it. Tuning runs stay in runs/.",
              "- time to 95% of std: training wall time (evaluation excluded) at which validation Spearman first "

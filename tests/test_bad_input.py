@@ -31,6 +31,11 @@ from tests.conftest import TINY_ARGS, run_cli
     (["--dataset", "nope.csv"], "error: dataset file 'nope.csv': not found"),
     (["--dataset", "data.parquet"], "error: dataset 'data.parquet': not a built-in dataset"),
     (["--arms", "baseline,lroa"], "error: arm 'lroa': unknown (did you mean 'lora'?)"),
+    # pre-flight checks every arm's spec, not only the first one's
+    (["--set", "arms.lora.device=mps"], "error: device = 'mps': requested but not available on this machine"),
+    (["--set", "arms.lora.model=/nonexistent/model"], "error: model '/nonexistent/model': no such folder"),
+    (["--set", "arms.standard.dataset=nope.csv"], "error: dataset file 'nope.csv': not found"),
+    (["--seeds", "0,x"], "error: seeds = '0,x': expected comma-separated integers"),
 ])
 def test_bad_input_is_one_clear_line_and_exit_2(tmp_path, args, message):
     out = tmp_path / "out"

@@ -73,7 +73,7 @@ def test_dating_v1_stays_available_with_its_old_fingerprint_and_pair_groups():
     # the fingerprint that the published v1 records carry
     assert splits.fingerprint == "72ceb687b68cdfe55d408ddcd5acd421d70359f257d50b57367f09c2f32bb42f"
     # 500 rows, but far fewer underlying sentence pairs: the independent units
-    assert 30 < splits.test.n_groups < 150
+    assert splits.test.n_groups == 66
 
 
 def test_stsb_groups_are_distinct_sentence_pairs():

@@ -13,7 +13,45 @@ def independent_lora_count(config, *, r: int, per_layer_targets: int) -> int:
 
 
 def test_minilm_total_params_match_the_published_count(minilm):
-    assert models.count_params(minilm) == {"trainable_params": 22_713_216, "total_params": 22_713_216}
+    counts = models.count_params(minilm)
+    assert counts["total_params"] == counts["requires_grad_params"] == 22_713_216
+
+
+def test_standard_counts_only_the_parameters_that_receive_a_gradient(minilm):
+    """Mean pooling never uses BERT's pooler: its 147,840 parameters require grad but never train."""
+    from harness.data import load_splits
+    train = load_splits("dating").train
+    counts = models.count_params(minilm, receiving_grad=models.gradient_probe(minilm, train, batch_size=4))
+    assert counts["trainable_params"] == 22_565_376 == 22_713_216 - 147_840
+    assert counts["requires_grad_params"] == 22_713_216
+    ((module, inert),) = counts["inert_params"].items()
+    assert module.endswith("pooler.dense") and inert == 384 * 384 + 384
+    assert all(p.grad is None for p in minilm.parameters())  # the probe leaves no gradient behind
+
+
+def test_lora_on_dense_counts_only_adapters_on_the_forward_path(tiny_model_path):
+    """`dense` also matches the pooler; its adapter never trains, so neither count includes it."""
+    from harness.data import load_splits
+    train = load_splits("dating").train
+    model = models.load_model(tiny_model_path, device="cpu")
+    active = models.forward_path_linears(model, train, batch_size=4)
+    lora = LoraSpec(r=4, target_modules=("dense",))
+    inert = models.check_inert_targets(model, lora, active)
+    assert [n.rsplit(".", 2)[-2:] for n in inert] == [["pooler", "dense"]]
+    models.attach_lora(model, lora)
+    counts = models.count_params(model, receiving_grad=models.gradient_probe(model, train, batch_size=4))
+    config = model[0].auto_model.config
+    h, inter = config.hidden_size, config.intermediate_size
+    # per layer: attention.output.dense (h->h), intermediate.dense (h->inter), output.dense (inter->h)
+    on_path = config.num_hidden_layers * 4 * ((h + h) + (h + inter) + (inter + h))
+    assert counts["trainable_params"] == on_path == models.expected_lora_params(model, lora, active=active)
+    assert counts["requires_grad_params"] == on_path + 4 * (h + h)  # plus the pooler's idle adapter
+
+
+def test_lora_targets_that_match_only_inert_modules_are_an_error(tiny_model_path):
+    model = models.load_model(tiny_model_path, device="cpu")
+    with pytest.raises(models.ModelError, match="every module they match is inert"):
+        models.check_inert_targets(model, LoraSpec(target_modules=("dense",)), active=set())
 
 
 @pytest.mark.parametrize("r, targets, per_layer", [(8, ("query", "value"), 2), (16, ("query", "key", "value"), 3)])

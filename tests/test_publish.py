@@ -11,7 +11,7 @@ from tests.conftest import REPO, run_cli
 
 RESULTS = REPO / "results"
 FIXTURES = Path(__file__).parent / "fixtures"
-CPU_ADR = next(iter(sorted(RESULTS.glob("cpu-*/dating/adr"))), None)
+CPU_ADR = next(iter(sorted(RESULTS.glob("cpu-*/dating-v1/adr"))), None)  # compare fixtures are v1
 
 
 def test_hardware_id():
@@ -27,7 +27,7 @@ def test_published_index_is_accurate_against_the_run_files():
 
 
 def test_published_results_are_real_and_complete():
-    assert CPU_ADR is not None, "no published dating/adr job for a CPU"
+    assert CPU_ADR is not None, "no published dating-v1/adr job for a CPU"
     records = [json.loads(p.read_text()) for p in (CPU_ADR / "runs").glob("*.json")]
     assert {r["method"] for r in records} == {"baseline", "standard", "lora"}
     assert all(r["status"] == "success" for r in records)
@@ -41,15 +41,15 @@ def test_publish_add_files_a_folder_under_its_hardware_id(tmp_path):
     root = tmp_path / "results"
     proc = run_cli("publish", "--add", str(out), "--job", "adr", "--results", str(root))
     assert proc.returncode == 0, proc.stderr
-    dest = root / "cuda-nvidia-h100-80gb-hbm3-79gb" / "dating" / "adr"
+    dest = root / "cuda-nvidia-h100-80gb-hbm3-79gb" / "dating-v1" / "adr"  # schema-1 records: dating was v1
     assert len(list((dest / "runs").glob("*.json"))) == 3
     index = (root / "README.md").read_text()
-    assert "| cuda-nvidia-h100-80gb-hbm3-79gb | dating | [adr]" in index
+    assert "| cuda-nvidia-h100-80gb-hbm3-79gb | dating-v1 | [adr]" in index
     again = run_cli("publish", "--add", str(out), "--job", "adr", "--results", str(root))
     assert again.returncode == 2 and "already exists" in again.stderr
 
 
-@pytest.mark.skipif(CPU_ADR is None, reason="needs the published CPU dating/adr job")
+@pytest.mark.skipif(CPU_ADR is None, reason="needs the published CPU dating-v1/adr job")
 def test_compare_two_machines(tmp_path):
     proc = run_cli("compare", str(CPU_ADR), str(FIXTURES / "compare-gpu"), "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
@@ -72,3 +72,12 @@ def test_compare_refuses_a_mismatched_pair(tmp_path):
     assert proc.returncode == 2
     assert "spec field 'batch_size' differs: 32 vs 16" in proc.stderr
     assert not (tmp_path / "c" / "compare.md").exists()
+
+
+def test_readme_claims_about_the_v1_sweep_match_its_generated_table():
+    """README: the earlier claim that LoRA r=64 beat standard significantly does not survive the
+    clustered statistics (66 independent pairs under 500 rows)."""
+    sweep_md = (RESULTS / "cpu-amd-epyc-2c" / "dating-v1" / "sweep" / "sweep.md").read_text()
+    row = next(line for line in sweep_md.splitlines() if line.startswith("| lora r=64"))
+    assert "(n.s.)" in row and "500 / 66" in row
+    assert "does not survive" in (REPO / "README.md").read_text()

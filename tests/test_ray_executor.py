@@ -5,7 +5,6 @@ Marked ``ray``: deselect with -m 'not ray'. Skipped where Ray is not installed.
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -60,20 +59,30 @@ def test_lost_ray_worker_is_retried_then_recorded_as_failed(tmp_path, harness_ca
     driver = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     killed = set()
     deadline = time.time() + 400
+    root = psutil.Process(driver.pid)
     while driver.poll() is None and time.time() < deadline:
-        for proc in psutil.process_iter(["pid", "cmdline"]):
-            cmd = " ".join(proc.info["cmdline"] or [])
-            if "harness.worker" in cmd and proc.pid not in killed:
+        # Only our own process tree: the driver started Ray, Ray started its workers, they started ours.
+        try:
+            tree = root.children(recursive=True)
+        except psutil.Error:
+            break
+        for proc in tree:
+            try:
+                is_ours = "harness.worker" in " ".join(proc.cmdline())
+                ray_worker = proc.parent() if is_ours and proc.pid not in killed else None
+            except psutil.Error:
+                continue
+            if ray_worker is not None and ray_worker.pid != driver.pid:
                 try:
-                    ray_worker = proc.parent()
-                    time.sleep(1.0)  # let it start training
-                    os.kill(ray_worker.pid, signal.SIGKILL)
+                    ray_worker.kill()
                     killed.add(proc.pid)
-                except (psutil.Error, ProcessLookupError):
+                except psutil.Error:
                     pass
-        time.sleep(0.2)
+        time.sleep(0.2)  # polling interval for new worker processes, not a wait for a state
     output = driver.communicate(timeout=120)[0]
-    assert len(killed) == 2, output[-3000:]  # the first attempt and its one retry
+    # The first attempt and its retry; a slow machine may show a worker of an attempt twice (a new
+    # pid after Ray restarts it), so count at least two kills and judge by the recorded outcome.
+    assert len(killed) >= 2, output[-3000:]
     (record,) = records(out).values()
     assert record["status"] == "failed" and record["error"]["reason"] == "lost"
     assert "after 1 retries" in record["error"]["message"]
