@@ -54,6 +54,10 @@ def test_all_three_arms_end_to_end_then_resume(tmp_path, harness_cache):
     assert "| Spearman (test)" in table and "lora r=8 % of standard" in table
     assert "Trainable parameters" in (out / "tradeoffs.csv").read_text()
     assert "Spearman (test)" in proc.stdout
+    # four steps of a random model cannot separate the arms, and the output says so
+    assert "| standard | 1       | 48 / 48" in table
+    assert "do not tell the arms apart" in table and "do not tell the arms apart" in proc.stdout
+    assert std["quality"]["test_gold"] == base["quality"]["test_gold"] and len(std["quality"]["test_group"]) == 48
 
     # the same command again keeps every finished result: nothing is rerun or lost
     before = {f.name: f.read_text() for f in files}

@@ -139,3 +139,17 @@ def test_cluster_bootstrap_over_seeds_counts_groups_not_rows():
     cos = [gold + rng.normal(size=1500) for _ in range(3)]
     out = stats.bootstrap_spearman(cos, gold, groups=np.arange(1500) // 2, n_boot=2000)
     assert out["n_groups"] == 750 and out["n_pairs"] == 1500 and out["lo"] < out["mean"] < out["hi"]
+
+
+def test_separation_warning_only_when_standard_does_not_beat_the_baseline():
+    from harness import report
+    rng = np.random.default_rng(8)
+    gold = rng.random(300)
+    trained, untrained = gold + rng.normal(scale=0.2, size=300), -gold + rng.normal(scale=0.2, size=300)
+    records = [{"status": "success", "label": label, "method": label, "run_id": label, "spec": {"seed": 0},
+                "data": {"fingerprint": "f"},
+                "quality": {"test_cos": list(cos), "test_gold": list(gold), "test_group": [str(i) for i in range(300)]}}
+               for label, cos in (("baseline", untrained), ("standard", trained))]
+    assert report.separation_warning(report.spearman_stats(records)) == []
+    records[1]["quality"]["test_cos"] = list(untrained + rng.normal(scale=0.01, size=300))
+    assert "do not tell the arms apart" in report.separation_warning(report.spearman_stats(records))[0]
