@@ -6,6 +6,7 @@ Exit status: 0 all runs succeeded, 1 a run failed (it is recorded), 2 bad input 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 import warnings
@@ -138,9 +139,24 @@ def cmd_run(args) -> int:
         specs = [dataclasses.replace(spec, seed=seed) for seed in seeds for spec in specs]
     preflight(specs)
     out = Path(args.out or f"out/{specs[0].dataset_name}-{args.profile}")
-    records = runner.run_all(specs, out=out, force=args.force, retry_failed=not args.no_retry_failed,
-                             log=lambda m: print(m, flush=True), executor=make_executor(args))
-    return _report(out, records)
+    with claim(out):
+        records = runner.run_all(specs, out=out, force=args.force, retry_failed=not args.no_retry_failed,
+                                 log=lambda m: print(m, flush=True), executor=make_executor(args))
+        return _report(out, records)
+
+
+@contextlib.contextmanager
+def claim(out: Path):
+    """The output folder, checked writable and locked for this process, before any worker starts."""
+    try:
+        lock = runner.check_out(out)
+        lock.__enter__()
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    try:
+        yield
+    finally:
+        lock.__exit__(None, None, None)
 
 
 SWEEP_DEFAULTS = {"ranks": "1,2,4,8,16,32,64", "seeds": "0", "alpha_policy": "2r", "targets": "query,value",
@@ -171,15 +187,15 @@ def cmd_sweep(args) -> int:
     preflight(specs)
     out = Path(args.out or f"out/{specs[0].dataset_name}-sweep")
     log = lambda m: print(m, flush=True)  # noqa: E731
-    executor = make_executor(args)
-    options = {"out": out, "force": args.force, "retry_failed": not args.no_retry_failed, "log": log,
-               "executor": executor}
-    records = runner.run_all(specs, **options)
-    if grid and len(seeds) > 1:
-        later = sweep.second_phase(specs, records, seeds)
-        log(f"learning rates chosen on validation: {sweep.chosen_rates(records)}; {len(later)} more runs")
-        records += runner.run_all(later, **options)
-    return _report(out, list({r["run_id"]: r for r in records}.values()))
+    with claim(out):
+        options = {"out": out, "force": args.force, "retry_failed": not args.no_retry_failed, "log": log,
+                   "executor": make_executor(args)}
+        records = runner.run_all(specs, **options)
+        if grid and len(seeds) > 1:
+            later = sweep.second_phase(specs, records, seeds)
+            log(f"learning rates chosen on validation: {sweep.chosen_rates(records)}; {len(later)} more runs")
+            records += runner.run_all(later, **options)
+        return _report(out, list({r["run_id"]: r for r in records}.values()))
 
 
 def _targets(text: str, args, overrides) -> tuple[str, ...]:
@@ -254,6 +270,7 @@ def _check_inert_targets(specs, *, splits: dict) -> None:
     """LoRA targets that match only inert modules (no gradient reaches them) are an error; some inert
     ones a warning. Needs the real model (one probe backward pass per model), local folders only."""
     from harness import models
+    models.quiet_progress_bars()  # the parent's output is the user's: one line per problem
     probes: dict = {}
     warned: set = set()
     for spec in (s for s in specs if s.lora is not None):
@@ -334,6 +351,9 @@ def main(argv: list[str] | None = None) -> int:
         for line in str(exc).splitlines():
             print(f"error: {line}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except results.StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_RUN_FAILED
     except KeyboardInterrupt:
         print("interrupted: finished results are kept; run the same command again to resume", file=sys.stderr)
         return 130

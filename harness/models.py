@@ -47,6 +47,14 @@ def _cache_root() -> Path:
     return Path(os.environ.get("HARNESS_CACHE", Path.home() / ".cache" / "lora-bench-harness"))
 
 
+def quiet_progress_bars() -> None:
+    """No loading or saving progress bars where the output is the user's (pre-flight, model building)."""
+    from huggingface_hub.utils import disable_progress_bars
+    from transformers.utils import logging as hf_logging
+    disable_progress_bars()
+    hf_logging.disable_progress_bar()
+
+
 def load_model(path: str, *, device: str, max_seq_length: int = 0):
     from sentence_transformers import SentenceTransformer
     try:
@@ -223,6 +231,7 @@ def build_tiny_model(dest: Path, *, seed: int = 0) -> str:
     from sentence_transformers.sentence_transformer import modules
     from transformers import AutoTokenizer, BertConfig, BertModel
 
+    quiet_progress_bars()
     torch.manual_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(DEFAULT_MODEL))
     config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,

@@ -10,17 +10,17 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from harness import stats  # noqa: E402
+from harness import results, stats  # noqa: E402
 
 
 def _save(fig, frame: pd.DataFrame, out: Path, name: str) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{name}.png", out / f"{name}.svg", out / f"{name}.csv"]
     fig.tight_layout()
-    fig.savefig(paths[0], dpi=120)
-    fig.savefig(paths[1])
+    results.save_figure_atomic(fig, paths[0], dpi=120)
+    results.save_figure_atomic(fig, paths[1])
     plt.close(fig)
-    frame.to_csv(paths[2], index=False)
+    results.frame_to_csv_atomic(frame, paths[2], index=False)
     return paths
 
 

@@ -181,6 +181,6 @@ def adr_comparison_markdown(results_root: Path) -> str:
 
 def write_index(results_root: Path) -> list[Path]:
     paths = [results_root / "README.md", results_root / "ADR-001-comparison.md"]
-    paths[0].write_text(index_markdown(results_root), encoding="utf-8")
-    paths[1].write_text(adr_comparison_markdown(results_root), encoding="utf-8")
+    results.write_text_atomic(paths[0], index_markdown(results_root))
+    results.write_text_atomic(paths[1], adr_comparison_markdown(results_root))
     return paths

@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
+from harness import results
+
 MIB = 2**20
 
 # (row label with unit, getter over a record, scale); None where the arm has no such figure.
@@ -171,7 +173,7 @@ def ordered(records: list[dict]) -> list[dict]:
 def spearman_stats(records: list[dict]) -> list[dict]:
     """Per arm: mean test Spearman over seeds with its cluster-bootstrap 95% CI, and the paired test
     against standard (harness/stats.py). Empty when the records carry no per-pair scores."""
-    from harness import results, stats
+    from harness import stats
     ok = [r for r in ordered(records) if r["status"] == "success" and r["quality"].get("test_cos")]
     evalset = results.evaluation_set(ok)
     if evalset is None:
@@ -279,6 +281,6 @@ def write_report(out: Path, records: list[dict], *, stats_rows: list[dict] | Non
     """Write OUT/tradeoffs.md and OUT/tradeoffs.csv (regenerated from the records every time)."""
     out = Path(out)
     paths = {"md": out / "tradeoffs.md", "csv": out / "tradeoffs.csv"}
-    paths["md"].write_text(markdown_report(records, stats_rows=stats_rows), encoding="utf-8")
-    tradeoff_table(runs_frame(records)).to_csv(paths["csv"])
+    results.write_text_atomic(paths["md"], markdown_report(records, stats_rows=stats_rows))
+    results.frame_to_csv_atomic(tradeoff_table(runs_frame(records)), paths["csv"])
     return paths

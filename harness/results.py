@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -47,20 +48,53 @@ def write_json_atomic(path: Path, data: dict, *, overwrite: bool = False) -> Non
     A reader never sees a half-written file. Without ``overwrite`` an existing file is an error.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists() and not overwrite:
+    if (path.exists() or path.is_symlink()) and not overwrite:
         raise FileExistsError(f"{path}: a result already exists; refusing to overwrite it")
+    text = json.dumps(_finite(data), indent=2, allow_nan=False) + "\n"
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_text_atomic(path: Path, text: str) -> Path:
+    """Tables and pages: the same temporary file, fsync and rename as records."""
+    write_bytes_atomic(Path(path), text.encode("utf-8"))
+    return Path(path)
+
+
+def write_bytes_atomic(path: Path, payload: bytes) -> None:
+    """Never through a symlink (the rename replaces the link itself), never half written, and with
+    the permissions the user's umask gives a new file (mkstemp alone would make it 0600)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(_finite(data), f, indent=2, allow_nan=False)
-            f.write("\n")
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def save_figure_atomic(fig, path: Path, **kwargs) -> Path:
+    """matplotlib's savefig into a buffer, then an atomic write."""
+    import io
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=Path(path).suffix.lstrip("."), **kwargs)
+    write_bytes_atomic(Path(path), buffer.getvalue())
+    return Path(path)
+
+
+def frame_to_csv_atomic(frame, path: Path, **kwargs) -> Path:
+    return write_text_atomic(Path(path), frame.to_csv(**kwargs))
 
 
 def _finite(value):
@@ -152,3 +186,50 @@ def _regenerated_evaluation_set(record: dict):
                           f"(fingerprint {splits.fingerprint[:12]} != recorded {recorded[:12]})")
     test = splits.test.head(spec.get("eval_limit", 0))
     return test.score, list(test.group)
+
+
+class StoreError(OSError):
+    """A finished record could not be filed in the output folder (full disk, lost permissions)."""
+
+
+def check_writable(out: Path) -> None:
+    """Before any worker starts: can records be filed in ``OUT/runs``? Raises ValueError with one line."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {str(out)!r}: exists and is not a folder")
+    try:
+        runs_dir(out).mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=runs_dir(out), prefix=".write-check-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ValueError(f"--out {str(out)!r}: cannot write there ({exc.strerror or exc})") from None
+
+
+class OutputLock:
+    """An exclusive ``fcntl.flock`` on ``OUT/.lock`` for one harness process at a time: two processes
+    on one folder would run every arm twice and spoil each other's timings. Released on exit, even
+    when the process is killed (the kernel drops the lock with the file descriptor)."""
+
+    def __init__(self, out: Path):
+        self.path = Path(out) / ".lock"
+        self.fd: int | None = None
+
+    def __enter__(self):
+        import fcntl
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise ValueError(f"--out {str(self.path.parent)!r} is in use by {holder}; wait for it to finish or "
+                             "choose another --out") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"process {os.getpid()} ({' '.join(sys.argv[:3])})".encode())
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc):
+        os.close(self.fd)

@@ -69,16 +69,50 @@ def run_all(specs: list[RunSpec], *, out: Path, force: bool = False, retry_faile
     return [records[s.run_id] for s in specs if s.run_id in records]
 
 
+def check_out(out: Path):
+    """Pre-run checks of the output folder: writable, then locked for this process (a context manager)."""
+    results.check_writable(out)
+    return results.OutputLock(out)
+
+
 def store(record: dict, *, out: Path, log=print) -> Path:
-    """File a record; an older record for the same run is moved aside, never destroyed."""
+    """File a record; an older record for the same run is moved aside, never destroyed.
+
+    If the record cannot be written (a full disk, lost permissions), it is saved to the temporary
+    folder instead when that works, and ``StoreError`` says where: the caller stops there.
+    """
     path = results.runs_dir(out) / f"{record['run_id']}.json"
-    if path.exists():
-        aside = results.runs_dir(out) / "superseded" / f"{record['run_id']}.{time.strftime('%Y%m%dT%H%M%S')}.json"
-        aside.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(path, aside)
-        log(f"    previous result moved to {aside}")
-    results.write_json_atomic(path, record)
+    try:
+        if path.exists():
+            aside = _aside_name(results.runs_dir(out) / "superseded", record["run_id"])
+            aside.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, aside)
+            log(f"    previous result moved to {aside}")
+        results.write_json_atomic(path, record)
+    except OSError as exc:
+        raise results.StoreError(f"cannot file the result of {record['run_id']} in {results.runs_dir(out)} "
+                                 f"({exc.strerror or exc}); {_rescue(record)}; later runs were not started") from None
     return path
+
+
+def _aside_name(folder: Path, run_id: str) -> Path:
+    """A name under runs/superseded/ that no earlier copy has (two copies within one second included)."""
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    for n in range(10_000):
+        candidate = folder / f"{run_id}.{stamp}.{n}.json"
+        if not candidate.exists():
+            return candidate
+    raise FileExistsError(f"{folder}: too many superseded copies of {run_id} this second")
+
+
+def _rescue(record: dict) -> str:
+    """Keep a finished record that the output folder refused: in the temporary folder if possible."""
+    rescue = Path(tempfile.gettempdir()) / f"harness-unfiled-{record['run_id']}-{os.getpid()}.json"
+    try:
+        results.write_json_atomic(rescue, record, overwrite=True)
+    except OSError as exc:
+        return f"it could not be saved elsewhere either ({exc.strerror or exc})"
+    return f"the record was saved to {rescue}"
 
 
 def run_in_worker(spec: RunSpec) -> dict:

@@ -309,7 +309,7 @@ def write_sweep(out, records: list[dict]) -> list:
     out = Path(out)
     rows = point_rows(records)
     frame = pd.DataFrame(rows)
-    frame.to_csv(out / "sweep.csv", index=False)
+    results.frame_to_csv_atomic(frame, out / "sweep.csv", index=False)
     written = [out / "sweep.csv"]
     pareto_table = None
     if not frame.empty and "spearman_mean" in frame:
@@ -324,7 +324,7 @@ def write_sweep(out, records: list[dict]) -> list:
         if not std.empty and std_val:
             target = 0.95 * float(np.mean(std_val))
         written += plots.time_to_quality(curves_frame(records), out / "plots", target=target)
-    (out / "sweep.md").write_text(sweep_markdown(rows, pareto_table, records), encoding="utf-8")
+    results.write_text_atomic(out / "sweep.md", sweep_markdown(rows, pareto_table, records))
     return [out / "sweep.md", *written]
 
 

@@ -24,7 +24,7 @@ from harness import devices, results, trackers
 from harness.spec import RunSpec, SpecError
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_SPEC = 0, 1, 2
-FAULT_ENV = "HARNESS_INJECT_FAULT"  # test-only: "oom@STEP" or "sleep@SECONDS" (see FaultInjector)
+FAULT_ENV = "HARNESS_INJECT_FAULT"  # test-only: "oom@STEP", "sleep@SECONDS" or "touch@PATH" (see FaultInjector)
 
 
 class DivergedError(FloatingPointError):
@@ -46,20 +46,23 @@ class FaultInjector(TrainerCallback):
     """Test-only faults, switched on by the HARNESS_INJECT_FAULT environment variable.
 
     ``oom@N`` raises torch.OutOfMemoryError at the end of step N; ``sleep@S`` adds S seconds to
-    every step (to prove that a regression check catches a slower step).
+    every step (to prove that a regression check catches a slower step); ``touch@PATH`` creates PATH
+    when the first step ends (a signal that training is under way, for tests that interrupt it).
     """
 
     def __init__(self, fault: str):
         kind, _, arg = fault.partition("@")
-        if kind not in ("oom", "sleep"):
-            raise ValueError(f"{FAULT_ENV} = {fault!r}: expected oom@STEP or sleep@SECONDS")
-        self.kind, self.arg = kind, float(arg)
+        if kind not in ("oom", "sleep", "touch"):
+            raise ValueError(f"{FAULT_ENV} = {fault!r}: expected oom@STEP, sleep@SECONDS or touch@PATH")
+        self.kind, self.arg = kind, (arg if kind == "touch" else float(arg))
 
     def on_step_begin(self, args, state, control, **kwargs):
         if self.kind == "sleep":
             time.sleep(self.arg)
 
     def on_step_end(self, args, state, control, **kwargs):
+        if self.kind == "touch" and state.global_step == 1:
+            Path(self.arg).touch()
         if self.kind == "oom" and state.global_step >= self.arg:
             import torch
             raise torch.OutOfMemoryError(f"injected fault: out of memory at step {state.global_step}")

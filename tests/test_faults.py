@@ -15,6 +15,15 @@ from tests.conftest import REPO, TINY_ARGS, run_cli
 TINY_SETS = [a for a in TINY_ARGS if a != "--set"]
 
 
+def wait_for(condition, proc, *, limit_s: float = 300) -> None:
+    """Poll for a signal that a process gives (a file it creates), failing early if it exits."""
+    deadline = time.time() + limit_s
+    while not condition():
+        assert proc.poll() is None, "the process exited before giving the signal"
+        assert time.time() < deadline, "no signal within the limit"
+        time.sleep(0.05)
+
+
 def only_record(out: Path) -> dict:
     (path,) = (out / "runs").glob("*.json")
     return json.loads(path.read_text())
@@ -55,12 +64,10 @@ def test_interrupt_stops_cleanly_and_the_same_command_resumes(tmp_path, harness_
     out = tmp_path / "out"
     args = [sys.executable, "-m", "harness", "run", "--out", str(out), *TINY_ARGS,
             "--set", "arms.standard.max_steps=2000", "--set", "arms.standard.train_limit=64"]
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    training = tmp_path / "standard-is-training"
+    env = dict(os.environ, PYTHONPATH=str(REPO), HARNESS_INJECT_FAULT=f"touch@{training}")
     proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 240
-    while not list((out / "runs").glob("baseline-*.json")) and time.time() < deadline:
-        time.sleep(0.2)
-    time.sleep(3)  # the standard arm is now training
+    wait_for(training.exists, proc)  # the worker's signal: its first step has ended
     proc.send_signal(signal.SIGTERM)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr[-2000:]
@@ -109,3 +116,81 @@ def test_no_unpickling_loaders_in_the_harness():
     source = "\n".join(p.read_text() for p in (REPO / "harness").glob("*.py"))
     for risky in ("torch.load(", "pickle.load", "shell=True", "os.system("):
         assert risky not in source, risky
+
+
+def test_a_second_process_on_the_same_out_stops_with_the_holder_named(tmp_path, harness_cache):
+    out = tmp_path / "out"
+    training = tmp_path / "training"
+    env = dict(os.environ, PYTHONPATH=str(REPO), HARNESS_INJECT_FAULT=f"touch@{training}")
+    first = subprocess.Popen([sys.executable, "-m", "harness", "run", "--out", str(out), "--arms", "standard",
+                              *TINY_ARGS, "--set", "max_steps=2000"], cwd=REPO, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(training.exists, first)
+        second = run_cli("run", "--out", str(out), "--arms", "standard", *TINY_ARGS, "--set", "max_steps=2000")
+        assert second.returncode == 2
+        assert second.stderr.count("\n") == 1 and f"is in use by process {first.pid}" in second.stderr
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=60)
+    assert not list((out / "runs").glob("*.json"))  # the interrupted run left nothing half written
+
+
+def test_same_record_filed_twice_within_a_second_keeps_every_copy(tmp_path):
+    record = {"run_id": "r1", "status": "success"}
+    for n in range(3):
+        runner.store({**record, "n": n}, out=tmp_path, log=lambda m: None)
+    aside = sorted((tmp_path / "runs" / "superseded").glob("r1.*.json"))
+    kept = [json.loads(p.read_text())["n"] for p in [*aside, tmp_path / "runs" / "r1.json"]]
+    assert sorted(kept) == [0, 1, 2]
+
+
+def test_a_full_disk_stops_cleanly_and_keeps_the_finished_record(tmp_path, monkeypatch):
+    """ENOSPC injected at the write of a finished record: a StoreError that names the folder, and the
+    record saved to the temporary folder instead."""
+    import errno
+    real = results.write_bytes_atomic
+
+    def full_disk(path, payload):
+        if "runs" in Path(path).parts:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(path, payload)
+    monkeypatch.setattr(results, "write_bytes_atomic", full_disk)
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "rescue"))
+    (tmp_path / "rescue").mkdir()
+    record = {"run_id": "finished-run", "status": "success", "quality": {"spearman": 0.5}}
+    try:
+        runner.store(record, out=tmp_path / "out", log=lambda m: None)
+        raise AssertionError("expected a StoreError")
+    except results.StoreError as exc:
+        message = str(exc)
+    assert str(tmp_path / "out" / "runs") in message and "No space left on device" in message
+    assert "later runs were not started" in message
+    (rescued,) = (tmp_path / "rescue").glob("harness-unfiled-finished-run-*.json")
+    assert json.loads(rescued.read_text()) == record
+
+
+def test_out_that_cannot_be_written_is_refused_before_any_training(tmp_path, harness_cache):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    for out, message in ((blocker, "exists and is not a folder"), (Path("/proc/harness-out"), "cannot write there")):
+        proc = run_cli("run", "--out", str(out), *TINY_ARGS)
+        assert proc.returncode == 2 and message in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+        assert "running in a fresh worker" not in proc.stdout
+    assert blocker.read_text() == "not a folder"
+
+
+def test_report_never_writes_through_a_symlink_and_tables_follow_the_umask(tmp_path, harness_cache):
+    out = tmp_path / "out"
+    assert run_cli("run", "--out", str(out), "--arms", "baseline", *TINY_ARGS).returncode == 0
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (out / "tradeoffs.md").unlink()
+    (out / "tradeoffs.md").symlink_to(victim)
+    assert run_cli("report", str(out)).returncode == 0
+    assert victim.read_text() == "precious"
+    assert not (out / "tradeoffs.md").is_symlink() and "Tradeoffs" in (out / "tradeoffs.md").read_text()
+    mask = os.umask(0)
+    os.umask(mask)
+    for path in [out / "tradeoffs.md", *(out / "runs").glob("*.json")]:
+        assert path.stat().st_mode & 0o777 == 0o666 & ~mask, path
