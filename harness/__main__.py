@@ -22,8 +22,15 @@ class InputError(Exception):
     """Bad user input found before anything runs."""
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad option is one line naming it and its allowed values, not the usage text."""
+
+    def error(self, message):
+        self.exit(EXIT_BAD_INPUT, f"error: {message}; see {self.prog} --help\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m harness",
         description="Matched, measured comparisons of LoRA against full fine-tuning for sentence-embedding "
                     "models. Each arm runs in its own fresh worker process, one at a time.")
@@ -34,9 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Train and evaluate baseline, standard and LoRA arms under matched "
                                      "conditions (same seed, data order, eval set, device and precision). "
                                      "Runs execute one at a time: concurrent runs spoil each other's timings.")
-    run.add_argument("--dataset", default="dating",
-                     help="dating (the generated default), stsb, or a .csv/.jsonl file with text_a, text_b, "
-                          "score[, category, split] (default: %(default)s)")
+    run.add_argument("--dataset", default=None,
+                     help="dating (the generated default, version 2), dating-v1, stsb, or a .csv/.jsonl file with "
+                          "text_a, text_b, score[, category, group, split] (default: dating). Settings apply in "
+                          "this order, the last winning: defaults, arm, --profile, --config, --dataset, --set")
     run.add_argument("--arms", default="baseline,standard,lora",
                      help=f"comma-separated arms out of {', '.join(ARMS)} (default: %(default)s)")
     run.add_argument("--seeds", default=None,
@@ -65,7 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "of its full spec, and running the same command again skips finished runs. Options may also "
                     "come from a [sweep] table in --config (ranks, seeds, alpha_policy, targets, lr_grid, "
                     "eval_every_steps); command-line flags win.")
-    sw.add_argument("--dataset", default="dating", help="dating, stsb or a .csv/.jsonl file (default: %(default)s)")
+    sw.add_argument("--dataset", default=None,
+                    help="dating, dating-v1, stsb or a .csv/.jsonl file (default: dating); it beats a --config "
+                         "file's dataset, and --set beats both")
     sw.add_argument("--ranks", help="comma-separated LoRA ranks (default: 1,2,4,8,16,32,64)")
     sw.add_argument("--seeds", help="comma-separated seeds (default: 0)")
     sw.add_argument("--alpha-policy", help="2r (alpha = 2 x rank, the default) or fixed:N")
@@ -163,6 +173,21 @@ SWEEP_DEFAULTS = {"ranks": "1,2,4,8,16,32,64", "seeds": "0", "alpha_policy": "2r
                   "lr_grid": None, "eval_every_steps": 50}
 
 
+def _ints(v) -> bool:
+    return isinstance(v, str) or (isinstance(v, list) and all(type(x) is int for x in v))
+
+
+SWEEP_TYPES = {  # what a [sweep] table in --config may hold: (check, description)
+    "ranks": (_ints, "a list of integers or a string such as \"1,4,16\""),
+    "seeds": (_ints, "a list of integers or a string such as \"0,1,2\""),
+    "alpha_policy": (lambda v: isinstance(v, str), "a string: 2r or fixed:N"),
+    "targets": (lambda v: isinstance(v, str) or (isinstance(v, list) and all(isinstance(x, str) for x in v)),
+                "a string or a list of module names"),
+    "lr_grid": (lambda v: isinstance(v, str), "a string such as \"standard=1e-5,2e-5;lora=1e-4,2e-4\""),
+    "eval_every_steps": (lambda v: type(v) is int and v >= 0, "an integer >= 0"),
+}
+
+
 def cmd_sweep(args) -> int:
     from harness import sweep
     from harness.spec import load_toml
@@ -170,6 +195,10 @@ def cmd_sweep(args) -> int:
     unknown = [k for k in table if k not in SWEEP_DEFAULTS]
     if unknown:
         raise SpecError([f"[sweep] {k}: unknown key; allowed: {', '.join(SWEEP_DEFAULTS)}" for k in unknown])
+    bad = [f"[sweep] {k} = {v!r}: expected {SWEEP_TYPES[k][1]}" for k, v in table.items()
+           if not SWEEP_TYPES[k][0](v)]
+    if bad:
+        raise SpecError(bad)
     opts = {**SWEEP_DEFAULTS, **{k: (",".join(map(str, v)) if isinstance(v, list) else v) for k, v in table.items()}}
     for key in ("ranks", "seeds", "alpha_policy", "targets", "lr_grid"):
         if getattr(args, key) is not None:
@@ -212,6 +241,7 @@ def _targets(text: str, args, overrides) -> tuple[str, ...]:
 
 def cmd_publish(args) -> int:
     from harness import publish
+    _not_a_file(args.results, "publish --results")
     root = Path(args.results)
     if args.add:
         if not args.job:
@@ -227,8 +257,14 @@ def cmd_publish(args) -> int:
     return EXIT_OK
 
 
+def _not_a_file(path: str, option: str) -> None:
+    if Path(path).exists() and not Path(path).is_dir():
+        raise InputError(f"{option} {path!r}: exists and is not a folder")
+
+
 def cmd_compare(args) -> int:
     from harness import compare
+    _not_a_file(args.out, "compare --out")
     for folder in args.folders:
         if not results.runs_dir(Path(folder)).is_dir():
             raise InputError(f"compare {folder!r}: no runs/ folder in it")

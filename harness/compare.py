@@ -6,6 +6,7 @@ recorded environment). Anything else that differs is an error listing each diffe
 
 from __future__ import annotations
 
+import sys
 import warnings
 from pathlib import Path
 
@@ -30,7 +31,7 @@ def load_machine(folder: Path) -> tuple[str, dict[str, list[dict]]]:
         warnings.simplefilter("always")
         records = [r for r in results.load_runs(folder) if r["status"] == "success"]
     for w in caught:
-        print(f"warning: {w.message}")
+        print(f"warning: {w.message}", file=sys.stderr)
     if not records:
         raise CompareError(f"{folder}: no successful run records in {results.runs_dir(folder)}")
     by_label: dict[str, list[dict]] = {}

@@ -188,7 +188,16 @@ REQUIRED = ("text_a", "text_b", "score")
 
 
 def read_user_file(path: Path, *, score_range: tuple[float, float]) -> list[dict]:
-    records = _read_csv(path) if path.suffix.lower() == ".csv" else _read_jsonl(path)
+    reader = _read_csv if path.suffix.lower() == ".csv" else _read_jsonl
+    try:
+        records = reader(path)
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}:{_line_of_byte(path, exc.start)}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} "
+                        "cannot be decoded); save the file as UTF-8") from None
+    except csv.Error as exc:
+        raise DataError(f"{path}: not a readable CSV file ({exc})") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     rows = []
     for lineno, rec in records:
         where = f"{path}:{lineno}"
@@ -196,8 +205,13 @@ def read_user_file(path: Path, *, score_range: tuple[float, float]) -> list[dict
         if missing:
             raise DataError(f"{where}: missing column {', '.join(missing)} (need {', '.join(REQUIRED)})")
         for col in ("text_a", "text_b"):
-            if not isinstance(rec[col], str) or not rec[col].strip():
+            if not isinstance(rec[col], str):
+                raise DataError(f"{where}: {col} must be a string, got {_json_type(rec[col])} {rec[col]!r}")
+            if not rec[col].strip():
                 raise DataError(f"{where}: {col} is empty")
+        for col in ("category", "group", "split"):
+            if rec.get(col) is not None and not isinstance(rec[col], (str, int)) or isinstance(rec.get(col), bool):
+                raise DataError(f"{where}: {col} must be a string, got {_json_type(rec[col])} {rec[col]!r}")
         split = rec.get("split") or None
         if split is not None and split not in SPLITS:
             raise DataError(f"{where}: split {split!r} is not one of {', '.join(SPLITS)}")
@@ -211,16 +225,42 @@ def read_user_file(path: Path, *, score_range: tuple[float, float]) -> list[dict
     return rows
 
 
+def _json_type(value) -> str:
+    return {bool: "a boolean", int: "a number", float: "a number", list: "a list", dict: "an object",
+            type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def _line_of_byte(path: Path, offset: int) -> int:
+    with path.open("rb") as f:
+        return f.read(offset).count(b"\n") + 1
+
+
+_EXTRA = "\0extra"  # DictReader's key for fields beyond the header
+
+
 def _read_csv(path: Path):
     with path.open(encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f)
+        reader = csv.DictReader(f, restkey=_EXTRA)
         if reader.fieldnames is None:
             raise DataError(f"{path}: empty file (expected a header with {', '.join(REQUIRED)})")
+        twice = sorted({c for c in reader.fieldnames if reader.fieldnames.count(c) > 1})
+        if twice:
+            raise DataError(f"{path}:1: column {', '.join(map(repr, twice))} appears more than once in the header")
         missing = [c for c in REQUIRED if c not in reader.fieldnames]
         if missing:
             raise DataError(f"{path}:1: missing column {', '.join(missing)} in header "
                             f"{reader.fieldnames} (need {', '.join(REQUIRED)})")
-        return [(reader.line_num, rec) for rec in reader]
+        out = []
+        try:
+            for rec in reader:
+                if _EXTRA in rec:
+                    extra = len(rec[_EXTRA])
+                    raise DataError(f"{path}:{reader.line_num}: {len(reader.fieldnames) + extra} fields, but the "
+                                    f"header has {len(reader.fieldnames)}")
+                out.append((reader.line_num, rec))
+        except csv.Error as exc:
+            raise DataError(f"{path}:{reader.line_num + 1}: not readable as CSV ({exc})") from None
+        return out
 
 
 def _read_jsonl(path: Path):
@@ -241,6 +281,8 @@ def _read_jsonl(path: Path):
 
 def _parse_score(raw, *, where: str, score_range: tuple[float, float]) -> float:
     lo, hi = score_range
+    if isinstance(raw, (bool, list, dict)):
+        raise DataError(f"{where}: score must be a number, got {_json_type(raw)} {raw!r}")
     try:
         value = float(raw)
     except (TypeError, ValueError):

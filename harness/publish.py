@@ -21,18 +21,19 @@ ADR_001 = {  # ADR-001's own figures (shared/reference/ADR-001-lora-vs-standard.
 }
 
 
-def slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+def slug(text) -> str:
+    """Lower-case letters, digits and single dashes: safe as one path component."""
+    return re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-")
 
 
 def hardware_id(env: dict) -> str:
     """e.g. ``cpu-amd-epyc-2c`` or ``cuda-nvidia-h100-80gb-hbm3-80gb``."""
     if env.get("device_type") == "cuda":
         gb = round((env.get("device_memory_bytes") or 0) / 2**30)
-        return f"cuda-{slug(env.get('device_name') or 'gpu')}-{gb}gb"
+        return slug(f"cuda-{slug(env.get('device_name') or 'gpu')}-{gb}gb")
     if env.get("device_type") == "mps":
         return f"mps-{slug(env.get('cpu_model') or 'apple')}"
-    return f"cpu-{slug(env.get('cpu_model') or 'unknown')}-{env.get('cpu_count')}c"
+    return slug(f"cpu-{slug(env.get('cpu_model') or 'unknown')}-{env.get('cpu_count')}c")
 
 
 def add(out: Path, *, results_root: Path, job: str) -> Path:
@@ -42,14 +43,25 @@ def add(out: Path, *, results_root: Path, job: str) -> Path:
     if not ok:
         raise ValueError(f"publish --add {str(out)!r}: no successful run records in {results.runs_dir(out)}")
     ids = {hardware_id(r["environment"]) for r in ok}
-    datasets = {results.data_version(r) for r in ok}
+    datasets = {slug(results.data_version(r)) for r in ok}
     if len(ids) != 1 or len(datasets) != 1:
         raise ValueError(f"publish --add {str(out)!r}: mixes hardware {sorted(ids)} or datasets {sorted(datasets)}")
-    dest = results_root / ids.pop() / datasets.pop() / slug(job)
+    dest = safe_destination(results_root, ids.pop(), datasets.pop(), slug(job), what=f"publish --add {str(out)!r}")
     if dest.exists():
         raise FileExistsError(f"{dest} already exists; remove it first to republish (results are never "
                               "overwritten silently)")
     shutil.copytree(out, dest, ignore=shutil.ignore_patterns("superseded"))
+    return dest
+
+
+def safe_destination(root: Path, *parts: str, what: str) -> Path:
+    """root/part/... for slugged, non-empty parts, refused unless it resolves inside root."""
+    if any(not p or p in (".", "..") for p in parts):
+        raise ValueError(f"{what}: an empty name in the destination {'/'.join(parts)!r} (job, dataset or hardware "
+                         "id); give a job name with letters or digits")
+    dest = Path(root).joinpath(*parts)
+    if not dest.resolve().is_relative_to(Path(root).resolve()):
+        raise ValueError(f"{what}: destination {dest} is outside the results root {root}")
     return dest
 
 

@@ -73,7 +73,8 @@ def label_key(label: str) -> tuple[int, int]:
         return (0, 0)
     if label == "standard":
         return (1, 0)
-    return (2, int(label.split("=")[1])) if label.startswith("lora r=") else (3, 0)
+    rank = label.removeprefix("lora r=")
+    return (2, int(rank)) if label.startswith("lora r=") and rank.isdigit() else (3, 0)
 
 
 def label_order(labels) -> list[str]:

@@ -109,17 +109,40 @@ def _finite(value):
 
 
 def load_record(path: Path) -> dict:
+    """A run record, validated against the JSON schema of its version; ResultError names the problem."""
     try:
         record = json.loads(Path(path).read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise ResultError(f"{path}: corrupt JSON ({exc.msg} at line {exc.lineno})") from None
+    except UnicodeDecodeError:
+        raise ResultError(f"{path}: not a text file (not UTF-8)") from None
+    except OSError as exc:
+        raise ResultError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     if not isinstance(record, dict):
         raise ResultError(f"{path}: expected a JSON object")
     version = record.get("schema_version")
     if version not in KNOWN_VERSIONS:
         raise ResultError(f"{path}: unknown schema_version {version!r}; this harness reads "
                           f"{', '.join(map(str, KNOWN_VERSIONS))}")
+    problem = schema_problem(record, version)
+    if problem:
+        raise ResultError(f"{path}: not a valid version-{version} run record ({problem})")
     return record
+
+
+_VALIDATORS: dict = {}
+
+
+def schema_problem(record: dict, version: int) -> str | None:
+    """The first way ``record`` breaks its version's JSON schema (jsonschema), or None."""
+    import jsonschema
+    if version not in _VALIDATORS:
+        _VALIDATORS[version] = jsonschema.Draft202012Validator(json.loads(schema_file(version).read_text()))
+    error = jsonschema.exceptions.best_match(_VALIDATORS[version].iter_errors(record))
+    if error is None:
+        return None
+    where = "/".join(map(str, error.absolute_path)) or "the top level"
+    return f"{error.message} at {where}"
 
 
 def runs_dir(out: Path) -> Path:

@@ -2,7 +2,7 @@
 
 The layering follows peft's method_comparison: everything an arm shares lives in ``DEFAULTS``;
 each arm states only what it changes (``ARM_DELTAS``). A profile is one more named delta.
-The order is: defaults -> arm delta -> profile -> TOML file -> ``--set`` (last wins).
+The order is: defaults -> arm delta -> profile -> TOML file -> ``--dataset`` -> ``--set`` (last wins).
 
 A ``RunSpec`` validates itself at construction; a bad field raises ``SpecError`` naming the
 field, its value and what is allowed.
@@ -14,6 +14,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,8 @@ class RunSpec:
         data = dict(data)
         lora = data.pop("lora", None)
         problems = _unknown_keys(data, _field_names(cls), prefix="")
+        if lora is not None and not isinstance(lora, dict):
+            problems.append(f"lora = {lora!r}: expected a table of LoRA fields (r, alpha, dropout, target_modules)")
         if isinstance(lora, dict):
             problems += _unknown_keys(lora, _field_names(LoraSpec), prefix="lora.")
         if problems:
@@ -140,7 +143,7 @@ PROFILES: dict[str, dict[str, Any]] = {
 def build_specs(
     *,
     arms: list[str],
-    dataset: str = "dating",
+    dataset: str | None = None,
     profile: str = "adr",
     config_path: str | Path | None = None,
     overrides: list[str] = (),
@@ -148,6 +151,10 @@ def build_specs(
     """One validated RunSpec per arm, from the layers described in the module docstring."""
     problems = [f"arm {a!r}: unknown{_did_you_mean(a, ARMS)}; allowed: {', '.join(ARMS)}"
                 for a in arms if a not in ARMS]
+    problems += [f"arms: {a!r} is given {arms.count(a)} times; give each arm once"
+                 for a in dict.fromkeys(arms) if arms.count(a) > 1]
+    if not arms:
+        problems.append("arms: none given; choose from " + ", ".join(ARMS))
     if profile not in PROFILES:
         problems.append(f"profile {profile!r}: unknown{_did_you_mean(profile, PROFILES)}; "
                         f"allowed: {', '.join(PROFILES)}")
@@ -157,8 +164,9 @@ def build_specs(
     set_layer = parse_overrides(overrides)
     specs = []
     for arm in arms:
-        merged: dict[str, Any] = {"dataset": dataset}
-        for layer in (DEFAULTS, ARM_DELTAS[arm], PROFILES[profile], _arm_view(file_layer, arm),
+        merged: dict[str, Any] = {"dataset": "dating"}
+        cli_dataset = {"dataset": dataset} if dataset is not None else {}  # an explicit --dataset beats the file
+        for layer in (DEFAULTS, ARM_DELTAS[arm], PROFILES[profile], _arm_view(file_layer, arm), cli_dataset,
                       _arm_view(set_layer, arm)):
             _deep_merge(merged, layer)
         if arm != "lora":
@@ -175,7 +183,11 @@ def load_toml(path: str | Path) -> dict[str, Any]:
             data = tomllib.load(f)
     except FileNotFoundError:
         raise SpecError([f"config file {str(path)!r}: not found"]) from None
-    except tomllib.TOMLDecodeError as exc:
+    except IsADirectoryError:
+        raise SpecError([f"config file {str(path)!r}: is a folder, expected a .toml file"]) from None
+    except OSError as exc:
+        raise SpecError([f"config file {str(path)!r}: cannot be read ({exc.strerror or exc})"]) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise SpecError([f"config file {str(path)!r}: not valid TOML ({exc})"]) from None
     _check_layer_keys(data, source=f"config file {str(path)!r}")
     return data
@@ -212,13 +224,19 @@ def _check_layer_keys(layer: dict[str, Any], *, source: str) -> None:
     run_fields = _field_names(RunSpec) - {"arm"}
     problems = []
     for key, value in layer.items():
-        if key == "sweep" and isinstance(value, dict):
+        if key in ("sweep", "arms") and not isinstance(value, dict):
+            problems.append(f"{source}: {key} = {value!r}: expected a table ([{key}] in TOML)")
+            continue
+        if key == "sweep":
             continue  # the sweep command's own table, checked there
-        if key == "arms" and isinstance(value, dict):
+        if key == "arms":
             for arm, sub in value.items():
                 if arm not in ARMS:
                     problems.append(f"{source}: arm {arm!r} in [arms] is unknown{_did_you_mean(arm, ARMS)}")
-                elif isinstance(sub, dict):
+                elif not isinstance(sub, dict):
+                    problems.append(f"{source}: arms.{arm} = {sub!r}: expected a table of spec fields "
+                                    f"([arms.{arm}] in TOML, or --set arms.{arm}.KEY=VALUE)")
+                else:
                     problems += _layer_problems(sub, run_fields, source, prefix=f"arms.{arm}.")
         else:
             problems += _layer_problems({key: value}, run_fields, source, prefix="")
@@ -229,6 +247,9 @@ def _check_layer_keys(layer: dict[str, Any], *, source: str) -> None:
 def _layer_problems(layer, run_fields, source, *, prefix):
     problems = [f"{source}: {p}" for p in _unknown_keys(layer, run_fields, prefix=prefix)]
     lora = layer.get("lora")
+    if "lora" in layer and not isinstance(lora, dict):
+        problems.append(f"{source}: {prefix}lora = {lora!r}: expected a table of LoRA fields (r, alpha, dropout, "
+                        f"target_modules), e.g. --set {prefix}lora.r=16")
     if isinstance(lora, dict):
         problems += [f"{source}: {p}" for p in _unknown_keys(lora, _field_names(LoraSpec),
                                                              prefix=f"{prefix}lora.")]
@@ -318,9 +339,27 @@ def _coerce(value: Any, hint: str) -> Any:
     return value
 
 
+SEED_MAX = 2**32 - 1  # numpy's and torch's seeds are unsigned 32-bit
+
+
+def _non_finite(spec: RunSpec) -> list[str]:
+    """Every float field that is inf, -inf or NaN, by name (JSON cannot even store them)."""
+    values = [(f.name, getattr(spec, f.name)) for f in dataclasses.fields(spec)]
+    if spec.lora is not None:
+        values += [(f"lora.{f.name}", getattr(spec.lora, f.name)) for f in dataclasses.fields(spec.lora)]
+    out = []
+    for name, value in values:
+        numbers = value if isinstance(value, tuple) else (value,)
+        if any(isinstance(v, float) and not math.isfinite(v) for v in numbers):
+            out.append(f"{name} = {list(value) if isinstance(value, tuple) else value!r}: must be a finite number")
+    return out
+
+
 def validate(spec: RunSpec) -> list[str]:
     """Every problem with a spec, one line each; empty when the spec is valid."""
-    p: list[str] = []
+    p: list[str] = _non_finite(spec)
+    if p:
+        return p  # the range checks below would only repeat these
 
     def need(ok: bool, name: str, value: Any, allowed: str) -> None:
         if not ok:
@@ -337,6 +376,8 @@ def validate(spec: RunSpec) -> list[str]:
     need(spec.batch_size >= 1, "batch_size", spec.batch_size, ">= 1")
     need(spec.learning_rate > 0, "learning_rate", spec.learning_rate, "> 0")
     need(spec.warmup_steps >= 0, "warmup_steps", spec.warmup_steps, ">= 0")
+    need(0 <= spec.seed <= SEED_MAX, "seed", spec.seed, f"an integer in [0, {SEED_MAX}]")
+    need(0 <= spec.dataset_seed <= SEED_MAX, "dataset_seed", spec.dataset_seed, f"an integer in [0, {SEED_MAX}]")
     need(spec.loss in LOSSES, "loss", spec.loss, f"one of {', '.join(LOSSES)}")
     need(spec.device in DEVICES, "device", spec.device, f"one of {', '.join(DEVICES)}")
     need(spec.precision in PRECISIONS, "precision", spec.precision, f"one of {', '.join(PRECISIONS)}")

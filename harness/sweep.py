@@ -9,6 +9,7 @@ Everything is recomputed from the run files, so a resumed sweep and ``report`` a
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections import defaultdict
 
 import numpy as np
@@ -24,9 +25,12 @@ def parse_ints(text: str, *, name: str, minimum: int) -> list[int]:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise SpecError([f"{name} = {text!r}: expected comma-separated integers, e.g. 1,4,16"]) from None
-    bad = [v for v in values if v < minimum]
+    bad = [v for v in values if v < minimum or v > 2**32 - 1]
     if not values or bad:
-        raise SpecError([f"{name} = {text!r}: each value must be an integer >= {minimum}"])
+        raise SpecError([f"{name} = {text!r}: each value must be an integer in [{minimum}, {2**32 - 1}]"])
+    twice = [v for v in dict.fromkeys(values) if values.count(v) > 1]
+    if twice:
+        raise SpecError([f"{name} = {text!r}: {', '.join(map(str, twice))} given more than once; give each once"])
     return values
 
 
@@ -35,7 +39,7 @@ def alpha_for(rank: int, policy: str) -> float:
         return 2.0 * rank
     kind, _, value = policy.partition(":")
     try:
-        if kind == "fixed" and float(value) > 0:
+        if kind == "fixed" and math.isfinite(float(value)) and float(value) > 0:
             return float(value)
     except ValueError:
         pass
@@ -56,8 +60,8 @@ def parse_lr_grid(text: str | None) -> dict[str, list[float]]:
             rates = [float(v) for v in values.split(",") if v.strip()]
         except ValueError:
             raise SpecError([f"lr-grid: {part!r}: expected ARM=RATE,RATE,..."]) from None
-        if not rates or any(r <= 0 for r in rates):
-            raise SpecError([f"lr-grid: {part!r}: rates must be > 0"])
+        if not rates or any(not math.isfinite(r) or r <= 0 for r in rates):
+            raise SpecError([f"lr-grid: {part!r}: rates must be finite numbers > 0"])
         grid[arm] = rates
     return grid
 

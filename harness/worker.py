@@ -24,7 +24,7 @@ from harness import devices, results, trackers
 from harness.spec import RunSpec, SpecError
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_SPEC = 0, 1, 2
-FAULT_ENV = "HARNESS_INJECT_FAULT"  # test-only: "oom@STEP", "sleep@SECONDS" or "touch@PATH" (see FaultInjector)
+FAULT_ENV = "HARNESS_INJECT_FAULT"  # test-only: oom@STEP, sleep@SECONDS, touch@PATH or alloc@GIB (FaultInjector)
 
 
 class DivergedError(FloatingPointError):
@@ -47,13 +47,15 @@ class FaultInjector(TrainerCallback):
 
     ``oom@N`` raises torch.OutOfMemoryError at the end of step N; ``sleep@S`` adds S seconds to
     every step (to prove that a regression check catches a slower step); ``touch@PATH`` creates PATH
-    when the first step ends (a signal that training is under way, for tests that interrupt it).
+    when the first step ends (a signal that training is under way, for tests that interrupt it);
+    ``alloc@G`` really allocates a G GiB tensor after the first step (under a ``prlimit`` the CPU
+    allocator then fails as it does when a batch does not fit).
     """
 
     def __init__(self, fault: str):
         kind, _, arg = fault.partition("@")
-        if kind not in ("oom", "sleep", "touch"):
-            raise ValueError(f"{FAULT_ENV} = {fault!r}: expected oom@STEP, sleep@SECONDS or touch@PATH")
+        if kind not in ("oom", "sleep", "touch", "alloc"):
+            raise ValueError(f"{FAULT_ENV} = {fault!r}: expected oom@STEP, sleep@SECONDS, touch@PATH or alloc@GIB")
         self.kind, self.arg = kind, (arg if kind == "touch" else float(arg))
 
     def on_step_begin(self, args, state, control, **kwargs):
@@ -63,6 +65,9 @@ class FaultInjector(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if self.kind == "touch" and state.global_step == 1:
             Path(self.arg).touch()
+        if self.kind == "alloc" and state.global_step == 1:
+            import torch
+            torch.ones(int(self.arg * 2**30), dtype=torch.uint8)
         if self.kind == "oom" and state.global_step >= self.arg:
             import torch
             raise torch.OutOfMemoryError(f"injected fault: out of memory at step {state.global_step}")
@@ -117,7 +122,9 @@ def classify(exc: BaseException) -> str:
     from harness.models import ModelError
     if isinstance(exc, DivergedError):
         return "diverged"
-    if "out of memory" in str(exc).lower() or type(exc).__name__ == "OutOfMemoryError":
+    message = str(exc).lower()
+    if ("out of memory" in message or "can't allocate memory" in message or isinstance(exc, MemoryError)
+            or type(exc).__name__ == "OutOfMemoryError"):
         return "oom"
     if isinstance(exc, (DataError, ModelError, devices.DeviceError, SpecError)):
         return "bad_input"

@@ -39,6 +39,25 @@ def test_injected_oom_is_recorded_with_memory_so_far(tmp_path, harness_cache):
     assert record["memory"]["peak_memory_bytes"] >= record["memory"]["baseline_memory_bytes"] > 0
 
 
+def test_a_real_cpu_allocation_failure_is_recorded_as_oom(tmp_path, harness_cache):
+    """Not an injected exception: a real 32 GiB allocation after the first step, in a process tree
+    whose address space prlimit caps at 12 GiB, so torch's CPU allocator fails for real."""
+    import resource
+    out = tmp_path / "out"
+    cap = 12 * 2**30
+
+    def limit_address_space():
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+    env = dict(os.environ, PYTHONPATH=str(REPO), HARNESS_INJECT_FAULT="alloc@32")
+    proc = subprocess.run([sys.executable, "-m", "harness", "run", "--out", str(out), "--arms", "standard",
+                           *TINY_ARGS], cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+                          preexec_fn=limit_address_space)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    record = only_record(out)
+    assert record["error"]["reason"] == "oom", record["error"]
+    assert "can't allocate memory" in record["error"]["message"]
+
+
 def test_real_divergence_is_recorded_with_the_step(tmp_path, harness_cache):
     out = tmp_path / "out"
     proc = run_cli("run", "--out", str(out), "--arms", "standard", *TINY_ARGS, "--set", "max_steps=30",
