@@ -308,7 +308,7 @@ def train_arm(model, spec: RunSpec, splits, device: str, record: dict) -> None:
                     output = trainer.train()
     record["memory"]["process_peak_rss_bytes"] = trackers.process_peak_rss_bytes()
     from harness.environment import load_average
-    record["environment"]["loadavg_1m_after_training"] = load_average()
+    record.setdefault("environment", {})["loadavg_1m_after_training"] = load_average()
     losses_seen = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     record["training"] = {"global_step": trainer.state.global_step, "train_loss": output.training_loss,
                           "loss_history": losses_seen}
