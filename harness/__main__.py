@@ -147,11 +147,12 @@ def cmd_run(args) -> int:
     if args.seeds is not None:  # seed-major, so that a stopped run leaves whole seeds behind
         seeds = sweep.parse_ints(args.seeds, name="seeds", minimum=0)
         specs = [dataclasses.replace(spec, seed=seed) for seed in seeds for spec in specs]
-    preflight(specs)
+    fingerprints = preflight(specs)
     out = Path(args.out or f"out/{specs[0].dataset_name}-{args.profile}")
     with claim(out):
         records = runner.run_all(specs, out=out, force=args.force, retry_failed=not args.no_retry_failed,
-                                 log=lambda m: print(m, flush=True), executor=make_executor(args))
+                                 log=lambda m: print(m, flush=True), executor=make_executor(args),
+                                 fingerprints=fingerprints)
         return _report(out, records)
 
 
@@ -213,12 +214,12 @@ def cmd_sweep(args) -> int:
     specs = sweep.sweep_specs(dataset=args.dataset, ranks=ranks, seeds=seeds, alpha_policy=str(opts["alpha_policy"]),
                               targets=targets, lr_grid=grid, profile=args.profile, config_path=args.config,
                               overrides=overrides)
-    preflight(specs)
+    fingerprints = preflight(specs)
     out = Path(args.out or f"out/{specs[0].dataset_name}-sweep")
     log = lambda m: print(m, flush=True)  # noqa: E731
     with claim(out):
         options = {"out": out, "force": args.force, "retry_failed": not args.no_retry_failed, "log": log,
-                   "executor": make_executor(args)}
+                   "executor": make_executor(args), "fingerprints": fingerprints}
         records = runner.run_all(specs, **options)
         if grid and len(seeds) > 1:
             later = sweep.second_phase(specs, records, seeds)
@@ -277,8 +278,11 @@ def cmd_compare(args) -> int:
     return EXIT_OK
 
 
-def preflight(specs) -> None:
-    """Cheap checks of every spec's device, data, model and LoRA targets before any worker starts."""
+def preflight(specs) -> dict[str, str]:
+    """Cheap checks of every spec's device, data, model and LoRA targets before any worker starts.
+
+    Returns each spec's data fingerprint by run id, so that a finished record made on other data
+    (an older data version with the same spec) is never kept as if it were current."""
     from harness import data, devices, models
     seen: dict = {}
     try:
@@ -300,6 +304,7 @@ def preflight(specs) -> None:
         if overlap:
             print(f"warning: {overlap} pair(s) of the test split also appear in the train split "
                   f"of {dataset!r}; test quality may be inflated", file=sys.stderr)
+    return {s.run_id: seen[(s.dataset, s.dataset_seed, s.score_range)].fingerprint for s in specs}
 
 
 def _check_inert_targets(specs, *, splits: dict) -> None:

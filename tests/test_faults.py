@@ -213,3 +213,21 @@ def test_report_never_writes_through_a_symlink_and_tables_follow_the_umask(tmp_p
     os.umask(mask)
     for path in [out / "tradeoffs.md", *(out / "runs").glob("*.json")]:
         assert path.stat().st_mode & 0o777 == 0o666 & ~mask, path
+
+
+def test_a_finished_record_made_on_other_data_is_rerun_not_kept(tmp_path, harness_cache):
+    """Same spec hash, other data (an older data version): the record is run again, the old one kept aside."""
+    from harness.data import load_splits
+    (spec,) = build_specs(arms=["baseline"], overrides=TINY_SETS)
+    out = tmp_path / "out"
+    old = {**json.loads((Path(__file__).parent / "fixtures" / "run-v2-lora.json").read_text()),
+           "run_id": spec.run_id, "spec_hash": spec.spec_hash}
+    old["data"] = {**old["data"], "fingerprint": "0" * 64, "version": "dating-v1"}
+    results.write_json_atomic(out / "runs" / f"{spec.run_id}.json", old)
+    current = load_splits("dating").fingerprint
+    logs = []
+    (record,) = runner.run_all([spec], out=out, log=logs.append, fingerprints={spec.run_id: current})
+    assert record["data"]["fingerprint"] == current and record["status"] == "success"
+    assert any("made on other data (dating-v1)" in line for line in logs)
+    (aside,) = (out / "runs" / "superseded").glob("*.json")
+    assert json.loads(aside.read_text())["data"]["fingerprint"] == "0" * 64
