@@ -285,6 +285,7 @@ def preflight(specs) -> dict[str, str]:
     (an older data version with the same spec) is never kept as if it were current."""
     from harness import data, devices, models
     seen: dict = {}
+    checked_models: set = set()
     try:
         for spec in specs:
             devices.resolve(spec.device)
@@ -292,6 +293,9 @@ def preflight(specs) -> dict[str, str]:
             if key not in seen:
                 seen[key] = data.load_splits(spec.dataset, seed=spec.dataset_seed, score_range=spec.score_range)
             path = models.resolve_model_path(spec.model)
+            if spec.model not in checked_models:
+                models.check_loadable(spec.model, path)
+                checked_models.add(spec.model)
             if spec.lora is not None:
                 have = models.linear_module_names_at(path)
                 if have:
@@ -299,11 +303,11 @@ def preflight(specs) -> dict[str, str]:
         _check_inert_targets(specs, splits=seen)
     except (data.DataError, devices.DeviceError, models.ModelError) as exc:
         raise InputError(str(exc)) from None
-    for (dataset, _, _), splits in seen.items():
+    for key, splits in seen.items():
         overlap = splits.overlap("train", "test")
         if overlap:
             print(f"warning: {overlap} pair(s) of the test split also appear in the train split "
-                  f"of {dataset!r}; test quality may be inflated", file=sys.stderr)
+                  f"of {key[0]!r}; test quality may be inflated", file=sys.stderr)
     return {s.run_id: seen[(s.dataset, s.dataset_seed, s.score_range)].fingerprint for s in specs}
 
 

@@ -43,6 +43,63 @@ def resolve_model_path(name: str, *, cache_dir: Path | None = None) -> str:
     return name  # a hub id; sentence-transformers downloads it where a network exists
 
 
+BUILTIN_NAMES = (DEFAULT_MODEL, "sentence-transformers/all-MiniLM-L6-v2", TINY_MODEL)
+
+
+def check_loadable(name: str, path: str) -> None:
+    """Pre-run: can ``name`` (resolved to ``path``) be loaded here? One ModelError line if not: a
+    typo of a built-in name, a hub id on an offline machine, or a folder with a broken config."""
+    import difflib
+    folder = Path(path)
+    if folder.is_dir():
+        _check_folder(folder, name)
+        return
+    close = difflib.get_close_matches(name, BUILTIN_NAMES, n=1, cutoff=0.8)
+    if close:
+        raise ModelError(f"model {name!r}: unknown (did you mean {close[0]!r}?)")
+    if _offline():
+        from huggingface_hub import try_to_load_from_cache
+        if not isinstance(try_to_load_from_cache(repo_id=name, filename="modules.json"), str):
+            raise ModelError(f"model {name!r}: not a built-in model ({', '.join(BUILTIN_NAMES)}) or a local folder, "
+                             "and as a hub id it cannot be downloaded: this machine is offline (HF_HUB_OFFLINE) "
+                             "and it is not in the local hub cache")
+        return
+    from huggingface_hub import HfApi
+    try:
+        HfApi().model_info(name, timeout=10)
+    except Exception as exc:  # noqa: BLE001 - any failure means: not loadable from here
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"model {name!r}: not a built-in model or a local folder, and the hub cannot provide it "
+                         f"({first[:200]})") from None
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+
+
+def _check_folder(folder: Path, name: str) -> None:
+    """modules.json must list modules; the transformer's config.json must load."""
+    import json
+
+    from transformers import AutoConfig
+    config_dir = folder
+    if (folder / "modules.json").is_file():
+        try:
+            listed = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
+            first = next(m for m in listed if "Transformer" in m.get("type", "")) if isinstance(listed, list) else None
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError, TypeError, StopIteration) as exc:
+            raise ModelError(f"model {name!r}: modules.json is not a valid list of modules ({type(exc).__name__})") \
+                from None
+        if not isinstance(first, dict) or not isinstance(first.get("path"), str):
+            raise ModelError(f"model {name!r}: modules.json is not a valid list of modules")
+        config_dir = folder / first["path"]
+    try:
+        AutoConfig.from_pretrained(str(config_dir))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        first_line = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"model {name!r}: its config.json cannot be read ({first_line})") from None
+
+
 def _cache_root() -> Path:
     return Path(os.environ.get("HARNESS_CACHE", Path.home() / ".cache" / "lora-bench-harness"))
 

@@ -130,6 +130,14 @@ SWEEP_CONFIGS = [
 ]
 
 
+MODELS = [  # --set model=..., with folders made by the inputs fixture
+    ("all-MiniLM-L6-v3", "did you mean 'all-MiniLM-L6-v2'"), ("tiny-random-bret", "did you mean 'tiny-random-bert'"),
+    ("some-org/no-such-model", "offline"), ("INPUT/broken-config", "config.json cannot be read"),
+    ("INPUT/broken-modules", "modules.json is not a valid list"), ("INPUT/modules-not-list", "not a valid list"),
+    ("INPUT/a-file", "is a file"), ("INPUT/empty-folder", "not a sentence-transformers model folder"),
+]
+
+
 def _cases():
     for field in INT_FIELDS:
         for value, words in NOT_AN_INT:
@@ -139,6 +147,8 @@ def _cases():
             yield f"float-{field}={value}", ["run", "--set", f"{field}={value}"], words
     for field, value, words in OUT_OF_RANGE:
         yield f"range-{field}={value}", ["run", "--set", f"{field}={value}"], words
+    for model, words in MODELS:
+        yield f"model-{model}", ["run", "--set", f"model={model}"], words
     for args, words in STRUCTURE:
         yield f"structure-{' '.join(args)}", ["run", *args], words
     for args, words in CLI:
@@ -180,6 +190,13 @@ def inputs(tmp_path_factory, harness_cache):
     for i, (text, _) in enumerate(SWEEP_CONFIGS):
         (folder / f"sweep-{i}.toml").write_text(text + "\n")
     (folder / "a-file").write_text("a file, not a folder\n")
+    transformer = '[{"path": "", "type": "sentence_transformers.models.Transformer"}]'
+    for name, modules, config in (("broken-config", transformer, "{not json"), ("broken-modules", "[1, 2", "{}"),
+                                  ("modules-not-list", '{"a": 1}', "{}")):
+        (folder / name).mkdir()
+        (folder / name / "modules.json").write_text(modules)
+        (folder / name / "config.json").write_text(config)
+    (folder / "empty-folder").mkdir()
     (folder / "job" / "runs").mkdir(parents=True)
     (folder / "job" / "runs" / "r.json").write_text(FIXTURE.read_text())
     return folder
@@ -192,7 +209,8 @@ def test_hostile_input_gets_one_line_exit_2_and_writes_nothing(name, args, words
     work.mkdir()
     monkeypatch.chdir(work)
     out = tmp_path / "out"
-    argv = [a.replace("INPUT", str(inputs)).replace("OUT", str(out)) if a.startswith(("INPUT", "OUT")) else a
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # as tox and CI run; nothing may reach for a network
+    argv = [a.replace("INPUT", str(inputs)).replace("OUT", str(out)) if "INPUT" in a or a.startswith("OUT") else a
             for a in args]
     if argv[0] in ("run", "sweep"):  # the tiny model first, so that the hostile value comes last and wins
         argv = [argv[0], *TINY, "--out", str(out), *argv[1:]]
