@@ -35,10 +35,24 @@ def test_failed_write_leaves_no_partial_file(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("fixture", sorted(FIXTURES.glob("run-v*.json")), ids=lambda p: p.name)
-def test_checked_in_records_of_every_schema_version_load(fixture):
-    record = results.load_record(fixture)
-    assert record["schema_version"] in results.KNOWN_VERSIONS
+@pytest.mark.parametrize("version", results.KNOWN_VERSIONS)
+def test_checked_in_records_of_every_schema_version_go_through_the_whole_report_path(version, tmp_path, capsys):
+    """Old records are not only loadable: report regenerates their tables, with the clustered
+    statistics (a version-1 record's data is regenerated and must match its fingerprint)."""
+    from harness.__main__ import main
+    out = tmp_path / "job"
+    (out / "runs").mkdir(parents=True)
+    # version 1: the GPU job's records (they carry per-pair cosines); version 2: the tiny-model record
+    fixtures = FIXTURES.glob("compare-gpu/runs/*.json") if version == 1 else FIXTURES.glob(f"run-v{version}-*.json")
+    for fixture in sorted(fixtures):
+        assert json.loads(fixture.read_text())["schema_version"] == version
+        (out / "runs" / fixture.name).write_text(fixture.read_text())
+    assert list((out / "runs").iterdir()), f"no checked-in fixture of schema version {version}"
+    assert main(["report", str(out)]) == 0, capsys.readouterr().err
+    table = (out / "tradeoffs.md").read_text()
+    assert "| Spearman (test)" in table and "Spearman [95% CI]" in table
+    if version == 1:  # dating-v1: 500 rows over 66 independent sentence pairs
+        assert "| standard | 1       | 500 / 66" in table
 
 
 def test_unknown_version_and_corrupt_json_are_skipped_with_a_warning(tmp_path):

@@ -1,5 +1,7 @@
 """Spec layering, --set parsing, TOML and validation."""
 
+import json
+
 import pytest
 
 from harness.spec import LoraSpec, RunSpec, SpecError, build_specs, parse_overrides
@@ -85,7 +87,9 @@ def test_spec_hash_is_stable_and_sensitive():
     (c,) = build_specs(arms=["lora"], overrides=["lora.r=9"])
     assert a.spec_hash == b.spec_hash != c.spec_hash
     assert a.run_id.startswith("lora-r8-dating-s0-")
-    assert RunSpec.from_dict(a.to_dict()) == a  # round-trips through JSON-shaped dicts
+    text = json.dumps(a.to_dict())  # through real JSON text, as the worker receives its spec
+    again = RunSpec.from_dict(json.loads(text))
+    assert again == a and again.spec_hash == a.spec_hash and again.run_id == a.run_id
 
 
 def test_lora_config_on_a_non_lora_arm_is_rejected():

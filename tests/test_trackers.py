@@ -29,8 +29,9 @@ def test_cpu_peak_is_reset_at_region_start():
     del big
     with trackers.track_memory("cpu") as rec:
         pass
-    if "VmHWM" in rec["source"]:  # the reset is a Linux feature
-        assert rec["peak_increment_bytes"] < 100 * 2**20
+    if "VmHWM" not in rec["source"]:
+        pytest.skip(f"the peak reset needs Linux's VmHWM and clear_refs; this platform's source: {rec['source']}")
+    assert rec["peak_increment_bytes"] < 100 * 2**20
 
 
 def test_mps_path_samples_the_allocator(monkeypatch):
