@@ -4,8 +4,9 @@ compatibility score. Deterministic for ``seed``. (Version 1, pairs of single sen
 
 How a profile is made
 ---------------------
-* A profile states a stance on three or four of seven *topics*, one sentence each, plus one
-  neutral filler sentence (job, home town or hobby), in a shuffled order, as real profiles read.
+* Like the prompts of a dating app, both profiles of a pair answer the same two to four of seven
+  *topics*, one sentence each; each may add one topic of its own (30%) and a neutral filler
+  sentence (job, home town or hobby; 50%), in a shuffled order.
 * A stance is one of -2, -1, +1, +2: strongly or mildly against, mildly or strongly for.
   Strong stances carry an intensifier ("Definitely, ..."), mild ones a hedge ("I think ...").
 * Each stance sentence is built compositionally: a *template family* (FAMILIES) x a template of
@@ -21,7 +22,7 @@ model generalises to sentence *shapes* it never saw, not only to new sentences.
 
 The gold score (documented weights)
 -----------------------------------
-For the topics both profiles state (at least one), each topic's agreement is
+For the topics both profiles state, each topic's agreement is
 ``1 - |stance_a - stance_b| / 4`` (1 same stance, 0.75 same side at another strength, 0.5 mild
 opposites, 0.25, 0 strong opposites). The score is the weighted mean of the agreements with
 ``TOPIC_WEIGHTS``: the dealbreakers kids and smoking weigh 3, religion 2, the preferences 1. So
@@ -57,7 +58,10 @@ TOPICS = tuple(TOPIC_WEIGHTS)
 STANCES = (-2, -1, 1, 2)
 STANCE_P = (0.3, 0.2, 0.2, 0.3)
 SAME_WORDING_P = 0.8  # share of opposed shared topics worded with the same template and synonym
-TOPICS_PER_PROFILE = (3, 4)
+SHARED_TOPICS = (1, 2, 2, 3)  # how many topics both profiles answer (drawn uniformly from this tuple)
+PRIVATE_TOPIC_P = 0.3  # each profile may add one topic the other does not state
+FILLER_P = 0.5  # share of profiles with a neutral filler sentence
+PREFIX_P = 0.8  # a hedge or intensifier comes first; otherwise it follows as its own short sentence
 LEAD_INS = ("", "Hi! ", "Hey there. ", "About me: ", "Quick intro: ", "Hello! ")
 
 # Synonyms per topic: verb phrases (after "I", in the base form) and noun phrases.
@@ -115,9 +119,9 @@ FAMILIES: dict[str, list[tuple[str, str]]] = {
              ("{np} would be a bonus in a partner.", "{np} would be a problem in a partner.")],
 }
 SPLIT_FAMILIES = {
-    "train": ("plain", "emphatic", "never", "all_in", "fan", "match", "yes_no", "for_against", "count_on", "know"),
-    "validation": ("say_yes", "deal"),
-    "test": ("life", "question"),
+    "train": ("plain", "emphatic", "never", "all_in", "match", "yes_no", "for_against", "life", "question", "deal"),
+    "validation": ("say_yes", "count_on"),
+    "test": ("know", "fan"),
 }
 STRONG = {"prefix": ["Definitely, ", "Absolutely: ", "No doubt about it: ", "For real, "],
           "suffix": [" For sure.", " No question.", " That's firm."]}
@@ -160,9 +164,9 @@ def compatibility(stances_a: dict[str, int], stances_b: dict[str, int]) -> tuple
 
 
 def _pair(rng, split: str, *, first_id: int) -> dict:
-    topics_a = _topics(rng, [])
-    n_shared = int(rng.integers(1, len(topics_a) + 1))
-    shared = [str(t) for t in rng.choice(topics_a, size=n_shared, replace=False)]
+    n_shared = int(rng.choice(SHARED_TOPICS))
+    shared = [str(t) for t in rng.choice(TOPICS, size=n_shared, replace=False)]
+    topics_a = _topics(rng, shared, avoid=[])
     topics_b = _topics(rng, shared, avoid=topics_a)
     stances_a = {t: _stance(rng) for t in topics_a}
     stances_b = {t: _stance(rng) for t in topics_b}
@@ -186,12 +190,11 @@ def _pair(rng, split: str, *, first_id: int) -> dict:
     }
 
 
-def _topics(rng, must: list[str], avoid: list[str] = ()) -> list[str]:
-    """``must`` plus random other topics (not in ``avoid``) up to three or four in all."""
-    size = max(len(must), int(rng.choice(TOPICS_PER_PROFILE)))
-    others = [t for t in TOPICS if t not in must and t not in avoid]
-    extra = [str(t) for t in rng.choice(others, size=min(size - len(must), len(others)), replace=False)]
-    return sorted([*must, *extra], key=TOPICS.index)
+def _topics(rng, shared: list[str], *, avoid: list[str]) -> list[str]:
+    """The shared topics plus, sometimes, one private topic (not in ``avoid``)."""
+    others = [t for t in TOPICS if t not in shared and t not in avoid]
+    extra = [str(rng.choice(others))] if others and rng.random() < PRIVATE_TOPIC_P else []
+    return sorted([*shared, *extra], key=TOPICS.index)
 
 
 def _stance(rng) -> int:
@@ -226,12 +229,13 @@ def _profile_text(rng, stances: dict[str, int], words: dict[str, tuple]) -> str:
     sentences = []
     for topic, stance in stances.items():
         pool = STRONG if abs(stance) == 2 else MILD
-        where = "prefix" if rng.random() < 0.6 else "suffix"
+        where = "prefix" if rng.random() < PREFIX_P else "suffix"
         choice = str(rng.choice(pool[where]))
         modifier = (choice, "") if where == "prefix" else ("", choice)
         sentences.append(stance_sentence(stance, words[topic], modifier=modifier))
-    template = str(rng.choice(FILLER["templates"]))
-    sentences.append(template.format(**{k: str(rng.choice(FILLER[k])) for k in ("job", "city", "hobby")}))
+    if rng.random() < FILLER_P:
+        template = str(rng.choice(FILLER["templates"]))
+        sentences.append(template.format(**{k: str(rng.choice(FILLER[k])) for k in ("job", "city", "hobby")}))
     order = rng.permutation(len(sentences))
     return str(rng.choice(LEAD_INS)) + " ".join(sentences[i] for i in order)
 

@@ -26,6 +26,6 @@ def test_stock_model_is_inverted_on_dating_test(minilm):
     """dating v2: opposed stances in the same words look alike to a word matcher (harness/dating.py)."""
     splits = load_splits("dating", seed=0)
     quality = evaluate_model(minilm, splits, RunSpec(arm="baseline"))
-    assert quality["spearman"] < -0.15  # measured: -0.262
+    assert quality["spearman"] < -0.2  # measured: -0.45 on the 1,500 test pairs
     assert quality["margin"] < 0  # incompatible pairs sit closer than compatible ones
     assert quality["auc_roc"] < 0.5
