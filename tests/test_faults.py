@@ -231,3 +231,29 @@ def test_a_finished_record_made_on_other_data_is_rerun_not_kept(tmp_path, harnes
     assert any("made on other data (dating-v1)" in line for line in logs)
     (aside,) = (out / "runs" / "superseded").glob("*.json")
     assert json.loads(aside.read_text())["data"]["fingerprint"] == "0" * 64
+
+
+def test_a_full_disk_ends_the_command_with_one_line_and_no_later_runs(tmp_path, monkeypatch, capsys, harness_cache):
+    """The whole command: ENOSPC when the first finished record is filed. Exit 1, one line naming the
+    folder, no traceback, the second arm never started, the first arm's record kept elsewhere."""
+    import errno
+
+    from harness.__main__ import main
+    real = results.write_bytes_atomic
+
+    def full_disk(path, payload):
+        if Path(path).parent.name == "runs":
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(path, payload)
+    monkeypatch.setattr(results, "write_bytes_atomic", full_disk)
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "rescue"))
+    (tmp_path / "rescue").mkdir()
+    out = tmp_path / "out"
+    code = main(["run", "--out", str(out), "--arms", "baseline,standard", *TINY_ARGS])
+    captured = capsys.readouterr()
+    assert code == 1
+    errors = [line for line in captured.err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and str(out / "runs") in errors[0] and "Traceback" not in captured.err
+    assert "standard: running" not in captured.out
+    (rescued,) = (tmp_path / "rescue").glob("harness-unfiled-baseline-*.json")
+    assert json.loads(rescued.read_text())["status"] == "success"
