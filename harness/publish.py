@@ -100,14 +100,17 @@ def headline(records: list[dict]) -> dict:
 
 def reproduce_command(records: list[dict], job: str) -> str:
     """The command that reproduces a job, from the specs its records carry."""
-    dataset = results.data_version(records[0])
+    first = records[0]
+    # the --dataset value: a schema-1 record's "dating" is today's dating-v1
+    dataset = results.data_version(first) if first.get("schema_version") == 1 else first["spec"]["dataset"]
+    seeds = ",".join(map(str, sorted({r["spec"]["seed"] for r in records})))
     if any(r["spec"].get("eval_every_steps") for r in records):
         ranks = sorted({r["spec"]["lora"]["r"] for r in records if r["spec"].get("lora")})
-        seeds = sorted({r["spec"]["seed"] for r in records})
         return (f"python -m harness sweep --dataset {dataset} --ranks {','.join(map(str, ranks))} "
-                f"--seeds {','.join(map(str, seeds))} --out out/{dataset}-{job}")
+                f"--seeds {seeds} --out out/{dataset}-{job}")
     arms = ",".join(a for a in ("baseline", "standard", "lora") if any(r["method"] == a for r in records))
-    return f"python -m harness run --dataset {dataset} --arms {arms} --profile adr --out out/{dataset}-{job}"
+    return (f"python -m harness run --dataset {dataset} --arms {arms} --profile adr --seeds {seeds} "
+            f"--out out/{dataset}-{job}")
 
 
 def _fmt(value, kind: str = "num") -> str:
