@@ -170,6 +170,13 @@ def adr_comparison_markdown(results_root: Path) -> str:
             records = [r for r in results.load_runs(folder) if r["status"] == "success"]
         h = headline(records)
         lora = next((r for r in records if r["method"] == "lora"), None)
+        standard = next((r for r in records if r["method"] == "standard"), None)
+        inert = sum((report.get(standard, "params.inert_params") or {}).values()) if standard else 0
+        requires = _fmt(report.get(standard, "params.requires_grad_params"), "int")
+        modules = ", ".join(report.get(standard, "params.inert_params") or {})
+        standard_note = ("agrees (this record counts requires_grad)" if not inert else
+                         f"ADR counts requires_grad ({requires}); {_fmt(inert, 'int')} of them ({modules}) never "
+                         "receive a gradient under mean pooling")
         expected = report.get(lora, "params.lora_params_expected") if lora else None
         speed = _pct(headline(records)["lora_time_pct"], 100)
         adr_speed = 100 * ADR_001["lora_minutes"] / ADR_001["standard_minutes"]
@@ -178,7 +185,8 @@ def adr_comparison_markdown(results_root: Path) -> str:
                   f"{_fmt(h['lora_trainable_params'], 'int')} | ADR's figure cannot be right for its stated config: "
                   f"6 layers x 2 modules x r (384 + 384) = {_fmt(expected, 'int')}; 294,912 would be r=32 on "
                   "query/value or r=16 on query/key/value/output |",
-                  f"| standard trainable parameters | 22.7M | {_fmt(h['standard_trainable_params'], 'int')} | agrees |",
+                  f"| standard trainable parameters | 22.7M | {_fmt(h['standard_trainable_params'], 'int')} | "
+                  f"{standard_note} |",
                   f"| LoRA train time, % of standard | {adr_speed:.0f}% (38 vs 45 min, M2 Mac) | "
                   f"{_fmt(speed, 'pct')} | ours: train_wall_s on this machine, same step budget |",
                   f"| baseline Spearman | {ADR_001['baseline_spearman']} | {_fmt(h['baseline_spearman'])} | "
