@@ -326,7 +326,8 @@ def _check_inert_targets(specs, *, splits: dict) -> None:
             model = models.load_model(path, device="cpu", max_seq_length=spec.max_seq_length)
             train = splits[(spec.dataset, spec.dataset_seed, spec.score_range)].train
             probes[path] = (model, models.forward_path_linears(model, train, batch_size=2))
-        inert = models.check_inert_targets(*probes[path][:1], spec.lora, probes[path][1])
+        model, active = probes[path]
+        inert = models.check_inert_targets(model, spec.lora, active)
         message = ", ".join(inert)
         if inert and message not in warned:
             warned.add(message)
