@@ -18,6 +18,8 @@ from harness.publish import hardware_id
 
 HARDWARE_FIELDS = {"device"}
 QUALITY_TOLERANCE = 0.02  # Spearman gap between machines above which a row is flagged
+SOFTWARE_FIELDS = ("torch_build", "torch_cuda", "transformers_version", "peft_version", "sentence-transformers_version",
+                   "tokenizers_version", "accelerate_version", "python")
 FIGURES = [("samples/s", "timings.samples_per_s", 1.0), ("train wall (s)", "timings.train_wall_s", 1.0),
            ("peak memory (MiB)", "memory.peak_memory_bytes", 2**-20), ("energy (Wh)", "energy.energy_kwh", 1000.0)]
 
@@ -54,6 +56,17 @@ def check_same_specs(machines: list[tuple[str, str, dict]]) -> None:
                          for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
     if problems:
         raise CompareError("the folders did not run the same spec (only hardware may differ):\n" + "\n".join(problems))
+
+
+def software_differences(machines: list[tuple[str, str, dict]]) -> list[str]:
+    """Library versions that differ between the machines: the comparison is of hardware *and* these."""
+    lines = []
+    for field in SOFTWARE_FIELDS:
+        seen = {name: sorted({str(r["environment"].get(field)) for rs in by.values() for r in rs})
+                for name, _, by in machines}
+        if len({tuple(v) for v in seen.values()}) > 1:
+            lines.append(f"{field}: " + "; ".join(f"{name} {', '.join(v)}" for name, v in seen.items()))
+    return lines
 
 
 def _mean(records: list[dict], path: str, scale: float):
@@ -130,6 +143,9 @@ def run(folders: list[Path], *, out: Path, tolerance: float = QUALITY_TOLERANCE)
           "", f"## Quality (test Spearman); gaps above {tolerance} are flagged", "",
           tabulate(t["quality"].values.tolist(), headers=list(t["quality"].columns), tablefmt="github",
                    floatfmt=".4f"), ""]
+    software = software_differences(machines)
+    md += ["## Software", "", *([f"- {line}" for line in software] or
+                               ["- The recorded library versions are the same on every machine."]), ""]
     for name, _, by in machines:
         md += [f"- {name}: " + "; ".join(report.method_notes([r for rs in by.values() for r in rs])[:2])]
     paths = {"md": out / "compare.md", "csv": out / "compare.csv"}

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 PACKAGES = ("torch", "transformers", "peft", "sentence-transformers", "codecarbon", "numpy",
-            "scikit-learn", "scipy", "accelerate", "datasets")
+            "scikit-learn", "scipy", "accelerate", "datasets", "tokenizers", "huggingface-hub")
 
 
 def collect_environment(device: str) -> dict:
@@ -77,5 +77,8 @@ def collect_git() -> dict:
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
                                capture_output=True, text=True, timeout=10, check=True).stdout.strip() != ""
     except (OSError, subprocess.SubprocessError):
-        return {"git_commit": None, "git_dirty": None}
+        # A tree copied without its .git (to a GPU machine, say): whoever copied it may name the commit.
+        source = os.environ.get("HARNESS_SOURCE_COMMIT") or None
+        return {"git_commit": source, "git_dirty": None,
+                "git_commit_source": "HARNESS_SOURCE_COMMIT (no .git beside the code)" if source else None}
     return {"git_commit": commit, "git_dirty": dirty}

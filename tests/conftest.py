@@ -32,9 +32,15 @@ def minilm():
     return load_model(resolve_model_path(DEFAULT_MODEL), device="cpu")
 
 
+def repo_env(**extra: str) -> dict:
+    """This environment with the repository first on PYTHONPATH; a PYTHONPATH already set is kept after it."""
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+    return {**os.environ, "PYTHONPATH": path, **extra}
+
+
 def run_cli(*args: str, env_extra: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """The real command line in a real subprocess."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), **(env_extra or {})}
+    env = repo_env(**(env_extra or {}))
     return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True,
                           env=env, timeout=timeout, cwd=REPO)
 

@@ -4,17 +4,16 @@ Runs the real benchmark suite (tiny model) in subprocesses: save a baseline, the
 whose every step sleeps (HARNESS_INJECT_FAULT=sleep@..., used only here) against it.
 """
 
-import os
 import subprocess
 import sys
 
-from tests.conftest import REPO
+from tests.conftest import REPO, repo_env
 
 SELECT = ["bench/test_training.py", "-k", "test_train_step and standard"]
 
 
 def run_bench(storage, *args, fault=None):
-    env = dict(os.environ, PYTHONPATH=str(REPO), HARNESS_BENCH_MODEL="tiny")
+    env = repo_env(HARNESS_BENCH_MODEL="tiny")
     env.pop("HARNESS_INJECT_FAULT", None)
     if fault:
         env["HARNESS_INJECT_FAULT"] = fault

@@ -7,7 +7,7 @@ import pytest
 
 from harness import results, runner
 from harness.spec import build_specs
-from tests.conftest import TINY_ARGS, run_cli
+from tests.conftest import TINY_ARGS, repo_env, run_cli
 
 REQUIRED = ["status", "method", "params.trainable_params", "params.total_params", "timings.train_wall_s",
             "memory.peak_memory_bytes", "energy.energy_kwh", "energy.energy_method", "quality.spearman",
@@ -85,7 +85,6 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path):
 
 def test_worker_records_a_failure(tmp_path, harness_cache):
     """The worker itself, as the runner starts it: a failing run still leaves a record."""
-    import os
     import subprocess
     import sys
 
@@ -95,7 +94,7 @@ def test_worker_records_a_failure(tmp_path, harness_cache):
     spec_path, out_path = tmp_path / "spec.json", tmp_path / "record.json"
     spec_path.write_text(json.dumps(spec.to_dict()))
     proc = subprocess.run([sys.executable, "-m", "harness.worker", str(spec_path), str(out_path)], cwd=REPO,
-                          env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True, timeout=300)
+                          env=repo_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1
     record = results.load_record(out_path)
     assert record["status"] == "failed"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from harness import results, runner
 from harness.spec import build_specs
-from tests.conftest import REPO, TINY_ARGS, run_cli
+from tests.conftest import REPO, TINY_ARGS, repo_env, run_cli
 
 TINY_SETS = [a for a in TINY_ARGS if a != "--set"]
 
@@ -48,7 +48,7 @@ def test_a_real_cpu_allocation_failure_is_recorded_as_oom(tmp_path, harness_cach
 
     def limit_address_space():
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
-    env = dict(os.environ, PYTHONPATH=str(REPO), HARNESS_INJECT_FAULT="alloc@32")
+    env = repo_env(HARNESS_INJECT_FAULT="alloc@32")
     proc = subprocess.run([sys.executable, "-m", "harness", "run", "--out", str(out), "--arms", "standard",
                            *TINY_ARGS], cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
                           preexec_fn=limit_address_space)
@@ -84,7 +84,7 @@ def test_interrupt_stops_cleanly_and_the_same_command_resumes(tmp_path, harness_
     args = [sys.executable, "-m", "harness", "run", "--out", str(out), *TINY_ARGS,
             "--set", "arms.standard.max_steps=2000", "--set", "arms.standard.train_limit=64"]
     training = tmp_path / "standard-is-training"
-    env = dict(os.environ, PYTHONPATH=str(REPO), HARNESS_INJECT_FAULT=f"touch@{training}")
+    env = repo_env(HARNESS_INJECT_FAULT=f"touch@{training}")
     proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for(training.exists, proc)  # the worker's signal: its first step has ended
     proc.send_signal(signal.SIGTERM)
@@ -107,7 +107,7 @@ def test_a_killed_writer_leaves_no_partial_result(tmp_path):
     code = ("import sys; from harness.results import write_json_atomic; "
             "write_json_atomic(sys.argv[1], {'x': [0.123456789] * 20_000_000})")
     proc = subprocess.Popen([sys.executable, "-c", code, str(target)], cwd=REPO,
-                            env=dict(os.environ, PYTHONPATH=str(REPO)))
+                            env=repo_env())
     deadline = time.time() + 60
     while not any(p.suffix == ".tmp" for p in target.parent.glob(".*")) and time.time() < deadline:
         time.sleep(0.01)
@@ -140,7 +140,7 @@ def test_no_unpickling_loaders_in_the_harness():
 def test_a_second_process_on_the_same_out_stops_with_the_holder_named(tmp_path, harness_cache):
     out = tmp_path / "out"
     training = tmp_path / "training"
-    env = dict(os.environ, PYTHONPATH=str(REPO), HARNESS_INJECT_FAULT=f"touch@{training}")
+    env = repo_env(HARNESS_INJECT_FAULT=f"touch@{training}")
     first = subprocess.Popen([sys.executable, "-m", "harness", "run", "--out", str(out), "--arms", "standard",
                               *TINY_ARGS, "--set", "max_steps=2000"], cwd=REPO, env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

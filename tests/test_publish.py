@@ -55,6 +55,9 @@ def test_compare_two_machines(tmp_path):
     assert proc.returncode == 0, proc.stderr
     md = (tmp_path / "compare.md").read_text()
     assert "cpu-amd-epyc-2c" in md and "cuda-nvidia-h100-80gb-hbm3-79gb" in md
+    # the library builds differ too, and the comparison says so instead of crediting the hardware alone
+    assert "- torch_build: cpu-amd-epyc-2c 2.13.0+cpu; cuda-nvidia-h100-80gb-hbm3-79gb 2.13.0+cu130" in md
+    assert "transformers_version" not in md  # the same on both
     assert "speed-up vs cpu-amd-epyc-2c" in (tmp_path / "compare.csv").read_text()
     assert (tmp_path / "compare.png").exists() and (tmp_path / "compare.svg").exists()
     ratios = (tmp_path / "compare-ratios.csv").read_text()

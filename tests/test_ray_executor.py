@@ -12,7 +12,7 @@ import time
 import psutil
 import pytest
 
-from tests.conftest import REPO, TINY_ARGS, run_cli
+from tests.conftest import REPO, TINY_ARGS, repo_env, run_cli
 
 pytest.importorskip("ray")
 pytestmark = pytest.mark.ray
@@ -53,7 +53,7 @@ def test_ray_results_equal_local_results_field_for_field(tmp_path, harness_cache
 def test_lost_ray_worker_is_retried_then_recorded_as_failed(tmp_path, harness_cache):
     """Kill the Ray worker process that runs a task, every attempt: 1 retry, then a recorded failure."""
     out = tmp_path / "out"
-    env = dict(os.environ, PYTHONPATH=str(REPO), HARNESS_INJECT_FAULT="sleep@0.5")
+    env = repo_env(HARNESS_INJECT_FAULT="sleep@0.5")
     args = [sys.executable, "-m", "harness", "run", "--arms", "standard", "--out", str(out), *TINY_ARGS,
             "--set", "max_steps=40", "--executor", "ray", "--ray-max-retries", "1"]
     driver = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

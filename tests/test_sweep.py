@@ -1,7 +1,6 @@
 """Sweep specs, learning-rate choice, merge equality, and a killed sweep that resumes."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -12,7 +11,7 @@ import pytest
 
 from harness import models, sweep
 from harness.spec import LoraSpec, SpecError
-from tests.conftest import REPO, TINY_ARGS, run_cli
+from tests.conftest import REPO, TINY_ARGS, repo_env, run_cli
 
 
 def test_sweep_specs_hold_references_and_every_rank():
@@ -80,7 +79,7 @@ def test_merged_adapter_embeds_like_the_unmerged_one(tiny_model_path):
 def test_killed_sweep_resumes_without_redoing_finished_runs(tmp_path, harness_cache):
     out = tmp_path / "out"
     args = ["sweep", "--ranks", "1,4", "--seeds", "0,1", "--eval-every", "2", "--out", str(out), *TINY_ARGS]
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = repo_env()
     proc = subprocess.Popen([sys.executable, "-m", "harness", *args], cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
