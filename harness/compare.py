@@ -62,11 +62,17 @@ def software_differences(machines: list[tuple[str, str, dict]]) -> list[str]:
     """Library versions that differ between the machines: the comparison is of hardware *and* these."""
     lines = []
     for field in SOFTWARE_FIELDS:
-        seen = {name: sorted({str(r["environment"].get(field)) for rs in by.values() for r in rs})
+        seen = {name: sorted({_recorded(r["environment"], field) for rs in by.values() for r in rs})
                 for name, _, by in machines}
         if len({tuple(v) for v in seen.values()}) > 1:
             lines.append(f"{field}: " + "; ".join(f"{name} {', '.join(v)}" for name, v in seen.items()))
     return lines
+
+
+def _recorded(env: dict, field: str) -> str:
+    if field not in env:
+        return "not recorded"  # records older than the field
+    return "none" if env[field] is None else str(env[field])
 
 
 def _mean(records: list[dict], path: str, scale: float):

@@ -77,8 +77,10 @@ def collect_git() -> dict:
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
                                capture_output=True, text=True, timeout=10, check=True).stdout.strip() != ""
     except (OSError, subprocess.SubprocessError):
-        # A tree copied without its .git (to a GPU machine, say): whoever copied it may name the commit.
-        source = os.environ.get("HARNESS_SOURCE_COMMIT") or None
-        return {"git_commit": source, "git_dirty": None,
-                "git_commit_source": "HARNESS_SOURCE_COMMIT (no .git beside the code)" if source else None}
-    return {"git_commit": commit, "git_dirty": dirty}
+        commit, dirty = None, None
+    out = {"git_commit": commit, "git_dirty": dirty}
+    # A tree copied to another machine (a GPU, say) may carry a stale .git or none: whoever copied
+    # it can name the commit the tree was taken from; it is recorded beside git's own view.
+    if os.environ.get("HARNESS_SOURCE_COMMIT"):
+        out["source_commit"] = os.environ["HARNESS_SOURCE_COMMIT"]
+    return out

@@ -83,7 +83,9 @@ def pareto(rows: pd.DataFrame, out: Path) -> tuple[list[Path], pd.DataFrame]:
                            (axes[1], "peak_memory_mib_mean", "peak memory (MiB)")):
         ok = trained.dropna(subset=[col, "spearman_mean"])
         front = stats.pareto_front(list(ok[col]), list(ok["spearman_mean"]))
-        trained.loc[ok.index, f"pareto_{col.removesuffix('_mean')}"] = front
+        # A whole column at once (rows without the figure stay empty): pandas 3.0 refuses to set
+        # booleans into the float column that a partial .loc assignment creates.
+        trained[f"pareto_{col.removesuffix('_mean')}"] = pd.Series(front, index=ok.index, dtype="boolean")
         ax.scatter(ok[col], ok["spearman_mean"], c=["tab:orange" if f else "tab:gray" for f in front])
         for (_, r), f in zip(ok.iterrows(), front, strict=True):
             ax.annotate(r["point"] + (" *" if f else ""), (r[col], r["spearman_mean"]), fontsize=8)

@@ -143,6 +143,24 @@ def method_notes(records: list[dict]) -> list[str]:
         notes.append(f"Device: {env.get('device')} ({env.get('device_name') or env.get('cpu_model')}), "
                      f"{env.get('torch_threads')} torch threads, torch {env.get('torch_version')}.")
         notes.append(f"Timing: {get(first, 'timings.method') or get(ok[-1], 'timings.method') or 'n/a'}")
+    notes += precision_notes(ok)
+    return notes
+
+
+def precision_notes(ok: list[dict]) -> list[str]:
+    """Which precision trained and which evaluated. Records written before the worker removed the
+    trainer's autocast (no quality.eval_precision) evaluated mixed-precision runs in that precision."""
+    notes = []
+    for precision in sorted({get(r, "spec.precision") for r in ok} - {"fp32", None}):
+        runs = [r for r in ok if get(r, "spec.precision") == precision and r["method"] != "baseline"]
+        old = [r for r in runs if get(r, "quality.eval_precision") is None]
+        if old:
+            notes.append(f"Precision {precision}: mixed-precision training; {len(old)} of {len(runs)} runs were "
+                         f"also EVALUATED under the trainer's {precision} autocast (recorded before the harness "
+                         "evaluated in fp32), so their quality includes {precision} inference.".replace(
+                             "{precision}", precision))
+        else:
+            notes.append(f"Precision {precision}: mixed-precision training (fp32 master weights); evaluation in fp32.")
     return notes
 
 

@@ -163,6 +163,7 @@ def _execute(spec: RunSpec, record: dict) -> None:
         _no_training(record)
     else:
         train_arm(model, spec, splits, device, record)
+        restore_fp32_forward(model)
 
     with trackers.track_time(device) as ev:
         record["quality"] = evaluate_model(model, splits, spec)
@@ -322,6 +323,17 @@ def train_arm(model, spec: RunSpec, splits, device: str, record: dict) -> None:
         record["training"]["validation_curve"] = probe.points
 
 
+def restore_fp32_forward(model) -> None:
+    """Undo the mixed-precision wrapper that the trainer (accelerate) leaves on ``model.forward``.
+
+    With bf16 or fp16, accelerate wraps the model's forward in autocast for training and does not
+    remove it afterwards, so evaluation and the merge check would also run in reduced precision.
+    Quality is measured in fp32, so that differences between precisions come from training.
+    """
+    from accelerate.utils import extract_model_from_parallel
+    extract_model_from_parallel(model, keep_fp32_wrapper=False)
+
+
 def samples_for_steps(steps: int, *, n_train: int, batch_size: int) -> int:
     """Samples seen in ``steps`` optimizer steps (the last batch of an epoch may be short)."""
     per_epoch = math.ceil(n_train / batch_size)
@@ -381,6 +393,7 @@ def evaluate_model(model, splits, spec: RunSpec) -> dict:
         pair_features=evaluate.pair_features(test_a, test_b), categories=splits.test.category,
         texts=(splits.test.text_a, splits.test.text_b), threshold=spec.compatible_threshold, seed=spec.seed)
     quality["split"] = "test"
+    quality["eval_precision"] = "fp32"  # restore_fp32_forward removed any training autocast first
     quality["threshold_from"] = "validation"
     quality["validation_spearman"] = evaluate.correlations(val_cos, splits.validation.score)["spearman"]
     # Per pair, for the clustered bootstraps and paired tests: reports need nothing but the record.

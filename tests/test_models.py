@@ -108,3 +108,26 @@ def test_artifact_sizes(tiny_model_path, tmp_path):
     # fp32 weights: 4 bytes a parameter plus a small safetensors header
     assert 4 * 1024 <= adapter["artifact_bytes"] < 4 * 1024 + 4096
     assert adapter["artifact_bytes"] * 50 < full["artifact_bytes"]
+
+
+def test_bf16_training_leaves_evaluation_in_fp32(tiny_model_path, tmp_path):
+    """accelerate wraps model.forward in autocast for mixed-precision training and leaves the wrapper
+    on; the worker removes it, so evaluation (and the merge check) run in fp32."""
+    import torch
+
+    from harness import data, worker
+    from harness.spec import build_specs
+    (spec,) = build_specs(arms=["standard"], overrides=["model=tiny-random-bert", "precision=bf16", "max_steps=2",
+                                                        "batch_size=4", "warmup_steps=0"])
+    model = models.load_model(tiny_model_path, device="cpu")
+    pairs = data.load_splits("dating").limited(train_limit=8, eval_limit=8).train
+    seen = []
+    linear = next(m for m in model.modules() if isinstance(m, torch.nn.Linear))
+    linear.register_forward_hook(lambda mod, inp, out: seen.append(out.dtype))
+    worker.build_trainer(model, spec, pairs, "cpu", output_dir=str(tmp_path)).train()
+
+    model.encode(["one sentence"])
+    assert seen[-1] == torch.bfloat16  # the trainer's autocast is still on the forward after training
+    worker.restore_fp32_forward(model)
+    model.encode(["one sentence"])
+    assert seen[-1] == torch.float32
