@@ -38,7 +38,7 @@ def load_machine(folder: Path) -> tuple[str, dict[str, list[dict]]]:
         raise CompareError(f"{folder}: no successful run records in {results.runs_dir(folder)}")
     by_label: dict[str, list[dict]] = {}
     for r in records:
-        by_label.setdefault(r.get("label", r["method"]), []).append(r)
+        by_label.setdefault(report.label_of(r), []).append(r)
     return hardware_id(records[0]["environment"]), by_label
 
 
@@ -83,9 +83,9 @@ def _mean(records: list[dict], path: str, scale: float):
 
 def tables(machines: list[tuple[str, str, dict]], *, tolerance: float = QUALITY_TOLERANCE) -> dict[str, pd.DataFrame]:
     names = [n for n, _, _ in machines]
-    labels = list(machines[0][2])
+    labels = report.label_order([r for rs in machines[0][2].values() for r in rs])
     per_arm = []
-    for label in report.label_order(labels):
+    for label in labels:
         for figure, path, scale in FIGURES:
             row = {"arm": label, "figure": figure}
             values = [_mean(by[label], path, scale) for _, _, by in machines]
@@ -97,15 +97,17 @@ def tables(machines: list[tuple[str, str, dict]], *, tolerance: float = QUALITY_
             per_arm.append(row)
     ratios = []
     for name, _, by in machines:
-        std = by.get("standard")
-        for label in [c for c in by if c.startswith("lora")]:
+        records = [r for rs in by.values() for r in rs]
+        ref = report.reference_label(records)
+        std = by.get(ref)
+        for label in [c for c in report.label_order(records) if c != ref and by[c][0]["method"] != "baseline"]:
             row = {"machine": name, "arm": label}
             for figure, path, scale in FIGURES[1:]:
                 s, lo = _mean(std, path, scale) if std else None, _mean(by[label], path, scale)
                 row[f"{figure} % of standard"] = 100 * lo / s if s and lo is not None else None
             ratios.append(row)
     quality = []
-    for label in report.label_order(labels):
+    for label in labels:
         values = [_mean(by[label], "quality.spearman", 1.0) for _, _, by in machines]
         gap = max(values) - min(values) if all(v is not None for v in values) else None
         quality.append({"arm": label, **dict(zip(names, values, strict=True)), "max gap": gap,

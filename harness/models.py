@@ -158,11 +158,9 @@ def check_targets(lora, have: list[str]) -> None:
 
 
 def attach_lora(model, lora) -> None:
-    """Add a peft LoRA adapter in place; the base weights are frozen by peft."""
-    from peft import LoraConfig
-    check_targets(lora, linear_module_names(model))
-    model.add_adapter(LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                                 target_modules=list(lora.target_modules)))
+    """Add a peft LoRA adapter in place (the registry's ``lora`` entry); the base weights are frozen."""
+    from harness import methods
+    methods.METHODS["lora"].attach(model, lora)
 
 
 def merge_lora(model) -> int:
@@ -262,23 +260,18 @@ def expected_lora_params(model, lora, *, active: set[str] | None = None) -> int:
 
     Walks the adapted model's base layers, so it must be called after ``attach_lora``.
     """
-    total = 0
-    for name, module in model.named_modules():
-        short = name.rsplit(".", 1)[-1]
-        base = getattr(module, "base_layer", None)
-        if short in lora.target_modules and isinstance(base, torch.nn.Linear) and (active is None or name in active):
-            total += lora.r * (base.in_features + base.out_features)
-    return total
+    from harness import methods
+    return methods.lora_params(model, lora, active)
 
 
-def artifact_bytes(model, *, arm: str, dest: Path) -> dict:
-    """Save what a user would ship and measure it: the adapter for LoRA, the full model otherwise."""
+def artifact_bytes(model, *, kind: str, dest: Path) -> dict:
+    """Save what a user would ship and measure it: the adapter for adapter methods, else the full model."""
     model.save_pretrained(str(dest))
     weights = [p for p in dest.rglob("*") if p.suffix in (".safetensors", ".bin")]
     return {"artifact_bytes": sum(p.stat().st_size for p in weights),
             "artifact_dir_bytes": sum(p.stat().st_size for p in dest.rglob("*") if p.is_file()),
             "artifact_files": sorted(str(p.relative_to(dest)) for p in weights),
-            "artifact_kind": "peft adapter (safetensors)" if arm == "lora" else "full model (safetensors)"}
+            "artifact_kind": kind}
 
 
 def build_tiny_model(dest: Path, *, seed: int = 0) -> str:

@@ -32,15 +32,27 @@ def _reference(ax, row, column: str, label: str, color: str, band: bool = True):
         ax.axhspan(row[f"{column}_lo"], row[f"{column}_hi"], color=color, alpha=0.15)
 
 
+def ranked_series(rows: pd.DataFrame):
+    """(series label, its rows by rank) for every method with a rank axis (lora, dora, ...)."""
+    ranked = rows[rows["rank"].notna()]
+    for series in dict.fromkeys(ranked["series"]):
+        yield series, ranked[ranked["series"] == series].sort_values("rank")
+
+
+def _reference_row(rows: pd.DataFrame):
+    match = rows[rows["is_reference"].astype(bool)] if "is_reference" in rows else rows[rows["point"] == "standard"]
+    return None if match.empty else match.iloc[0]
+
+
 def rank_vs_quality(rows: pd.DataFrame, out: Path) -> list[Path]:
-    lora = rows[rows["method"] == "lora"].sort_values("rank")
-    std = _row(rows, "standard")
+    std = _reference_row(rows)
     base = _row(rows, "baseline")
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    panels = ((axes[0], "rank", "LoRA rank r (log2)"), (axes[1], "trainable_params", "trainable parameters"))
+    panels = ((axes[0], "rank", "rank r (log2)"), (axes[1], "trainable_params", "trainable parameters"))
     for ax, x, xlabel in panels:
-        ax.plot(lora[x], lora["spearman_mean"], "o-", label="LoRA")
-        ax.fill_between(lora[x], lora["spearman_lo"], lora["spearman_hi"], alpha=0.25, label="LoRA 95% CI")
+        for series, sub in ranked_series(rows):
+            ax.plot(sub[x], sub["spearman_mean"], "o-", label=series)
+            ax.fill_between(sub[x], sub["spearman_lo"], sub["spearman_hi"], alpha=0.25, label=f"{series} 95% CI")
         _reference(ax, std, "spearman", "standard (95% CI band)", "tab:green")
         _reference(ax, base, "spearman", "baseline (untrained)", "tab:red", band=False)
         if x == "rank":
@@ -61,15 +73,15 @@ COSTS = [("train_wall_s", "train wall time (s)"), ("peak_memory_mib", "peak memo
 
 
 def rank_vs_cost(rows: pd.DataFrame, out: Path) -> list[Path]:
-    lora = rows[rows["method"] == "lora"].sort_values("rank")
-    std = _row(rows, "standard")
+    std = _reference_row(rows)
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
     for ax, (col, label) in zip(axes, COSTS, strict=True):
-        if f"{col}_mean" in lora:
-            ax.plot(lora["rank"], lora[f"{col}_mean"], "o-", label="LoRA")
+        for series, sub in ranked_series(rows):
+            if f"{col}_mean" in sub:
+                ax.plot(sub["rank"], sub[f"{col}_mean"], "o-", label=series)
         _reference(ax, std, col, "standard", "tab:green")
         ax.set_xscale("log", base=2)
-        ax.set_xlabel("LoRA rank r (log2)")
+        ax.set_xlabel("rank r (log2)")
         ax.set_ylabel(label)
         ax.legend(fontsize=8)
     cols = ["point", "rank"] + [f"{c}_{s}" for c, _ in COSTS for s in ("mean", "lo", "hi")]

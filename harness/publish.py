@@ -7,12 +7,13 @@ plots) under the hardware id derived from its records; ``publish`` alone regener
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import warnings
 from pathlib import Path
 
-from harness import report, results
+from harness import methods, report, results
 
 ADR_001 = {  # ADR-001's own figures (shared/reference/ADR-001-lora-vs-standard.md)
     "baseline_spearman": -0.219, "standard_spearman": 0.853, "lora_spearman": 0.827,
@@ -84,17 +85,21 @@ def headline(records: list[dict]) -> dict:
         value = table.loc[metric, column]
         return None if value != value else float(value)  # NaN -> None
 
-    lora = next((c for c in table.columns if c.startswith("lora r=") and "%" not in c), None)
+    ok = [r for r in records if r["status"] == "success"]
+    std = report.reference_label(ok)
+    # the LoRA columns: the first lora variant in table order (the lowest rank, fp32 first)
+    lora = next((label for label in report.label_order(ok)
+                 if any(r["method"] == "lora" and report.label_of(r) == label for r in ok)), None)
     return {
         "baseline_spearman": cell("Spearman (test)", "baseline"),
-        "standard_spearman": cell("Spearman (test)", "standard"),
+        "standard_spearman": cell("Spearman (test)", std),
         "lora_label": lora, "lora_spearman": cell("Spearman (test)", lora) if lora else None,
-        "lora_time_pct": _pct(cell("Train wall time (s)", lora), cell("Train wall time (s)", "standard")),
+        "lora_time_pct": _pct(cell("Train wall time (s)", lora), cell("Train wall time (s)", std)),
         "lora_memory_pct": _pct(cell("Peak memory, training (MiB)", lora),
-                                cell("Peak memory, training (MiB)", "standard")),
-        "lora_energy_pct": _pct(cell("Energy, training (Wh)", lora), cell("Energy, training (Wh)", "standard")),
+                                cell("Peak memory, training (MiB)", std)),
+        "lora_energy_pct": _pct(cell("Energy, training (Wh)", lora), cell("Energy, training (Wh)", std)),
         "lora_trainable_params": cell("Trainable parameters", lora) if lora else None,
-        "standard_trainable_params": cell("Trainable parameters", "standard"),
+        "standard_trainable_params": cell("Trainable parameters", std),
     }
 
 
@@ -108,9 +113,36 @@ def reproduce_command(records: list[dict], job: str) -> str:
         ranks = sorted({r["spec"]["lora"]["r"] for r in records if r["spec"].get("lora")})
         return (f"python -m harness sweep --dataset {dataset} --ranks {','.join(map(str, ranks))} "
                 f"--seeds {seeds} --out out/{dataset}-{job}")
-    arms = ",".join(a for a in ("baseline", "standard", "lora") if any(r["method"] == a for r in records))
-    return (f"python -m harness run --dataset {dataset} --arms {arms} --profile adr --seeds {seeds} "
-            f"--out out/{dataset}-{job}")
+    arms = ",".join(dict.fromkeys(r["method"] for r in sorted(records, key=lambda r: methods.sort_key(r["spec"]))))
+    return (f"python -m harness run --dataset {dataset} --arms {arms} --profile adr --seeds {seeds}"
+            f"{_set_options(records, dataset)} --out out/{dataset}-{job}")
+
+
+# Fields the command line carries by other means (--arms, --seeds, --dataset, --ranks) or per arm.
+_NOT_SET = {"arm", "seed", "dataset", "lora", "learning_rate"}
+
+
+def _set_options(records: list[dict], dataset: str) -> str:
+    """``--set KEY=VALUE`` for every spec field on which the records differ from what the command
+    would build by itself (precision=bf16, say), so the reproduce command reproduces them."""
+    from harness.spec import SpecError, build_specs
+    sets: dict[str, object] = {}
+    for r in records:
+        try:
+            (default,) = build_specs(arms=[r["method"]], dataset=dataset, profile="adr")
+        except SpecError:
+            continue
+        built = json.loads(json.dumps(default.to_dict()))  # tuples as the records hold them: lists
+        sets.update({k: v for k, v in r["spec"].items() if k not in _NOT_SET and k in built and built[k] != v})
+    return "".join(f" --set {k}={_toml(v)}" for k, v in sorted(sets.items()))
+
+
+def _toml(value) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    return str(value)
 
 
 def _fmt(value, kind: str = "num") -> str:

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
-from harness import results
+from harness import methods, results
 
 MIB = 2**20
 
@@ -58,7 +58,7 @@ def runs_frame(records: list[dict]) -> pd.DataFrame:
     """One row per run: identity columns plus every ROWS figure (already scaled)."""
     rows = []
     for r in records:
-        row = {"run_id": r["run_id"], "label": r.get("label", r["method"]), "method": r["method"],
+        row = {"run_id": r["run_id"], "label": label_of(r), "order": methods.sort_key(r["spec"]), "method": r["method"],
                "status": r["status"], "seed": get(r, "spec.seed"), "dataset": get(r, "data.name")}
         for name, path, scale in ROWS:
             value = get(r, path)
@@ -67,18 +67,19 @@ def runs_frame(records: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def label_key(label: str) -> tuple[int, int]:
-    """Canonical order of arms: baseline, standard, then LoRA by rank."""
-    if label == "baseline":
-        return (0, 0)
-    if label == "standard":
-        return (1, 0)
-    rank = label.removeprefix("lora r=")
-    return (2, int(rank)) if label.startswith("lora r=") and rank.isdigit() else (3, 0)
+def label_of(record: dict) -> str:
+    """A record's variant label, from its spec (methods.variant_label), never from stored text."""
+    return methods.variant_label(record["spec"])
 
 
-def label_order(labels) -> list[str]:
-    return sorted(set(labels), key=label_key)
+def label_order(records: list[dict]) -> list[str]:
+    """The variant labels of these records in table order (methods.sort_key)."""
+    keys = {label_of(r): methods.sort_key(r["spec"]) for r in records}
+    return sorted(keys, key=keys.get)
+
+
+def reference_label(records: list[dict]) -> str | None:
+    return methods.reference_label([r["spec"] for r in records])
 
 
 def tradeoff_table(frame: pd.DataFrame) -> pd.DataFrame:
@@ -86,11 +87,15 @@ def tradeoff_table(frame: pd.DataFrame) -> pd.DataFrame:
     ok = frame[frame["status"] == "success"]
     metrics = [name for name, _, _ in ROWS]
     table = pd.DataFrame(index=metrics)
-    for label in label_order(ok["label"]):
+    labels = sorted(set(ok["label"]), key=lambda lab: ok[ok["label"] == lab]["order"].iloc[0])
+    for label in labels:
         table[label] = ok[ok["label"] == label][metrics].astype(float).mean(skipna=True)
-    if "standard" in table:
-        for label in [c for c in table.columns if c.startswith("lora")]:
-            table[f"{label} % of standard"] = 100 * table[label] / table["standard"].where(table["standard"] != 0)
+    standard = sorted(set(ok[ok["method"] == "standard"]["label"]),
+                      key=lambda lab: ok[ok["label"] == lab]["order"].iloc[0])
+    if standard:
+        ref = standard[0]
+        for label in [c for c in labels if c != ref and not (ok[ok["label"] == c]["method"] == "baseline").all()]:
+            table[f"{label} % of {ref}"] = 100 * table[label] / table[ref].where(table[ref] != 0)
     table.index.name = "metric"
     return table
 
@@ -173,8 +178,8 @@ def category_table(records: list[dict]) -> pd.DataFrame:
     """Spearman per category (ADR metric 7) for each successful arm."""
     ok = [r for r in records if r["status"] == "success"]
     data = {}
-    for label in label_order([r.get("label", r["method"]) for r in ok]):
-        runs = [r for r in ok if r.get("label", r["method"]) == label]
+    for label in label_order(ok):
+        runs = [r for r in ok if label_of(r) == label]
         cats = runs[0]["quality"].get("per_category", {})
         data[label] = {c: pd.Series([get(r, f"quality.per_category.{c}.spearman") for r in runs],
                                     dtype=float).mean() for c in cats}
@@ -185,8 +190,7 @@ def category_table(records: list[dict]) -> pd.DataFrame:
 
 def ordered(records: list[dict]) -> list[dict]:
     """Records in a canonical order (arm, then run id), so reports do not depend on file order."""
-    rank = {label: i for i, label in enumerate(label_order([r.get("label", r["method"]) for r in records]))}
-    return sorted(records, key=lambda r: (rank[r.get("label", r["method"])], r["run_id"]))
+    return sorted(records, key=lambda r: (methods.sort_key(r["spec"]), r["run_id"]))
 
 
 def spearman_stats(records: list[dict]) -> list[dict]:
@@ -200,12 +204,13 @@ def spearman_stats(records: list[dict]) -> list[dict]:
     gold, groups = evalset
     by_label: dict[str, list] = {}
     for r in sorted(ok, key=lambda r: r["spec"]["seed"]):
-        by_label.setdefault(r.get("label", r["method"]), []).append(np.asarray(r["quality"]["test_cos"]))
+        by_label.setdefault(label_of(r), []).append(np.asarray(r["quality"]["test_cos"]))
+    ref = reference_label(ok)
     rows = []
     for label, cos in by_label.items():
         row = {"label": label, "seeds": len(cos), **stats.bootstrap_spearman(cos, gold, groups=groups)}
-        if label != "standard" and "standard" in by_label:
-            row["vs_standard"] = stats.paired_spearman_test(cos, by_label["standard"], gold, groups=groups)
+        if label != ref and ref in by_label:
+            row["vs_standard"] = stats.paired_spearman_test(cos, by_label[ref], gold, groups=groups)
         rows.append(row)
     return rows
 
@@ -238,7 +243,7 @@ def stats_markdown(rows: list[dict]) -> list[str]:
 def separation_warning(rows: list[dict]) -> list[str]:
     """A job whose standard arm does not significantly beat the baseline cannot rank methods by quality."""
     baseline = next((r for r in rows if r["label"] == "baseline"), None)
-    if baseline is None or not any(r["label"] == "standard" for r in rows):
+    if baseline is None or "vs_standard" not in baseline:  # no baseline, or no standard arm to compare with
         return []
     test = baseline["vs_standard"]
     if test["significant"] and test["diff"] < 0:

@@ -7,6 +7,10 @@ Schema history (bump SCHEMA_VERSION and add a line for every change; keep readin
       data.version and data.test_groups; params.trainable_params counts only parameters that receive
       a gradient, with requires_grad_params and inert_params beside it (run-v2.schema.json).
       A version-1 record of dataset "dating" means dating-v1 (version 2 of the data came later).
+  3 - method names any entry of the method registry (harness/methods.py: dora, rslora, ...), not
+      only baseline/standard/lora; quality.eval_precision (evaluation runs in fp32 after
+      mixed-precision training); environment.source_commit where the launcher named it
+      (run-v3.schema.json). params.lora_params_expected holds any adapter method's analytic count.
 """
 
 from __future__ import annotations
@@ -19,8 +23,8 @@ import tempfile
 import warnings
 from pathlib import Path
 
-SCHEMA_VERSION = 2
-KNOWN_VERSIONS = (1, 2)
+SCHEMA_VERSION = 3
+KNOWN_VERSIONS = (1, 2, 3)
 SCHEMA_DIR = Path(__file__).parent / "schema"
 SCHEMA_FILE = SCHEMA_DIR / f"run-v{SCHEMA_VERSION}.schema.json"
 

@@ -19,12 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness import methods
+
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-ARMS = ("baseline", "standard", "lora")
+ARMS = tuple(methods.METHODS)  # the method registry (harness/methods.py); "full" is an alias of standard
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("fp32", "bf16", "fp16")
 LOSSES = ("CosineSimilarityLoss",)
@@ -91,15 +93,18 @@ class RunSpec:
         return Path(self.dataset).stem if self.dataset not in ("dating", "stsb") else self.dataset
 
     @property
+    def method(self) -> methods.Method:
+        return methods.get(self.arm)
+
+    @property
     def label(self) -> str:
-        """Human-readable arm label, e.g. ``lora r=8``."""
-        return f"lora r={self.lora.r}" if self.lora else self.arm
+        """The variant label, e.g. ``lora r=8`` or ``standard bf16`` (methods.variant_label)."""
+        return methods.variant_label(self.to_dict())
 
     @property
     def run_id(self) -> str:
-        arm = f"lora-r{self.lora.r}" if self.lora else self.arm
         safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in self.dataset_name)
-        return f"{arm}-{safe}-s{self.seed}-{self.spec_hash[:10]}"
+        return f"{methods.run_id_prefix(self.to_dict())}-{safe}-s{self.seed}-{self.spec_hash[:10]}"
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunSpec:
@@ -126,12 +131,13 @@ DEFAULTS: dict[str, Any] = {
     "learning_rate": 2e-5,
     "warmup_steps": 100,
 }
-# What each arm changes. The learning rate is a nuisance parameter tuned per method (ADR-001).
+# The adapter table every adapter method starts from (ADR-001: r=8, alpha 16 on query and value).
+DEFAULT_ADAPTER: dict[str, Any] = {"r": 8, "alpha": 16.0, "dropout": 0.1, "target_modules": ["query", "value"]}
+# What each arm changes, from the method registry. The learning rate is a nuisance parameter tuned
+# per method (ADR-001); the baseline trains nothing and changes nothing.
 ARM_DELTAS: dict[str, dict[str, Any]] = {
-    "baseline": {},
-    "standard": {"learning_rate": 2e-5},
-    "lora": {"learning_rate": 2e-4, "lora": {"r": 8, "alpha": 16.0, "dropout": 0.1,
-                                             "target_modules": ["query", "value"]}},
+    name: ({} if not m.trains else {"learning_rate": m.default_lr, **({"lora": DEFAULT_ADAPTER} if m.adapter else {})})
+    for name, m in methods.METHODS.items()
 }
 PROFILES: dict[str, dict[str, Any]] = {
     "adr": {},
@@ -149,6 +155,7 @@ def build_specs(
     overrides: list[str] = (),
 ) -> list[RunSpec]:
     """One validated RunSpec per arm, from the layers described in the module docstring."""
+    arms = [methods.ALIASES.get(a, a) for a in arms]
     problems = [f"arm {a!r}: unknown{_did_you_mean(a, ARMS)}; allowed: {', '.join(ARMS)}"
                 for a in arms if a not in ARMS]
     problems += [f"arms: {a!r} is given {arms.count(a)} times; give each arm once"
@@ -169,8 +176,8 @@ def build_specs(
         for layer in (DEFAULTS, ARM_DELTAS[arm], PROFILES[profile], _arm_view(file_layer, arm), cli_dataset,
                       _arm_view(set_layer, arm)):
             _deep_merge(merged, layer)
-        if arm != "lora":
-            merged.pop("lora", None)  # lora.* overrides only concern the lora arm
+        if not methods.METHODS[arm].adapter:
+            merged.pop("lora", None)  # lora.* (the adapter table) only concerns adapter methods
         merged["arm"] = arm
         specs.append(RunSpec.from_dict(merged))
     return specs
@@ -393,10 +400,12 @@ def validate(spec: RunSpec) -> list[str]:
          spec.country_iso_code, "a 3-letter ISO code such as USA, FRA or DEU")
     lo, hi = spec.score_range
     need(hi > lo, "score_range", list(spec.score_range), "[low, high] with high > low")
-    if spec.arm == "lora":
-        need(spec.lora is not None, "lora", spec.lora, "a LoRA table for the lora arm")
+    adapter_arms = ", ".join(n for n, m in methods.METHODS.items() if m.adapter)
+    if spec.arm in methods.METHODS and methods.METHODS[spec.arm].adapter:
+        need(spec.lora is not None, "lora", spec.lora, f"an adapter table for the {spec.arm} arm")
     elif spec.lora is not None:
-        p.append(f"lora = {dataclasses.asdict(spec.lora)!r}: only the lora arm takes a LoRA config")
+        p.append(f"lora = {dataclasses.asdict(spec.lora)!r}: only adapter methods ({adapter_arms}) take an "
+                 "adapter table")
     if spec.lora is not None:
         need(spec.lora.r >= 1, "lora.r", spec.lora.r, "an integer >= 1")
         need(spec.lora.alpha > 0, "lora.alpha", spec.lora.alpha, "> 0")

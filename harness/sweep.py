@@ -14,7 +14,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from harness import report, results, stats
+from harness import methods, report, results, stats
 from harness.spec import RunSpec, SpecError, build_specs
 
 TARGET_SETS = {"query,value": ("query", "value"), "query,key,value,dense": ("query", "key", "value", "dense")}
@@ -88,11 +88,8 @@ def sweep_specs(*, dataset: str, ranks: list[int], seeds: list[int], alpha_polic
 
 
 def group_key(spec: dict) -> str:
-    """The sweep point a run belongs to: its method and, for LoRA, the adapter settings."""
-    lora = spec.get("lora")
-    if not lora:
-        return spec["arm"]
-    return f"lora r={lora['r']}"
+    """The sweep point a run belongs to: its variant (method, rank, precision; methods.variant_label)."""
+    return methods.variant_label(spec)
 
 
 def chosen_rates(records: list[dict]) -> dict[str, float]:
@@ -153,16 +150,18 @@ def point_rows(records: list[dict], *, ttq_fraction: float = 0.95) -> list[dict]
         points[group_key(r["spec"])].append(r)
     evalset = results.evaluation_set(runs)
     gold, groups = evalset if evalset else (None, None)
-    std_cos = _cos_by_seed(points.get("standard", []))
-    std_wall = stats.t_interval([_get(r, "timings.train_wall_s") for r in points.get("standard", [])])["mean"]
+    ref = methods.reference_label([r["spec"] for r in runs])
+    std_cos = _cos_by_seed(points.get(ref, []))
+    std_wall = stats.t_interval([_get(r, "timings.train_wall_s") for r in points.get(ref, [])])["mean"]
     std_final_val = stats.t_interval([_get(r, "quality.validation_spearman")
-                                      for r in points.get("standard", [])])["mean"]
+                                      for r in points.get(ref, [])])["mean"]
     rows = []
-    for point in sorted(points, key=report.label_key):
+    for point in sorted(points, key=lambda p: methods.sort_key(points[p][0]["spec"])):
         group = sorted(points[point], key=lambda r: r["spec"]["seed"])
-        row = {"point": point, "method": group[0]["method"],
+        row = {"point": point, "method": group[0]["method"], "series": methods.series_label(group[0]["spec"]),
+               "is_reference": point == ref,
                "rank": group[0]["spec"]["lora"]["r"] if group[0]["spec"].get("lora") else None,
-               "learning_rate": None if point == "baseline" else group[0]["spec"]["learning_rate"],
+               "learning_rate": None if group[0]["method"] == "baseline" else group[0]["spec"]["learning_rate"],
                "seeds": len(group),
                "trainable_params": _get(group[0], "params.trainable_params")}
         cos = _cos_by_seed(group)
@@ -174,13 +173,13 @@ def point_rows(records: list[dict], *, ttq_fraction: float = 0.95) -> list[dict]
         for name, path, scale in EFFICIENCY:
             vals = [_get(r, path) for r in group]
             row.update(_prefixed(name, stats.t_interval([v * scale if v is not None else None for v in vals])))
-        if point != "standard" and std_cos and gold is not None and cos:
+        if point != ref and std_cos and gold is not None and cos:
             test = stats.paired_spearman_test(cos, std_cos, gold, groups=groups)
             row.update(vs_standard_spearman_diff=test["diff"], vs_standard_diff_lo=test["lo"],
                        vs_standard_diff_hi=test["hi"], vs_standard_p=test["p_value"],
                        vs_standard_seeds_agree=test["seeds_agree"], vs_standard_significant=test["significant"])
-        std_q = next((x["spearman_mean"] for x in rows if x["point"] == "standard"), None)
-        if std_q and row.get("spearman_mean") is not None and point != "baseline":
+        std_q = next((x["spearman_mean"] for x in rows if x["point"] == ref), None)
+        if std_q and row.get("spearman_mean") is not None and group[0]["method"] != "baseline":
             row["spearman_pct_of_standard"] = 100 * row["spearman_mean"] / std_q
         if std_wall and row.get("train_wall_s_mean") is not None:
             row["train_wall_pct_of_standard"] = 100 * row["train_wall_s_mean"] / std_wall
@@ -321,9 +320,10 @@ def write_sweep(out, records: list[dict]) -> list:
         written += plots.rank_vs_cost(frame, out / "plots")
         paths, pareto_table = plots.pareto(frame, out / "plots")
         written += paths
-        std = frame[frame["point"] == "standard"]
+        std = frame[frame["is_reference"]]
         target = None
-        std_val = [(_get(r, "quality.validation_spearman")) for r in selected(records) if r["method"] == "standard"]
+        ref = methods.reference_label([r["spec"] for r in selected(records)])
+        std_val = [_get(r, "quality.validation_spearman") for r in selected(records) if group_key(r["spec"]) == ref]
         std_val = [v for v in std_val if v is not None]
         if not std.empty and std_val:
             target = 0.95 * float(np.mean(std_val))

@@ -148,6 +148,7 @@ def _execute(spec: RunSpec, record: dict) -> None:
     with trackers.track_time(device) as load:
         model = models.load_model(models.resolve_model_path(spec.model), device=device,
                                   max_seq_length=spec.max_seq_length)
+        method = spec.method
         active = models.forward_path_linears(model, splits.train, batch_size=spec.batch_size) if spec.lora else None
         if spec.lora is not None:
             inert_targets = models.check_inert_targets(model, spec.lora, active)
@@ -155,11 +156,11 @@ def _execute(spec: RunSpec, record: dict) -> None:
                 record.setdefault("warnings", []).append(
                     f"lora.target_modules also match inert modules (no gradient reaches them; their adapters "
                     f"never train and are not counted): {', '.join(inert_targets)}")
-            models.attach_lora(model, spec.lora)
+        method.attach(model, spec.lora)
         record["params"] = _param_record(model, spec, splits.train, active=active)
     record["timings"]["load_s"] = load["wall_s"]
 
-    if spec.arm == "baseline":
+    if not method.trains:
         _no_training(record)
     else:
         train_arm(model, spec, splits, device, record)
@@ -169,10 +170,10 @@ def _execute(spec: RunSpec, record: dict) -> None:
         record["quality"] = evaluate_model(model, splits, spec)
     record["timings"]["eval_s"] = ev["wall_s"]
 
-    if spec.arm != "baseline":
+    if method.trains:
         with tempfile.TemporaryDirectory() as tmp:
-            record["params"].update(models.artifact_bytes(model, arm=spec.arm, dest=Path(tmp) / "artifact"))
-    if spec.lora is not None:  # after the artifact is saved: merging replaces the adapter layers
+            record["params"].update(models.artifact_bytes(model, kind=method.artifact, dest=Path(tmp) / "artifact"))
+    if method.merges:  # after the artifact is saved: merging replaces the adapter layers
         record["merge"] = merge_check(model, splits.test, device)
 
 
@@ -191,7 +192,7 @@ def _param_record(model, spec: RunSpec, train_pairs, *, active: set[str] | None)
     requires_grad says; ``inert_params`` names the difference by module (e.g. the pooler, which
     mean pooling never uses)."""
     from harness import models
-    if spec.arm == "baseline":  # nothing is trained, whatever requires_grad says
+    if not spec.method.trains:  # nothing is trained, whatever requires_grad says
         counts = {**models.count_params(model), "trainable_params": 0, "inert_params": {}}
     else:
         counts = models.count_params(model, receiving_grad=models.gradient_probe(model, train_pairs,
@@ -199,14 +200,17 @@ def _param_record(model, spec: RunSpec, train_pairs, *, active: set[str] | None)
     out = {**counts, "trainable_pct": 100.0 * counts["trainable_params"] / counts["total_params"],
            "count_method": "parameters that receive a gradient in a probe backward pass of the training loss "
                            "on one training batch (requires_grad_params: requires_grad alone)"}
-    if spec.lora is not None:
-        expected = models.expected_lora_params(model, spec.lora, active=active)
+    expected_params = spec.method.expected_params
+    if expected_params is not None:
+        expected = expected_params(model, spec.lora, active)
+        # lora_params_* keep their names from schema 2: the analytic count of any adapter method
         out.update(lora_params_expected=expected, lora_params_match=expected == counts["trainable_params"],
-                   base_params=counts["total_params"] - counts["requires_grad_params"])
+                   base_params=counts["total_params"] - counts["requires_grad_params"],
+                   expected_params_formula=(expected_params.__doc__ or "").strip().splitlines()[0])
         if expected != counts["trainable_params"]:
-            raise RuntimeError(f"LoRA parameter cross-check failed: live count {counts['trainable_params']} "
-                               f"!= analytic r*(in+out) count {expected} over the targeted layers on the "
-                               "forward path")
+            raise RuntimeError(f"{spec.arm} parameter cross-check failed: live count {counts['trainable_params']} "
+                               f"!= analytic count {expected} ({out['expected_params_formula']}) over the "
+                               "targeted layers on the forward path")
     return out
 
 

@@ -100,9 +100,9 @@ def test_model_path_errors(tmp_path):
 
 def test_artifact_sizes(tiny_model_path, tmp_path):
     model = models.load_model(tiny_model_path, device="cpu")
-    full = models.artifact_bytes(model, arm="standard", dest=tmp_path / "full")
+    full = models.artifact_bytes(model, kind="full model (safetensors)", dest=tmp_path / "full")
     models.attach_lora(model, LoraSpec(r=4))
-    adapter = models.artifact_bytes(model, arm="lora", dest=tmp_path / "adapter")
+    adapter = models.artifact_bytes(model, kind="peft adapter (safetensors)", dest=tmp_path / "adapter")
     assert adapter["artifact_files"] == ["adapter_model.safetensors"]
     assert full["artifact_files"] == ["model.safetensors"]
     # fp32 weights: 4 bytes a parameter plus a small safetensors header

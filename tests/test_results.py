@@ -42,7 +42,7 @@ def test_checked_in_records_of_every_schema_version_go_through_the_whole_report_
     from harness.__main__ import main
     out = tmp_path / "job"
     (out / "runs").mkdir(parents=True)
-    # version 1: the GPU job's records (they carry per-pair cosines); version 2: the tiny-model record
+    # version 1: the GPU job's records (they carry per-pair cosines); versions 2 and 3: tiny-model records
     fixtures = FIXTURES.glob("compare-gpu/runs/*.json") if version == 1 else FIXTURES.glob(f"run-v{version}-*.json")
     for fixture in sorted(fixtures):
         assert json.loads(fixture.read_text())["schema_version"] == version

@@ -92,6 +92,6 @@ def test_spec_hash_is_stable_and_sensitive():
     assert again == a and again.spec_hash == a.spec_hash and again.run_id == a.run_id
 
 
-def test_lora_config_on_a_non_lora_arm_is_rejected():
-    with pytest.raises(SpecError, match="only the lora arm takes a LoRA config"):
+def test_lora_config_on_a_non_adapter_arm_is_rejected():
+    with pytest.raises(SpecError, match=r"only adapter methods \(lora, dora, rslora\) take an adapter table"):
         RunSpec(arm="standard", lora=LoraSpec())

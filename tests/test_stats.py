@@ -146,7 +146,8 @@ def test_separation_warning_only_when_standard_does_not_beat_the_baseline():
     rng = np.random.default_rng(8)
     gold = rng.random(300)
     trained, untrained = gold + rng.normal(scale=0.2, size=300), -gold + rng.normal(scale=0.2, size=300)
-    records = [{"status": "success", "label": label, "method": label, "run_id": label, "spec": {"seed": 0},
+    records = [{"status": "success", "label": label, "method": label, "run_id": label,
+                "spec": {"seed": 0, "arm": label},
                 "data": {"fingerprint": "f"},
                 "quality": {"test_cos": list(cos), "test_gold": list(gold), "test_group": [str(i) for i in range(300)]}}
                for label, cos in (("baseline", untrained), ("standard", trained))]
