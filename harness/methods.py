@@ -67,6 +67,11 @@ def dora_params(model, adapter, active) -> int:
     return lora_params(model, adapter, active) + magnitudes
 
 
+def loha_params(model, adapter, active) -> int:
+    """LoHa: two pairs of rank-r factors, (out x r) and (r x in) each, per adapted layer: 2r * (in + out)."""
+    return sum(2 * adapter.r * (b.in_features + b.out_features) for _, b in targeted_linears(model, adapter, active))
+
+
 # --- peft configs ---------------------------------------------------------------------------------
 
 
@@ -76,6 +81,13 @@ def _lora_config(**extra):
         return LoraConfig(r=adapter.r, lora_alpha=adapter.alpha, lora_dropout=adapter.dropout,
                           target_modules=list(adapter.target_modules), **extra)
     return build
+
+
+def _loha_config(adapter):
+    from peft import LoHaConfig
+    # LoHa has no dropout on its input; the adapter table's dropout drops ranks (peft's rank_dropout).
+    return LoHaConfig(r=adapter.r, alpha=adapter.alpha, rank_dropout=adapter.dropout,
+                      target_modules=list(adapter.target_modules))
 
 
 LORA_LR_GRID = (1e-4, 2e-4, 5e-4)
@@ -93,6 +105,9 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("rslora", "rank-stabilised LoRA (Kalajdzievski 2023): LoRA scaled by alpha / sqrt(r)",
            adapter=True, default_lr=2e-4, lr_grid=LORA_LR_GRID, peft_config=_lora_config(use_rslora=True),
            expected_params=lora_params, merges=True, artifact="peft adapter (safetensors)"),
+    Method("loha", "LoHa (Hyeon-Woo et al. 2022): the update is the Hadamard product of two low-rank products",
+           adapter=True, default_lr=2e-4, lr_grid=LORA_LR_GRID, peft_config=_loha_config,
+           expected_params=loha_params, merges=True, artifact="peft adapter (safetensors)"),
 )}
 ALIASES = {"full": "standard"}
 

@@ -164,14 +164,13 @@ def attach_lora(model, lora) -> None:
 
 
 def merge_lora(model) -> int:
-    """Fold every LoRA layer into its base Linear and put the plain Linear back (merge and unload).
-
-    Uses peft's own ``LoraLayer.merge``; returns how many layers were merged.
-    """
-    from peft.tuners.lora import LoraLayer
+    """Fold every adapter layer (LoRA, DoRA, LoHa, ...) into its base Linear and put the plain Linear
+    back (merge and unload). Uses peft's own ``merge`` of each tuner layer; returns how many layers
+    were merged."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
     merged = 0
     for name, module in list(model.named_modules()):
-        if isinstance(module, LoraLayer):
+        if isinstance(module, BaseTunerLayer):
             module.merge()
             parent = model.get_submodule(name.rsplit(".", 1)[0]) if "." in name else model
             setattr(parent, name.rsplit(".", 1)[-1], module.get_base_layer())

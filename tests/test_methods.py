@@ -58,10 +58,11 @@ def test_table_order_and_reference():
 
 def independent_count(model, method: str, *, r: int, targets: tuple[str, ...]) -> int:
     """From the encoder's config alone: each targeted hidden x hidden projection gets A (r x h) and
-    B (h x r); DoRA adds a magnitude of h; rsLoRA only rescales, so it counts as LoRA."""
+    B (h x r); DoRA adds a magnitude of h; rsLoRA only rescales, so it counts as LoRA; LoHa has two
+    such pairs."""
     config = model[0].auto_model.config
     h = config.hidden_size
-    per_module = r * (h + h) + (h if method == "dora" else 0)
+    per_module = {"lora": r * 2 * h, "rslora": r * 2 * h, "dora": r * 2 * h + h, "loha": 2 * r * 2 * h}[method]
     return config.num_hidden_layers * len(targets) * per_module
 
 
@@ -91,15 +92,15 @@ def test_dora_at_r8_on_minilm_query_value(minilm):
     assert live["trainable_params"] == 73_728 + 6 * 2 * 384 == 78_336
 
 
-def test_dora_and_rslora_run_end_to_end_and_merge(tmp_path, harness_cache):
+def test_adapter_methods_run_end_to_end_and_merge(tmp_path, harness_cache):
     out = tmp_path / "out"
-    proc = run_cli("run", "--out", str(out), "--arms", "standard,dora,rslora", *TINY_ARGS)
+    proc = run_cli("run", "--out", str(out), "--arms", "standard,dora,rslora,loha", *TINY_ARGS)
     assert proc.returncode == 0, proc.stderr[-3000:]
     records = {json.loads(p.read_text())["method"]: json.loads(p.read_text()) for p in (out / "runs").glob("*.json")}
-    assert set(records) == {"standard", "dora", "rslora"}
-    for name in ("dora", "rslora"):
+    assert set(records) == {"standard", "dora", "rslora", "loha"}
+    for name in ("dora", "rslora", "loha"):
         record = records[name]
         assert record["status"] == "success" and record["label"] == f"{name} r=8"
         assert record["params"]["lora_params_match"] and record["params"]["artifact_kind"].startswith("peft adapter")
-        assert record["merge"]["within_tolerance"], record["merge"]
+        assert record["merge"]["within_tolerance"] and record["merge"]["merged_layers"] == 4, record["merge"]
     assert "| dora r=8 % of standard" in (out / "tradeoffs.md").read_text()
