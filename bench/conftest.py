@@ -25,7 +25,34 @@ def pytest_addoption(parser):
                      choices=["minilm", "tiny"], help="minilm (default) or tiny for a smoke run")
 
 
+def pytest_report_header(config):
+    """The load average at the start, with a warning when the machine is busy (timings then shared)."""
+    load, cores = environment.load_average(), os.cpu_count() or 1
+    line = f"load average (1 min) at start: {load} on {cores} cores; torch threads: {torch.get_num_threads()}"
+    if load is not None and load > cores:
+        line += "  <-- BUSY: other processes share the cores; step times and ratios will be noisy"
+    return [line]
+
+
+# The matmul peak behind every MFU figure: measured once per device and precision in a session (the
+# best of PEAK_REPEATS measurements), so MFU figures of one run share one denominator.
+PEAK_REPEATS = 5
+_PEAKS: dict[str, float] = {}
+
+
+def session_peak(device: str, precision: str = "fp32") -> float:
+    from harness import flops
+    key = f"{device}/{precision}"
+    if key not in _PEAKS:
+        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+        _PEAKS[key] = max(flops.matmul_peak_flops(device=device, dtype=dtype) for _ in range(PEAK_REPEATS))
+    return _PEAKS[key]
+
+
 def pytest_benchmark_update_machine_info(config, machine_info):
+    # Only what identifies the machine: pytest-benchmark compares machine_info between saved runs and
+    # warns on any difference, so per-run values (load average, the session's matmul peak) go into
+    # each benchmark's extra_info instead.
     machine_info["cpu_model"] = environment.cpu_model()
     machine_info["cpu_count"] = os.cpu_count()
     machine_info["memory_bytes"] = psutil.virtual_memory().total
@@ -82,7 +109,8 @@ class Bench:
     def common_info(self, model) -> dict:
         params = models.count_params(model)
         return {"device": self.device, "dtype": str(next(model.parameters()).dtype),
-                "threads": torch.get_num_threads(), "model": "tiny-random-bert" if self.tiny else "all-MiniLM-L6-v2",
+                "threads": torch.get_num_threads(), "loadavg_1m": environment.load_average(),
+                "model": "tiny-random-bert" if self.tiny else "all-MiniLM-L6-v2",
                 **params}
 
 

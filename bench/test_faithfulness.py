@@ -15,7 +15,7 @@ import time
 from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 from sentence_transformers.sentence_transformer import losses
 
-from harness import trackers, worker
+from harness import trackers, train
 
 TARGET_RATIO = 0.98
 
@@ -41,10 +41,10 @@ def _report(benchmark, name: str, slow: list[float], fast_ref: list[float]) -> f
 
 def test_measurement_overhead(benchmark, bench):
     """Every tracker on (step timer, memory, energy) against none, around the same trainer.train()."""
-    def train(with_trackers: bool) -> float:
+    def one_round(with_trackers: bool) -> float:
         model, spec = bench.model("standard")
         callbacks = [trackers.StepTimer(bench.device)] if with_trackers else []
-        trainer = worker.build_trainer(model, spec, bench.train_pairs(spec), bench.device,
+        trainer = train.build_trainer(model, spec, bench.train_pairs(spec), bench.device,
                                        output_dir=tempfile.mkdtemp(), callbacks=callbacks)
         if not with_trackers:
             start = time.perf_counter()
@@ -59,7 +59,7 @@ def test_measurement_overhead(benchmark, bench):
         assert trainer.state.global_step == spec.max_steps  # both sides trained the same steps
         return elapsed
 
-    on, off = benchmark.pedantic(_alternate, args=(bench.rounds, lambda: train(True), lambda: train(False)),
+    on, off = benchmark.pedantic(_alternate, args=(bench.rounds, lambda: one_round(True), lambda: one_round(False)),
                                  rounds=1, iterations=1)
     _report(benchmark, "overhead", on, off)
     assert len(on) == len(off) == bench.rounds  # rounds alternated, one of each per round
@@ -71,7 +71,7 @@ def test_harness_vs_plain_trainer(benchmark, bench):
         model, spec = bench.model("standard")
         record = {"timings": {}}
         splits = bench.splits.limited(train_limit=spec.max_steps * spec.batch_size, eval_limit=0)
-        worker.train_arm(model, spec, splits, bench.device, record)
+        train.train_arm(model, spec, splits, bench.device, record)
         assert record["training"]["global_step"] == spec.max_steps
         return record["timings"]["train_wall_s"]
 
@@ -82,7 +82,7 @@ def test_harness_vs_plain_trainer(benchmark, bench):
             output_dir=tempfile.mkdtemp(), max_steps=spec.max_steps, per_device_train_batch_size=spec.batch_size,
             learning_rate=spec.learning_rate, warmup_steps=spec.warmup_steps, seed=spec.seed,
             save_strategy="no", report_to="none", use_cpu=bench.device == "cpu")
-        trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=worker.train_dataset(pairs),
+        trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train.train_dataset(pairs),
                                              loss=losses.CosineSimilarityLoss(model))
         start = time.perf_counter()
         trainer.train()

@@ -1,7 +1,7 @@
 """Training throughput per arm, and where the time goes (forward vs backward).
 
 Each round trains a fresh copy of the model with the harness's own SentenceTransformerTrainer
-(``worker.build_trainer``) for burn-in + timed steps. pytest-benchmark times each whole round;
+(``train.build_trainer``) for burn-in + timed steps. pytest-benchmark times each whole round;
 extra_info holds the per-step figures from the trainer's callbacks with the burn-in steps excluded.
 """
 
@@ -14,8 +14,8 @@ import pytest
 import torch
 from sentence_transformers.sentence_transformer import losses
 
-from bench.conftest import ARMS, timed_pedantic
-from harness import flops, models, trackers, worker
+from bench.conftest import ARMS, PEAK_REPEATS, session_peak, timed_pedantic
+from harness import flops, models, trackers, train
 
 
 def _round_setup(bench, arm, timers):
@@ -23,7 +23,7 @@ def _round_setup(bench, arm, timers):
         model, spec = bench.model(arm)
         timer = trackers.StepTimer(bench.device)
         timers.append(timer)
-        trainer = worker.build_trainer(model, spec, bench.train_pairs(spec), bench.device,
+        trainer = train.build_trainer(model, spec, bench.train_pairs(spec), bench.device,
                                        output_dir=tempfile.mkdtemp(prefix="bench-"), callbacks=[timer])
         return (trainer,), {}
     return setup
@@ -47,7 +47,7 @@ def test_train_step(benchmark, bench, arm):
     model, spec = bench.model(arm)  # a fresh copy, for parameter counts and the tokenizer
     stats = step_stats(timers, spec.burn_in_steps)
     pairs = bench.train_pairs(spec)
-    tokens_per_sample = worker.count_tokens(model, pairs) / len(pairs)
+    tokens_per_sample = train.count_tokens(model, pairs) / len(pairs)
     benchmark.extra_info.update(bench.common_info(model), arm=arm, **stats,
                                 samples_per_s=spec.batch_size / stats["step_s_median"],
                                 tokens_per_s=spec.batch_size * tokens_per_sample / stats["step_s_median"],
@@ -104,8 +104,8 @@ def bench_sync(bench):
 
 @pytest.mark.parametrize("arm", ARMS)
 def test_mfu(benchmark, bench, arm):
-    """Achieved model FLOP/s of forward+backward over a matmul peak measured here, in this run."""
-    peak = flops.matmul_peak_flops(device=bench.device)
+    """Achieved model FLOP/s of forward+backward over this session's matmul peak (conftest.session_peak)."""
+    peak = session_peak(bench.device, "fp32")
     model, spec, loss_fn, feats, labels, seq_lens = _training_batch(bench, arm)
 
     def step():
@@ -119,7 +119,8 @@ def test_mfu(benchmark, bench, arm):
                                lora=spec.lora is not None)
     achieved = counted["step_flops"] / median_s
     benchmark.extra_info.update(bench.common_info(model), arm=arm, **counted, achieved_flops_per_s=achieved,
-                                matmul_peak_flops_per_s=peak, mfu=achieved / peak,
+                                matmul_peak_flops_per_s=peak, matmul_peak_scope="once per session, best of "
+                                f"{PEAK_REPEATS}", mfu=achieved / peak,
                                 flop_formula="harness/flops.py (Kaplan et al. 2020; Narayanan et al. 2021)")
     # above 1, the FLOP count or the peak would be wrong; at 0 nothing was measured
     assert 0 < achieved / peak < 1, achieved / peak

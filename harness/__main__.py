@@ -149,7 +149,7 @@ def cmd_run(args) -> int:
         specs = [dataclasses.replace(spec, seed=seed) for seed in seeds for spec in specs]
     fingerprints = preflight(specs)
     out = Path(args.out or f"out/{specs[0].dataset_name}-{args.profile}")
-    with claim(out):
+    with claim(out, kind="run", argv=args.argv):
         records = runner.run_all(specs, out=out, force=args.force, retry_failed=not args.no_retry_failed,
                                  log=lambda m: print(m, flush=True), executor=make_executor(args),
                                  fingerprints=fingerprints)
@@ -157,14 +157,16 @@ def cmd_run(args) -> int:
 
 
 @contextlib.contextmanager
-def claim(out: Path):
-    """The output folder, checked writable and locked for this process, before any worker starts."""
+def claim(out: Path, *, kind: str, argv: list[str]):
+    """The output folder, checked writable and locked for this process, before any worker starts;
+    its manifest (OUT/job.json) gains this command."""
     try:
         lock = runner.check_out(out)
         lock.__enter__()
     except ValueError as exc:
         raise InputError(str(exc)) from None
     try:
+        results.write_manifest(out, kind=kind, argv=argv)
         yield
     finally:
         lock.__exit__(None, None, None)
@@ -217,7 +219,7 @@ def cmd_sweep(args) -> int:
     fingerprints = preflight(specs)
     out = Path(args.out or f"out/{specs[0].dataset_name}-sweep")
     log = lambda m: print(m, flush=True)  # noqa: E731
-    with claim(out):
+    with claim(out, kind="sweep", argv=args.argv):
         options = {"out": out, "force": args.force, "retry_failed": not args.no_retry_failed, "log": log,
                    "executor": make_executor(args), "fingerprints": fingerprints}
         records = runner.run_all(specs, **options)
@@ -352,14 +354,14 @@ def cmd_report(args) -> int:
 
 def _report(out: Path, records: list[dict]) -> int:
     from harness import sweep
-    if sweep.is_sweep(records):  # tuning runs at rates that were not chosen stay out of the tables
+    if sweep.is_sweep(records, out):  # tuning runs at rates that were not chosen stay out of the tables
         records = [*sweep.selected(records), *[r for r in records if r["status"] != "success"]]
     try:
         stats_rows = report.spearman_stats(records)
     except results.ResultError as exc:
         raise InputError(str(exc)) from None
     paths = report.write_report(out, records, stats_rows=stats_rows)
-    if sweep.is_sweep(records):
+    if sweep.is_sweep(records, out):
         written = sweep.write_sweep(out, records)
         print((out / "sweep.md").read_text().split("\n## Method")[0])
         print(f"wrote {len(written)} sweep files (sweep.md, sweep.csv, plots/)")
@@ -387,6 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     _interrupt_on_sigterm()
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for the job manifest
     try:
         commands = {"run": cmd_run, "sweep": cmd_sweep, "report": cmd_report, "publish": cmd_publish,
                     "compare": cmd_compare}

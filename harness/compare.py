@@ -13,15 +13,14 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from harness import report, results
+from harness import figures, report, results
 from harness.publish import hardware_id
 
 HARDWARE_FIELDS = {"device"}
 QUALITY_TOLERANCE = 0.02  # Spearman gap between machines above which a row is flagged
 SOFTWARE_FIELDS = ("torch_build", "torch_cuda", "transformers_version", "peft_version", "sentence-transformers_version",
                    "tokenizers_version", "accelerate_version", "python")
-FIGURES = [("samples/s", "timings.samples_per_s", 1.0), ("train wall (s)", "timings.train_wall_s", 1.0),
-           ("peak memory (MiB)", "memory.peak_memory_bytes", 2**-20), ("energy (Wh)", "energy.energy_kwh", 1000.0)]
+FIGURES = [(figures.FIGURES[k].short, figures.FIGURES[k].path, figures.FIGURES[k].scale) for k in figures.COMPARE]
 
 
 class CompareError(ValueError):
@@ -119,9 +118,9 @@ def bar_chart(per_arm: pd.DataFrame, names: list[str], out: Path) -> list[Path]:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    figures = [f for f, _, _ in FIGURES]
-    fig, axes = plt.subplots(1, len(figures), figsize=(4 * len(figures), 3.6))
-    for ax, figure in zip(axes, figures, strict=True):
+    names_of_figures = [f for f, _, _ in FIGURES]
+    fig, axes = plt.subplots(1, len(names_of_figures), figsize=(4 * len(names_of_figures), 3.6))
+    for ax, figure in zip(axes, names_of_figures, strict=True):
         sub = per_arm[per_arm["figure"] == figure].set_index("arm")[names]
         sub.plot.bar(ax=ax, rot=0)
         ax.set_title(figure)

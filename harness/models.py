@@ -301,3 +301,12 @@ def build_tiny_model(dest: Path, *, seed: int = 0) -> str:
     import shutil
     shutil.rmtree(tmp, ignore_errors=True)
     return str(dest)
+
+
+def encode_pairs(model, pairs):
+    """Embeddings of both sides of every pair, encoding each distinct text once (eval mode)."""
+    model.eval()
+    unique = sorted(set(pairs.text_a) | set(pairs.text_b))
+    vectors = model.encode(unique, batch_size=64, convert_to_numpy=True, show_progress_bar=False)
+    index = {t: i for i, t in enumerate(unique)}
+    return vectors[[index[t] for t in pairs.text_a]], vectors[[index[t] for t in pairs.text_b]]

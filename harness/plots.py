@@ -10,7 +10,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from harness import results, stats  # noqa: E402
+from harness import figures, results, stats  # noqa: E402
 
 
 def _save(fig, frame: pd.DataFrame, out: Path, name: str) -> list[Path]:
@@ -68,8 +68,7 @@ def rank_vs_quality(rows: pd.DataFrame, out: Path) -> list[Path]:
     return _save(fig, rows[[c for c in cols if c in rows]], out, "rank_vs_quality")
 
 
-COSTS = [("train_wall_s", "train wall time (s)"), ("peak_memory_mib", "peak memory (MiB)"),
-         ("energy_wh", "energy (Wh, see method)"), ("artifact_mib", "artifact to ship (MiB)")]
+COSTS = [(k, figures.FIGURES[k].short) for k in figures.PLOT_COSTS]
 
 
 def rank_vs_cost(rows: pd.DataFrame, out: Path) -> list[Path]:
@@ -125,3 +124,24 @@ def time_to_quality(curves: pd.DataFrame, out: Path, *, target: float | None) ->
 def _row(rows: pd.DataFrame, point: str):
     match = rows[rows["point"] == point]
     return None if match.empty else match.iloc[0]
+
+
+def quality_vs_forgetting(rows: pd.DataFrame, out: Path) -> list[Path]:
+    """Task quality against forgetting on the reference benchmark, one point per variant with its
+    95% intervals (Biderman et al. 2024, "LoRA Learns Less and Forgets Less", Figure 1's axes)."""
+    ok = rows.dropna(subset=["spearman_mean", "forgetting_mean"])
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for _, r in ok.iterrows():
+        ax.errorbar(r["forgetting_mean"], r["spearman_mean"],
+                    xerr=[[r["forgetting_mean"] - r["forgetting_lo"]], [r["forgetting_hi"] - r["forgetting_mean"]]]
+                    if pd.notna(r.get("forgetting_lo")) else None,
+                    yerr=[[r["spearman_mean"] - r["spearman_lo"]], [r["spearman_hi"] - r["spearman_mean"]]],
+                    fmt="o", capsize=3)
+        ax.annotate(r["point"], (r["forgetting_mean"], r["spearman_mean"]), fontsize=8,
+                    xytext=(4, 4), textcoords="offset points")
+    ax.axvline(0, color="gray", linewidth=0.8)
+    ax.set_xlabel("forgetting: reference Spearman lost vs the base model (lower is better)")
+    ax.set_ylabel("task Spearman (test)")
+    cols = ["point", "spearman_mean", "spearman_lo", "spearman_hi", "forgetting_mean", "forgetting_lo",
+            "forgetting_hi", "drift_mean_cos_mean"]
+    return _save(fig, ok[[c for c in cols if c in ok]], out, "quality_vs_forgetting")

@@ -12,37 +12,13 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
-from harness import methods, results
+from harness import figures, methods, results
 
-MIB = 2**20
+MIB = figures.MIB
 
-# (row label with unit, getter over a record, scale); None where the arm has no such figure.
-ROWS: list[tuple[str, str, float]] = [
-    ("Spearman (test)", "quality.spearman", 1),
-    ("Pearson (test)", "quality.pearson", 1),
-    ("Compatibility margin (cos)", "quality.margin", 1),
-    ("Cohen's d", "quality.cohens_d", 1),
-    ("AUC-ROC", "quality.auc_roc", 1),
-    ("F1 (threshold from validation)", "quality.f1", 1),
-    ("Best F1 (oracle threshold on test)", "quality.best_f1_oracle", 1),
-    ("Cluster purity (compatible vs not, 2-means)", "quality.cluster_purity", 1),
-    ("False positives (count)", "quality.false_positives.count", 1),
-    ("Trainable parameters", "params.trainable_params", 1),
-    ("Trainable parameters (% of total)", "params.trainable_pct", 1),
-    ("Total parameters", "params.total_params", 1),
-    ("Train wall time (s)", "timings.train_wall_s", 1),
-    ("Step time, median (ms)", "timings.step_s_median", 1000),
-    ("Step time, p90 (ms)", "timings.step_s_p90", 1000),
-    ("Throughput (samples/s)", "timings.samples_per_s", 1),
-    ("Throughput (tokens/s)", "timings.tokens_per_s", 1),
-    ("Peak memory, training (MiB)", "memory.peak_memory_bytes", 1 / MIB),
-    ("Memory increment over pre-training (MiB)", "memory.peak_increment_bytes", 1 / MIB),
-    ("Artifact to ship (MiB)", "params.artifact_bytes", 1 / MIB),
-    ("Energy, training (Wh)", "energy.energy_kwh", 1000),
-    ("CO2eq, training (g)", "energy.co2_kg", 1000),
-    ("Model load time (s)", "timings.load_s", 1),
-    ("Evaluation time (s)", "timings.eval_s", 1),
-]
+# (row label with unit, record path, scale), from the figure registry (harness/figures.py).
+ROWS: list[tuple[str, str, float]] = [(figures.FIGURES[k].label, figures.FIGURES[k].path, figures.FIGURES[k].scale)
+                                      for k in figures.TRADEOFF_ROWS]
 
 
 def get(record: dict, dotted: str):
@@ -97,7 +73,8 @@ def tradeoff_table(frame: pd.DataFrame) -> pd.DataFrame:
         for label in [c for c in labels if c != ref and not (ok[ok["label"] == c]["method"] == "baseline").all()]:
             table[f"{label} % of {ref}"] = 100 * table[label] / table[ref].where(table[ref] != 0)
     table.index.name = "metric"
-    return table
+    # a figure that no record carries (forgetting in records made before it existed) gets no row
+    return table.dropna(how="all")
 
 
 def _fmt(value, metric: str) -> str:

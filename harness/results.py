@@ -15,6 +15,7 @@ Schema history (bump SCHEMA_VERSION and add a line for every change; keep readin
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 import os
@@ -260,3 +261,70 @@ class OutputLock:
 
     def __exit__(self, *exc):
         os.close(self.fd)
+
+
+# --- the record's shape ---------------------------------------------------------------------
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def new_record(spec) -> dict:
+    """The shape of a run record, before anything ran (the worker fills it; the runner files failures in it)."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": spec.run_id,
+        "spec_hash": spec.spec_hash,
+        "method": spec.arm,
+        "label": spec.label,
+        "spec": spec.to_dict(),
+        "status": "running",
+        "error": None,
+        "started_at": now(),
+        "finished_at": None,
+        "timings": {},
+        "memory": {},
+        "params": {},
+        "energy": {},
+        "quality": {},
+        "training": {},
+        "data": {},
+        "environment": {},
+        "warnings": [],
+    }
+
+
+# --- the job manifest ------------------------------------------------------------------------
+
+MANIFEST = "job.json"
+
+
+def read_manifest(out) -> dict | None:
+    """OUT/job.json, or None where there is none (folders made before manifests) or it is unreadable."""
+    path = Path(out) / MANIFEST
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        warnings.warn(f"{path}: unreadable job manifest, ignored ({exc})", stacklevel=2)
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def write_manifest(out, *, kind: str, argv: list[str]) -> Path:
+    """Add this command to OUT/job.json: which kinds of job wrote here, each exact command line, and
+    the harness version, so that report and publish need not guess what a folder holds."""
+    import shlex
+
+    from harness import __version__
+    old = read_manifest(out) or {}
+    commands = old.get("commands") if isinstance(old.get("commands"), list) else []
+    kinds = old.get("kinds") if isinstance(old.get("kinds"), list) else []
+    manifest = {"kinds": sorted({*kinds, kind}), "created_at": old.get("created_at", now()),
+                "commands": [*commands, {"kind": kind, "command": "python -m harness " + shlex.join(argv),
+                                         "harness_version": __version__, "at": now()}]}
+    path = Path(out) / MANIFEST
+    write_text_atomic(path, json.dumps(manifest, indent=2) + "\n")
+    return path

@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 from harness import results
+from harness.results import new_record, now
 from harness.spec import RunSpec
-from harness.worker import new_record, now
 
 
 class LocalExecutor:

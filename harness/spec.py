@@ -32,6 +32,10 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 LOSSES = ("CosineSimilarityLoss",)
 
 
+# Spec fields added after results were published, with the default that leaves the hash unchanged.
+LATE_DEFAULTS: dict[str, Any] = {"forgetting_reference": "auto"}
+
+
 class SpecError(ValueError):
     """Bad user input in a spec. Each line of the message names one field."""
 
@@ -74,6 +78,9 @@ class RunSpec:
     country_iso_code: str = "USA"
     timeout_s: float = 0.0  # 0 = no limit on the worker
     eval_every_steps: int = 0  # > 0: validation Spearman every N steps (time-to-quality); 0 = off
+    # zero-shot reference for forgetting (harness/forgetting.py): auto (stsb, or dating when training
+    # on stsb), stsb, dating, dating-v1, none, or a .csv/.jsonl file
+    forgetting_reference: str = "auto"
 
     def __post_init__(self):
         problems = validate(self)
@@ -85,7 +92,10 @@ class RunSpec:
 
     @property
     def spec_hash(self) -> str:
-        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        """sha256 of the canonical spec. Fields added after studies were published count only when
+        they differ from their default, so that existing specs keep their hash and resume."""
+        fields = {k: v for k, v in self.to_dict().items() if not (k in LATE_DEFAULTS and v == LATE_DEFAULTS[k])}
+        canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
     @property
@@ -396,6 +406,8 @@ def validate(spec: RunSpec) -> list[str]:
     need(spec.burn_in_steps >= 0, "burn_in_steps", spec.burn_in_steps, ">= 0")
     need(spec.timeout_s >= 0, "timeout_s", spec.timeout_s, ">= 0 (0 = no limit)")
     need(spec.eval_every_steps >= 0, "eval_every_steps", spec.eval_every_steps, ">= 0 (0 = off)")
+    need(bool(spec.forgetting_reference), "forgetting_reference", spec.forgetting_reference,
+         "auto, stsb, dating, dating-v1, none or a .csv/.jsonl file")
     need(len(spec.country_iso_code) == 3 and spec.country_iso_code.isalpha(), "country_iso_code",
          spec.country_iso_code, "a 3-letter ISO code such as USA, FRA or DEU")
     lo, hi = spec.score_range

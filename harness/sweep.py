@@ -14,7 +14,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from harness import methods, report, results, stats
+from harness import figures, methods, report, results, stats
 from harness.spec import RunSpec, SpecError, build_specs
 
 TARGET_SETS = {"query,value": ("query", "value"), "query,key,value,dense": ("query", "key", "value", "dense")}
@@ -131,11 +131,8 @@ def selected(records: list[dict]) -> list[dict]:
 
 # --- the sweep table -----------------------------------------------------------------------------
 
-EFFICIENCY = [("train_wall_s", "timings.train_wall_s", 1.0), ("peak_memory_mib", "memory.peak_memory_bytes", 2**-20),
-              ("energy_wh", "energy.energy_kwh", 1000.0), ("artifact_mib", "params.artifact_bytes", 2**-20),
-              ("samples_per_s", "timings.samples_per_s", 1.0)]
-QUALITY = [("auc_roc", "quality.auc_roc"), ("margin", "quality.margin"), ("f1", "quality.f1"),
-           ("cohens_d", "quality.cohens_d")]
+EFFICIENCY = [(k, figures.FIGURES[k].path, figures.FIGURES[k].scale) for k in figures.SWEEP_COSTS]
+QUALITY = [(k, figures.FIGURES[k].path) for k in figures.SWEEP_QUALITY]
 
 
 def _get(record, dotted):
@@ -238,7 +235,7 @@ def curves_frame(records: list[dict]):
 SWEEP_COLUMNS = [
     ("point", "point"), ("learning_rate", "lr"), ("seeds", "seeds"), ("trainable_params", "trainable params"),
     ("test_size", "test pairs / groups"), ("spearman", "Spearman (95% CI)"), ("vs_standard_diff", "Δ vs std (95% CI)"),
-    ("auc_roc", "AUC-ROC"), ("margin", "margin"), ("f1", "F1"),
+    ("auc_roc", "AUC-ROC"), ("margin", "margin"), ("f1", "F1"), ("forgetting", "forgetting"),
     ("spearman_pct_of_standard", "quality % of std"), ("train_wall_s", "train wall (s)"),
     ("train_wall_pct_of_standard", "time % of std"), ("peak_memory_mib", "peak mem (MiB)"),
     ("energy_wh", "energy (Wh)"), ("artifact_mib", "artifact (MiB)"),
@@ -328,11 +325,18 @@ def write_sweep(out, records: list[dict]) -> list:
         if not std.empty and std_val:
             target = 0.95 * float(np.mean(std_val))
         written += plots.time_to_quality(curves_frame(records), out / "plots", target=target)
+        if "forgetting_mean" in frame and frame["forgetting_mean"].notna().any():
+            written += plots.quality_vs_forgetting(frame, out / "plots")
     results.write_text_atomic(out / "sweep.md", sweep_markdown(rows, pareto_table, records))
     return [out / "sweep.md", *written]
 
 
-def is_sweep(records: list[dict]) -> bool:
+def is_sweep(records: list[dict], out=None) -> bool:
+    """Whether a folder gets the sweep's files: its manifest says a sweep ran there, or (folders made
+    before manifests) its records hold several ranks or seeds."""
+    manifest = results.read_manifest(out) if out is not None else None
+    if manifest and "sweep" in manifest.get("kinds", []):
+        return True
     ranks = {r["spec"]["lora"]["r"] for r in records if r["spec"].get("lora")}
     seeds = {r["spec"]["seed"] for r in records}
     return len(ranks) > 1 or len(seeds) > 1

@@ -1,109 +1,31 @@
 """One run in one fresh process: ``python -m harness.worker SPEC.json OUT.json``.
 
-Reads a spec, loads data and model, trains with SentenceTransformerTrainer inside the trackers,
-evaluates on the test split and writes one run record atomically to OUT.json. Any failure is
-recorded (status ``failed`` with a reason) instead of being lost. Exit status: 0 success,
-1 failed run (record written), 2 unreadable spec.
+The phases, in order: load (data, model, gradient probes, the method's adapter), train
+(harness/train.py, inside the trackers), evaluate on the test split (in fp32), save the artifact,
+merge check. Writes one run record atomically to OUT.json. Any failure is recorded (status
+``failed`` with a reason) instead of being lost. Exit status: 0 success, 1 failed run (record
+written), 2 unreadable spec.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-import math
 import os
 import sys
 import tempfile
-import time
 import traceback
 from pathlib import Path
 
-from transformers import TrainerCallback
-
-from harness import devices, results, trackers
+from harness import devices, forgetting, results, trackers, train
 from harness.spec import RunSpec, SpecError
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_SPEC = 0, 1, 2
-FAULT_ENV = "HARNESS_INJECT_FAULT"  # test-only: oom@STEP, sleep@SECONDS, touch@PATH or alloc@GIB (FaultInjector)
-
-
-class DivergedError(FloatingPointError):
-    def __init__(self, step: int, loss: float):
-        self.step = step
-        super().__init__(f"training diverged: loss {loss} at step {step}")
-
-
-class DivergenceGuard(TrainerCallback):
-    """Stops training at the first logged non-finite loss (logging_nan_inf_filter is off)."""
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(loss):
-            raise DivergedError(state.global_step, loss)
-
-
-class FaultInjector(TrainerCallback):
-    """Test-only faults, switched on by the HARNESS_INJECT_FAULT environment variable.
-
-    ``oom@N`` raises torch.OutOfMemoryError at the end of step N; ``sleep@S`` adds S seconds to
-    every step (to prove that a regression check catches a slower step); ``touch@PATH`` creates PATH
-    when the first step ends (a signal that training is under way, for tests that interrupt it);
-    ``alloc@G`` really allocates a G GiB tensor after the first step (under a ``prlimit`` the CPU
-    allocator then fails as it does when a batch does not fit).
-    """
-
-    def __init__(self, fault: str):
-        kind, _, arg = fault.partition("@")
-        if kind not in ("oom", "sleep", "touch", "alloc"):
-            raise ValueError(f"{FAULT_ENV} = {fault!r}: expected oom@STEP, sleep@SECONDS, touch@PATH or alloc@GIB")
-        self.kind, self.arg = kind, (arg if kind == "touch" else float(arg))
-
-    def on_step_begin(self, args, state, control, **kwargs):
-        if self.kind == "sleep":
-            time.sleep(self.arg)
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if self.kind == "touch" and state.global_step == 1:
-            Path(self.arg).touch()
-        if self.kind == "alloc" and state.global_step == 1:
-            import torch
-            torch.ones(int(self.arg * 2**30), dtype=torch.uint8)
-        if self.kind == "oom" and state.global_step >= self.arg:
-            import torch
-            raise torch.OutOfMemoryError(f"injected fault: out of memory at step {state.global_step}")
-
-
-def now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def new_record(spec: RunSpec) -> dict:
-    return {
-        "schema_version": results.SCHEMA_VERSION,
-        "run_id": spec.run_id,
-        "spec_hash": spec.spec_hash,
-        "method": spec.arm,
-        "label": spec.label,
-        "spec": spec.to_dict(),
-        "status": "running",
-        "error": None,
-        "started_at": now(),
-        "finished_at": None,
-        "timings": {},
-        "memory": {},
-        "params": {},
-        "energy": {},
-        "quality": {},
-        "training": {},
-        "data": {},
-        "environment": {},
-        "warnings": [],
-    }
+FAULT_ENV = train.FAULT_ENV
 
 
 def run(spec: RunSpec) -> dict:
     """Execute one run; never raises for a run-time failure, which is recorded instead."""
-    record = new_record(spec)
+    record = results.new_record(spec)
     try:
         _execute(spec, record)
         record["status"] = "success"
@@ -111,16 +33,16 @@ def run(spec: RunSpec) -> dict:
         record["status"] = "failed"
         record["error"] = {"reason": classify(exc), "type": type(exc).__name__, "message": str(exc),
                            "traceback": traceback.format_exc(limit=20)}
-        if isinstance(exc, DivergedError):
+        if isinstance(exc, train.DivergedError):
             record["error"]["step"] = exc.step
-    record["finished_at"] = now()
+    record["finished_at"] = results.now()
     return record
 
 
 def classify(exc: BaseException) -> str:
     from harness.data import DataError
     from harness.models import ModelError
-    if isinstance(exc, DivergedError):
+    if isinstance(exc, train.DivergedError):
         return "diverged"
     message = str(exc).lower()
     if ("out of memory" in message or "can't allocate memory" in message or isinstance(exc, MemoryError)
@@ -148,6 +70,9 @@ def _execute(spec: RunSpec, record: dict) -> None:
     with trackers.track_time(device) as load:
         model = models.load_model(models.resolve_model_path(spec.model), device=device,
                                   max_seq_length=spec.max_seq_length)
+        with trackers.track_time(device) as before:  # the base model's reference embeddings (forgetting.py)
+            reference = forgetting.Probe(spec.forgetting_reference, spec.dataset)
+            reference.before(model)
         method = spec.method
         active = models.forward_path_linears(model, splits.train, batch_size=spec.batch_size) if spec.lora else None
         if spec.lora is not None:
@@ -158,17 +83,20 @@ def _execute(spec: RunSpec, record: dict) -> None:
                     f"never train and are not counted): {', '.join(inert_targets)}")
         method.attach(model, spec.lora)
         record["params"] = _param_record(model, spec, splits.train, active=active)
-    record["timings"]["load_s"] = load["wall_s"]
+    record["timings"]["load_s"] = load["wall_s"] - before["wall_s"]
 
     if not method.trains:
         _no_training(record)
     else:
-        train_arm(model, spec, splits, device, record)
-        restore_fp32_forward(model)
+        train.train_arm(model, spec, splits, device, record)
+        train.restore_fp32_forward(model)
 
     with trackers.track_time(device) as ev:
         record["quality"] = evaluate_model(model, splits, spec)
     record["timings"]["eval_s"] = ev["wall_s"]
+    with trackers.track_time(device) as after:
+        record["quality"]["forgetting"] = reference.after(model)
+    record["timings"]["forgetting_s"] = before["wall_s"] + after["wall_s"]
 
     if method.trains:
         with tempfile.TemporaryDirectory() as tmp:
@@ -214,182 +142,12 @@ def _param_record(model, spec: RunSpec, train_pairs, *, active: set[str] | None)
     return out
 
 
-def train_dataset(pairs):
-    from datasets import Dataset
-    return Dataset.from_dict({"sentence1": pairs.text_a, "sentence2": pairs.text_b,
-                              "score": [float(s) for s in pairs.score]})
-
-
-def _training_args(spec: RunSpec, device: str, output_dir: str):
-    from sentence_transformers import SentenceTransformerTrainingArguments
-    return SentenceTransformerTrainingArguments(
-        output_dir=output_dir,
-        num_train_epochs=spec.epochs,
-        max_steps=spec.max_steps if spec.max_steps > 0 else -1,
-        per_device_train_batch_size=spec.batch_size,
-        learning_rate=spec.learning_rate,
-        warmup_steps=spec.warmup_steps,
-        seed=spec.seed,
-        data_seed=spec.seed,  # the same data order in every arm
-        bf16=spec.precision == "bf16",
-        fp16=spec.precision == "fp16",
-        use_cpu=device == "cpu",
-        save_strategy="no",
-        report_to="none",
-        logging_strategy="steps",
-        logging_steps=10,
-        logging_nan_inf_filter=False,  # a NaN loss must be seen, not averaged away
-        dataloader_num_workers=0,
-        disable_tqdm=False,
-    )
-
-
-class ValidationProbe(TrainerCallback):
-    """Time-to-quality: validation Spearman every N steps, against a training clock that
-    excludes the probe's own evaluation time (which is reported separately)."""
-
-    def __init__(self, model, pairs, every: int, device: str):
-        self.model, self.pairs, self.every, self.device = model, pairs, every, device
-        self.points: list[dict] = []
-        self.eval_s = 0.0
-        self._start = 0.0
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        self._start = time.perf_counter()
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step % self.every == 0:
-            self.probe(state.global_step)
-
-    def probe(self, step: int) -> None:
-        devices.synchronize(self.device)
-        start = time.perf_counter()
-        train_s = start - self._start - self.eval_s
-        was_training = self.model.training
-        spearman = validation_spearman(self.model, self.pairs)
-        self.model.train(was_training)
-        self.eval_s += time.perf_counter() - start
-        self.points.append({"step": step, "train_s": train_s, "val_spearman": spearman})
-
-
-def validation_spearman(model, pairs) -> float | None:
-    from harness import evaluate
-    a, b = encode_pairs(model, pairs)
-    return evaluate.correlations(evaluate.cosine_rows(a, b), pairs.score)["spearman"]
-
-
-def build_trainer(model, spec: RunSpec, train_pairs, device: str, *, output_dir: str, callbacks=()):
-    """The SentenceTransformerTrainer every arm (and every benchmark) trains with.
-
-    Adds the DivergenceGuard, and the test-only FaultInjector when HARNESS_INJECT_FAULT is set.
-    """
-    from sentence_transformers import SentenceTransformerTrainer
-    from sentence_transformers.sentence_transformer import losses
-
-    callbacks = [*callbacks, DivergenceGuard()]
-    if os.environ.get(FAULT_ENV):
-        callbacks.append(FaultInjector(os.environ[FAULT_ENV]))
-    return SentenceTransformerTrainer(
-        model=model, args=_training_args(spec, device, output_dir), train_dataset=train_dataset(train_pairs),
-        loss=losses.CosineSimilarityLoss(model), callbacks=callbacks)
-
-
-def train_arm(model, spec: RunSpec, splits, device: str, record: dict) -> None:
-    timer = trackers.StepTimer(device)
-    callbacks = [timer]  # first, so that a probe's evaluation never lands inside a timed step
-    probe = ValidationProbe(model, splits.validation, spec.eval_every_steps, device) if spec.eval_every_steps else None
-    if probe:
-        callbacks.append(probe)
-    with tempfile.TemporaryDirectory() as tmp:
-        trainer = build_trainer(model, spec, splits.train, device, output_dir=tmp, callbacks=callbacks)
-        # The measured training region is exactly trainer.train(): data loading, forward,
-        # backward and optimizer steps. Model loading and evaluation are timed separately.
-        with trackers.track_energy(enabled=spec.measure_energy, country_iso_code=spec.country_iso_code,
-                                   device=device) as energy:
-            record["energy"] = energy
-            with trackers.track_memory(device) as memory:
-                record["memory"] = memory
-                with trackers.track_time(device) as wall:
-                    output = trainer.train()
-    record["memory"]["process_peak_rss_bytes"] = trackers.process_peak_rss_bytes()
-    from harness.environment import load_average
-    record.setdefault("environment", {})["loadavg_1m_after_training"] = load_average()
-    losses_seen = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    record["training"] = {"global_step": trainer.state.global_step, "train_loss": output.training_loss,
-                          "loss_history": losses_seen}
-    if not math.isfinite(output.training_loss):
-        raise DivergedError(trainer.state.global_step, output.training_loss)
-    probe_eval_s = probe.eval_s if probe else 0.0
-    record["timings"].update(_throughput(timer.step_s, wall["wall_s"] - probe_eval_s, spec, splits, model,
-                                         steps=trainer.state.global_step))
-    if probe:
-        record["timings"].update(probe_eval_s=probe_eval_s, train_wall_s_including_probes=wall["wall_s"])
-        record["training"]["validation_curve"] = probe.points
-
-
-def restore_fp32_forward(model) -> None:
-    """Undo the mixed-precision wrapper that the trainer (accelerate) leaves on ``model.forward``.
-
-    With bf16 or fp16, accelerate wraps the model's forward in autocast for training and does not
-    remove it afterwards, so evaluation and the merge check would also run in reduced precision.
-    Quality is measured in fp32, so that differences between precisions come from training.
-    """
-    from accelerate.utils import extract_model_from_parallel
-    extract_model_from_parallel(model, keep_fp32_wrapper=False)
-
-
-def samples_for_steps(steps: int, *, n_train: int, batch_size: int) -> int:
-    """Samples seen in ``steps`` optimizer steps (the last batch of an epoch may be short)."""
-    per_epoch = math.ceil(n_train / batch_size)
-    full, rest = divmod(steps, per_epoch)
-    return full * n_train + min(rest * batch_size, n_train)
-
-
-def _throughput(step_s, wall_s, spec, splits, model, *, steps) -> dict:
-    summary = trackers.summarize_steps(step_s, burn_in_steps=spec.burn_in_steps)
-    samples = samples_for_steps(steps, n_train=len(splits.train), batch_size=spec.batch_size)
-    tokens_per_epoch = count_tokens(model, splits.train)
-    tokens = tokens_per_epoch * samples / len(splits.train)
-    median = summary["step_s_median"]
-    return {
-        "train_wall_s": wall_s,
-        **summary,
-        "burn_in_steps": spec.burn_in_steps,
-        "train_overhead_s": wall_s - summary["step_s_sum"],
-        "samples_processed": samples,
-        "samples_per_s": samples / wall_s,
-        "steady_samples_per_s": spec.batch_size / median if median else None,
-        "tokens_processed": tokens,
-        "tokens_per_s": tokens / wall_s,
-        "method": ("train_wall_s: perf_counter around trainer.train(), device synced at both ends; "
-                   "step_s_*: trainer on_step_begin/on_step_end callbacks, first burn_in_steps excluded; "
-                   "samples_per_s and tokens_per_s over train_wall_s; tokens are non-padding tokens "
-                   "of both texts after truncation; steady_samples_per_s = batch_size / step_s_median"),
-    }
-
-
-def count_tokens(model, pairs) -> int:
-    tokenizer = model.tokenizer
-    limit = model.max_seq_length
-    enc = tokenizer(pairs.text_a + pairs.text_b, truncation=True, max_length=limit)
-    return sum(len(ids) for ids in enc["input_ids"])
-
-
-def encode_pairs(model, pairs):
-    """Embeddings of both sides of every pair, encoding each distinct text once (eval mode)."""
-    model.eval()
-    unique = sorted(set(pairs.text_a) | set(pairs.text_b))
-    vectors = model.encode(unique, batch_size=64, convert_to_numpy=True, show_progress_bar=False)
-    index = {t: i for i, t in enumerate(unique)}
-    return vectors[[index[t] for t in pairs.text_a]], vectors[[index[t] for t in pairs.text_b]]
-
-
 def evaluate_model(model, splits, spec: RunSpec) -> dict:
     """Encode validation and test texts with the model as trained, then score with evaluate.py."""
-    from harness import evaluate
+    from harness import evaluate, models
 
-    val_a, val_b = encode_pairs(model, splits.validation)
-    test_a, test_b = encode_pairs(model, splits.test)
+    val_a, val_b = models.encode_pairs(model, splits.validation)
+    test_a, test_b = models.encode_pairs(model, splits.test)
     test_cos = evaluate.cosine_rows(test_a, test_b)
     val_cos = evaluate.cosine_rows(val_a, val_b)
     quality = evaluate.evaluate(

@@ -58,12 +58,17 @@ def test_all_three_arms_end_to_end_then_resume(tmp_path, harness_cache):
     assert "| standard | 1       | 48 / 48" in table
     assert "do not tell the arms apart" in table and "do not tell the arms apart" in proc.stdout
     assert std["quality"]["test_gold"] == base["quality"]["test_gold"] and len(std["quality"]["test_group"]) == 48
+    # the folder's manifest names the job kind and the exact command line
+    manifest = json.loads((out / "job.json").read_text())
+    assert manifest["kinds"] == ["run"] and manifest["commands"][0]["command"].startswith(
+        f"python -m harness run --out {out} --set model=tiny-random-bert")
 
     # the same command again keeps every finished result: nothing is rerun or lost
     before = {f.name: f.read_text() for f in files}
     again = run_cli("run", "--out", str(out), *TINY_ARGS)
     assert again.returncode == 0
     assert again.stdout.count("kept existing success result") == 3
+    assert len(json.loads((out / "job.json").read_text())["commands"]) == 2  # both commands, in order
     assert {f.name: f.read_text() for f in (out / "runs").glob("*.json")} == before
 
     # report rebuilds the tables from the run files alone

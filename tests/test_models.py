@@ -115,7 +115,7 @@ def test_bf16_training_leaves_evaluation_in_fp32(tiny_model_path, tmp_path):
     on; the worker removes it, so evaluation (and the merge check) run in fp32."""
     import torch
 
-    from harness import data, worker
+    from harness import data, train
     from harness.spec import build_specs
     (spec,) = build_specs(arms=["standard"], overrides=["model=tiny-random-bert", "precision=bf16", "max_steps=2",
                                                         "batch_size=4", "warmup_steps=0"])
@@ -124,10 +124,10 @@ def test_bf16_training_leaves_evaluation_in_fp32(tiny_model_path, tmp_path):
     seen = []
     linear = next(m for m in model.modules() if isinstance(m, torch.nn.Linear))
     linear.register_forward_hook(lambda mod, inp, out: seen.append(out.dtype))
-    worker.build_trainer(model, spec, pairs, "cpu", output_dir=str(tmp_path)).train()
+    train.build_trainer(model, spec, pairs, "cpu", output_dir=str(tmp_path)).train()
 
     model.encode(["one sentence"])
     assert seen[-1] == torch.bfloat16  # the trainer's autocast is still on the forward after training
-    worker.restore_fp32_forward(model)
+    train.restore_fp32_forward(model)
     model.encode(["one sentence"])
     assert seen[-1] == torch.float32

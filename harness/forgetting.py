@@ -1,0 +1,95 @@
+"""Learning against forgetting: how much general quality a fine-tuned arm lost.
+
+Every trained arm is also scored zero-shot on a reference benchmark it did not train on (Biderman
+et al., TMLR 2024, "LoRA Learns Less and Forgets Less"). The default reference is the STS-B test
+split, or ``dating`` when training on STS-B (``forgetting_reference = auto``); ``none`` switches it
+off, and a .csv/.jsonl path names a user file. Three figures:
+
+- ``spearman``: the tuned model's test Spearman on the reference;
+- ``forgetting``: the untuned base model's reference Spearman minus the tuned one's (positive means
+  general quality was lost);
+- ``drift_mean_cos``: the mean cosine between the base and the tuned embedding of each reference
+  text (1 means the representation did not move).
+
+The base model's reference embeddings are taken in the same worker before the adapter is attached,
+so the comparison is exact for that run. A reference that cannot be loaded (STS-B's package missing,
+say) is recorded with its reason; it never fails the run.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def resolve(reference: str, dataset: str) -> str:
+    """``auto`` -> stsb, or dating when the arm trains on STS-B."""
+    if reference != "auto":
+        return reference
+    return "dating" if dataset == "stsb" else "stsb"
+
+
+def load_reference(reference: str):
+    """The reference benchmark's test pairs."""
+    from harness import data
+    return data.load_splits(reference).test
+
+
+def encode_texts(model, pairs) -> tuple[list[str], np.ndarray]:
+    texts = sorted(set(pairs.text_a) | set(pairs.text_b))
+    model.eval()
+    vectors = model.encode(texts, batch_size=64, convert_to_numpy=True, show_progress_bar=False)
+    return texts, vectors
+
+
+def spearman_of(texts: list[str], vectors: np.ndarray, pairs) -> float | None:
+    from harness import evaluate
+    index = {t: i for i, t in enumerate(texts)}
+    a = vectors[[index[t] for t in pairs.text_a]]
+    b = vectors[[index[t] for t in pairs.text_b]]
+    return evaluate.correlations(evaluate.cosine_rows(a, b), pairs.score)["spearman"]
+
+
+def drift(base: np.ndarray, tuned: np.ndarray) -> float:
+    """Mean cosine between each text's base and tuned embedding."""
+    num = (base * tuned).sum(axis=1)
+    den = np.linalg.norm(base, axis=1) * np.linalg.norm(tuned, axis=1)
+    return float(np.mean(num / np.where(den == 0, 1.0, den)))
+
+
+class Probe:
+    """Holds the base model's reference embeddings between the load phase and the evaluation phase."""
+
+    def __init__(self, reference: str, dataset: str):
+        self.reference = resolve(reference, dataset)
+        self.pairs = None
+        self.texts: list[str] = []
+        self.base_vectors = None
+        self.base_spearman = None
+        self.unavailable = None
+
+    def before(self, model) -> None:
+        if self.reference == "none":
+            self.unavailable = "switched off (forgetting_reference = none)"
+            return
+        from harness.data import DataError
+        try:
+            self.pairs = load_reference(self.reference)
+        except DataError as exc:
+            self.unavailable = f"reference {self.reference!r} cannot be loaded here: {exc}"
+            return
+        self.texts, self.base_vectors = encode_texts(model, self.pairs)
+        self.base_spearman = spearman_of(self.texts, self.base_vectors, self.pairs)
+
+    def after(self, model) -> dict:
+        out = {"reference": self.reference}
+        if self.unavailable:
+            return {**out, "unavailable_reason": self.unavailable}
+        texts, tuned = encode_texts(model, self.pairs)
+        assert texts == self.texts
+        spearman = spearman_of(texts, tuned, self.pairs)
+        return {**out, "reference_pairs": len(self.pairs), "base_spearman": self.base_spearman,
+                "spearman": spearman,
+                "forgetting": None if spearman is None or self.base_spearman is None else self.base_spearman - spearman,
+                "drift_mean_cos": drift(self.base_vectors, tuned),
+                "method": "zero-shot test Spearman on the reference before (base model, same worker) and after "
+                          "training; forgetting = before - after; drift = mean cosine of base vs tuned embeddings"}
