@@ -133,30 +133,52 @@ def validation_spearman(model, pairs) -> float | None:
     return evaluate.correlations(evaluate.cosine_rows(a, b), pairs.score)["spearman"]
 
 
-def build_trainer(model, spec: RunSpec, train_pairs, device: str, *, output_dir: str, callbacks=()):
+class AdaLoraAllocator(TrainerCallback):
+    """AdaLoRA's budget step: peft's ``update_and_allocate`` after each optimizer step and before the
+    gradients are cleared (on_optimizer_step), which the Trainer does not call by itself (peft issues
+    1327 and 1341). Its time counts as training: a user of AdaLoRA pays it every step."""
+
+    def __init__(self, tuner):
+        self.tuner = tuner
+
+    def on_optimizer_step(self, args, state, control, **kwargs):
+        self.tuner.update_and_allocate(state.global_step)
+
+
+def total_steps(spec: RunSpec, n_train: int) -> int:
+    """Optimizer steps a run takes: max_steps when set, else epochs over the training pairs."""
+    return spec.max_steps if spec.max_steps > 0 else math.ceil(spec.epochs * math.ceil(n_train / spec.batch_size))
+
+
+def build_trainer(model, spec: RunSpec, train_pairs, device: str, *, output_dir: str, callbacks=(), tuner=None):
     """The SentenceTransformerTrainer every arm (and every benchmark) trains with.
 
-    Adds the DivergenceGuard, and the test-only FaultInjector when HARNESS_INJECT_FAULT is set.
+    Adds what the method needs (methods.py: an optimizer such as LoRA+'s, callbacks such as AdaLoRA's
+    allocator, given the tuner that ``Method.attach`` returned), the DivergenceGuard, and the
+    test-only FaultInjector when HARNESS_INJECT_FAULT is set.
     """
     from sentence_transformers import SentenceTransformerTrainer
     from sentence_transformers.sentence_transformer import losses
 
-    callbacks = [*callbacks, DivergenceGuard()]
+    method = spec.method
+    callbacks = [*callbacks, *(method.callbacks(tuner) if method.callbacks else []), DivergenceGuard()]
     if os.environ.get(FAULT_ENV):
         callbacks.append(FaultInjector(os.environ[FAULT_ENV]))
+    args = training_args(spec, device, output_dir)
+    optimizer = method.optimizer(model, args) if method.optimizer else None
     return SentenceTransformerTrainer(
-        model=model, args=training_args(spec, device, output_dir), train_dataset=train_dataset(train_pairs),
-        loss=losses.CosineSimilarityLoss(model), callbacks=callbacks)
+        model=model, args=args, train_dataset=train_dataset(train_pairs),
+        loss=losses.CosineSimilarityLoss(model), callbacks=callbacks, optimizers=(optimizer, None))
 
 
-def train_arm(model, spec: RunSpec, splits, device: str, record: dict) -> None:
+def train_arm(model, spec: RunSpec, splits, device: str, record: dict, *, tuner=None) -> None:
     timer = trackers.StepTimer(device)
     callbacks = [timer]  # first, so that a probe's evaluation never lands inside a timed step
     probe = ValidationProbe(model, splits.validation, spec.eval_every_steps, device) if spec.eval_every_steps else None
     if probe:
         callbacks.append(probe)
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = build_trainer(model, spec, splits.train, device, output_dir=tmp, callbacks=callbacks)
+        trainer = build_trainer(model, spec, splits.train, device, output_dir=tmp, callbacks=callbacks, tuner=tuner)
         # The measured training region is exactly trainer.train(): data loading, forward,
         # backward and optimizer steps. Model loading and evaluation are timed separately.
         with trackers.track_energy(enabled=spec.measure_energy, country_iso_code=spec.country_iso_code,

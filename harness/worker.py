@@ -68,11 +68,11 @@ def _execute(spec: RunSpec, record: dict) -> None:
     # Loading includes the gradient probes (one backward pass on one batch each): which Linear layers
     # influence the loss, and which parameters receive a gradient (see _param_record).
     with trackers.track_time(device) as load:
-        model = models.load_model(models.resolve_model_path(spec.model), device=device,
-                                  max_seq_length=spec.max_seq_length)
+        model_path = models.resolve_model_path(spec.model)
+        model = models.load_model(model_path, device=device, max_seq_length=spec.max_seq_length)
         with trackers.track_time(device) as before:  # the base model's reference embeddings (forgetting.py)
             reference = forgetting.Probe(spec.forgetting_reference, spec.dataset)
-            reference.before(model)
+            reference.before(model, model_path=model_path, device=device)
         method = spec.method
         active = models.forward_path_linears(model, splits.train, batch_size=spec.batch_size) if spec.lora else None
         if spec.lora is not None:
@@ -81,14 +81,14 @@ def _execute(spec: RunSpec, record: dict) -> None:
                 record.setdefault("warnings", []).append(
                     f"lora.target_modules also match inert modules (no gradient reaches them; their adapters "
                     f"never train and are not counted): {', '.join(inert_targets)}")
-        method.attach(model, spec.lora)
+        tuner = method.attach(model, spec.lora, total_steps=train.total_steps(spec, len(splits.train)))
         record["params"] = _param_record(model, spec, splits.train, active=active)
     record["timings"]["load_s"] = load["wall_s"] - before["wall_s"]
 
     if not method.trains:
         _no_training(record)
     else:
-        train.train_arm(model, spec, splits, device, record)
+        train.train_arm(model, spec, splits, device, record, tuner=tuner)
         train.restore_fp32_forward(model)
 
     with trackers.track_time(device) as ev:
