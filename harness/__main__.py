@@ -76,12 +76,17 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--dataset", default=None,
                     help="dating, dating-v1, stsb or a .csv/.jsonl file (default: dating); it beats a --config "
                          "file's dataset, and --set beats both")
-    sw.add_argument("--ranks", help="comma-separated LoRA ranks (default: 1,2,4,8,16,32,64)")
+    sw.add_argument("--methods", help="comma-separated adapter methods of the registry, or all (default: lora); "
+                    "baseline and standard always run")
+    sw.add_argument("--ranks", help="comma-separated ranks (default: 1,2,4,8,16,32,64); methods without a rank "
+                    "(ia3) run once")
+    sw.add_argument("--precisions", help="comma-separated: fp32, bf16, fp16 (default: the spec's precision, fp32)")
     sw.add_argument("--seeds", help="comma-separated seeds (default: 0)")
     sw.add_argument("--alpha-policy", help="2r (alpha = 2 x rank, the default) or fixed:N")
     sw.add_argument("--targets", help="query,value (default) | query,key,value,dense | all-linear")
-    sw.add_argument("--lr-grid", help="tune each arm's learning rate on validation, e.g. "
-                                      "'standard=1e-5,2e-5,5e-5;lora=1e-4,2e-4,5e-4' (first seed only)")
+    sw.add_argument("--lr-grid", help="tune each method's learning rate on validation, e.g. "
+                                      "'standard=1e-5,2e-5,5e-5;lora=1e-4,2e-4,5e-4', or registry for each "
+                                      "method's own grid (first seed only)")
     sw.add_argument("--eval-every", type=int, help="validation Spearman every N steps for time-to-quality "
                                                    "(default: 50; 0 = off)")
     sw.add_argument("--out", default=None, help="output folder (default: out/<dataset>-sweep)")
@@ -110,6 +115,17 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--out", default="out/compare", help="where to write the comparison (default: %(default)s)")
     cmp_.add_argument("--quality-tolerance", type=float, default=0.02,
                       help="flag a Spearman gap between machines above this (default: %(default)s)")
+
+    bc = sub.add_parser("bench-compare", help="did a benchmark regress between two saved pytest-benchmark runs?",
+                        description="Compare the per-round samples of every benchmark in BASE and NEW (files saved "
+                                    "by pytest bench --benchmark-only --benchmark-save=NAME --benchmark-save-data): "
+                                    "regressed, improved or unchanged, from a one-sided Mann-Whitney test and a "
+                                    "minimum effect. Exit status 1 when anything regressed.")
+    bc.add_argument("base", help="the reference run's JSON (e.g. .benchmarks/<machine>/0001_base.json)")
+    bc.add_argument("new", help="the run to judge")
+    bc.add_argument("--alpha", type=float, default=0.05, help="significance level (default: %(default)s)")
+    bc.add_argument("--min-effect", type=float, default=0.02,
+                    help="smallest change of the median that counts, as a fraction (default: %(default)s)")
 
     rep = sub.add_parser("report", help="rebuild tradeoffs.md and tradeoffs.csv from OUT/runs/*.json")
     rep.add_argument("out", help="a folder written by `run`")
@@ -172,15 +188,21 @@ def claim(out: Path, *, kind: str, argv: list[str]):
         lock.__exit__(None, None, None)
 
 
-SWEEP_DEFAULTS = {"ranks": "1,2,4,8,16,32,64", "seeds": "0", "alpha_policy": "2r", "targets": "query,value",
-                  "lr_grid": None, "eval_every_steps": 50}
+SWEEP_DEFAULTS = {"methods": "lora", "ranks": "1,2,4,8,16,32,64", "precisions": None, "seeds": "0",
+                  "alpha_policy": "2r", "targets": "query,value", "lr_grid": None, "eval_every_steps": 50}
 
 
 def _ints(v) -> bool:
     return isinstance(v, str) or (isinstance(v, list) and all(type(x) is int for x in v))
 
 
+def _names(v) -> bool:
+    return isinstance(v, str) or (isinstance(v, list) and all(isinstance(x, str) for x in v))
+
+
 SWEEP_TYPES = {  # what a [sweep] table in --config may hold: (check, description)
+    "methods": (_names, "a list of method names or a string such as \"lora,dora\" or \"all\""),
+    "precisions": (_names, "a list or a string such as \"fp32,bf16\""),
     "ranks": (_ints, "a list of integers or a string such as \"1,4,16\""),
     "seeds": (_ints, "a list of integers or a string such as \"0,1,2\""),
     "alpha_policy": (lambda v: isinstance(v, str), "a string: 2r or fixed:N"),
@@ -203,17 +225,20 @@ def cmd_sweep(args) -> int:
     if bad:
         raise SpecError(bad)
     opts = {**SWEEP_DEFAULTS, **{k: (",".join(map(str, v)) if isinstance(v, list) else v) for k, v in table.items()}}
-    for key in ("ranks", "seeds", "alpha_policy", "targets", "lr_grid"):
+    for key in ("methods", "ranks", "precisions", "seeds", "alpha_policy", "targets", "lr_grid"):
         if getattr(args, key) is not None:
             opts[key] = getattr(args, key)
     if args.eval_every is not None:
         opts["eval_every_steps"] = args.eval_every
+    method_names = sweep.parse_methods(str(opts["methods"]))
     ranks = sweep.parse_ints(str(opts["ranks"]), name="ranks", minimum=1)
+    precisions = sweep.parse_precisions(str(opts["precisions"])) if opts["precisions"] else None
     seeds = sweep.parse_ints(str(opts["seeds"]), name="seeds", minimum=0)
-    grid = sweep.parse_lr_grid(opts["lr_grid"])
+    grid = sweep.parse_lr_grid(opts["lr_grid"], method_names)
     overrides = [*args.overrides, f"eval_every_steps={int(opts['eval_every_steps'])}"]
     targets = _targets(str(opts["targets"]), args, overrides)
-    specs = sweep.sweep_specs(dataset=args.dataset, ranks=ranks, seeds=seeds, alpha_policy=str(opts["alpha_policy"]),
+    specs = sweep.sweep_specs(dataset=args.dataset, ranks=ranks, seeds=seeds, method_names=method_names,
+                              precisions=precisions, alpha_policy=str(opts["alpha_policy"]),
                               targets=targets, lr_grid=grid, profile=args.profile, config_path=args.config,
                               overrides=overrides)
     fingerprints = preflight(specs)
@@ -288,9 +313,15 @@ def preflight(specs) -> dict[str, str]:
     from harness import data, devices, models
     seen: dict = {}
     checked_models: set = set()
+    warnings: set = set()
     try:
         for spec in specs:
-            devices.resolve(spec.device)
+            device = devices.resolve(spec.device)
+            if spec.method.trains:
+                warning = devices.check_precision(device, spec.precision)
+                if warning and warning not in warnings:
+                    warnings.add(warning)
+                    print(f"warning: {warning}", file=sys.stderr)
             key = (spec.dataset, spec.dataset_seed, spec.score_range)
             if key not in seen:
                 seen[key] = data.load_splits(spec.dataset, seed=spec.dataset_seed, score_range=spec.score_range)
@@ -338,6 +369,25 @@ def _check_inert_targets(specs, *, splits: dict) -> None:
                   file=sys.stderr)
 
 
+def cmd_bench_compare(args) -> int:
+    import math
+
+    from harness import benchcompare
+    if not (0 < args.alpha < 1) or not math.isfinite(args.alpha):
+        raise InputError(f"--alpha {args.alpha}: expected a number strictly between 0 and 1")
+    if not (0 <= args.min_effect < 1) or not math.isfinite(args.min_effect):
+        raise InputError(f"--min-effect {args.min_effect}: expected a fraction in [0, 1), e.g. 0.03 for 3%")
+    try:
+        rows = benchcompare.compare(args.base, args.new, alpha=args.alpha, min_effect=args.min_effect)
+    except benchcompare.CompareError as exc:
+        raise InputError(str(exc)) from None
+    print(benchcompare.format_rows(rows, alpha=args.alpha, min_effect=args.min_effect))
+    regressed = [r["benchmark"] for r in rows if r["verdict"] == "regressed"]
+    if regressed:
+        print(f"\nREGRESSED: {', '.join(regressed)}")
+    return EXIT_RUN_FAILED if regressed else EXIT_OK
+
+
 def cmd_report(args) -> int:
     out = Path(args.out)
     if not results.runs_dir(out).is_dir():
@@ -365,6 +415,11 @@ def _report(out: Path, records: list[dict]) -> int:
         written = sweep.write_sweep(out, records)
         print((out / "sweep.md").read_text().split("\n## Method")[0])
         print(f"wrote {len(written)} sweep files (sweep.md, sweep.csv, plots/)")
+    from harness import methods_report
+    if methods_report.wanted(records):
+        written = methods_report.write_methods(out, records)
+        print((out / "methods.md").read_text().split("\n## How to read")[0])
+        print(f"wrote {len(written)} methods files (methods.md, methods.csv, plots/)")
     print()
     print(report.format_table(report.tradeoff_table(report.runs_frame(records))))
     print()
@@ -392,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)  # for the job manifest
     try:
         commands = {"run": cmd_run, "sweep": cmd_sweep, "report": cmd_report, "publish": cmd_publish,
-                    "compare": cmd_compare}
+                    "compare": cmd_compare, "bench-compare": cmd_bench_compare}
         return commands[args.command](args)
     except (SpecError, InputError) as exc:
         if args.debug:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 
@@ -29,6 +31,33 @@ def resolve(requested: str) -> str:
         raise DeviceError(f"device = {requested!r}: requested but not available on this machine "
                           f"(available: {', '.join(d for d, ok in have.items() if ok)})")
     return requested
+
+
+def cpu_has_native_bf16() -> bool | None:
+    """Whether this CPU multiplies bf16 in hardware (AVX512-BF16 or AMX); None where /proc/cpuinfo
+    cannot tell (not Linux)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def check_precision(device: str, precision: str) -> str | None:
+    """Raise DeviceError for a precision this device cannot train in; return a warning (or None)
+    for one it can only emulate. Called by the pre-flight, before any worker starts."""
+    if precision == "fp16" and device != "cuda":
+        raise DeviceError(f"precision = 'fp16': mixed fp16 training needs a CUDA GPU, and the device here is "
+                          f"{device!r}; use bf16 or fp32")
+    if precision == "bf16" and device == "cuda" and not torch.cuda.is_bf16_supported():
+        raise DeviceError(f"precision = 'bf16': this GPU ({torch.cuda.get_device_name(0)}) cannot compute in "
+                          "bf16; use fp16 or fp32")
+    if precision == "bf16" and device == "mps":
+        raise DeviceError("precision = 'bf16': not supported by the harness on MPS; use fp32")
+    if precision == "bf16" and device == "cpu" and cpu_has_native_bf16() is False:
+        return ("precision = 'bf16': this CPU has neither AVX512-BF16 nor AMX, so bf16 matmuls are emulated "
+                "and likely slower than fp32")
+    return None
 
 
 def synchronize(device: str) -> None:

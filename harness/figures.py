@@ -23,12 +23,18 @@ class Figure:
     better: str | None = None  # "higher", "lower" or None (a size, not a goal)
 
     def value(self, record: dict):
-        node = record
-        for part in self.path.split("."):
-            if not isinstance(node, dict) or node.get(part) is None:
-                return None
-            node = node[part]
-        return node * self.scale
+        node = lookup(record, self.path)
+        return None if node is None else node * self.scale
+
+
+def lookup(record: dict, dotted: str):
+    """The value at a dotted path of a run record (``timings.train_wall_s``), None where absent."""
+    node = record
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or node.get(part) is None:
+            return None
+        node = node[part]
+    return node
 
 
 _ALL = (

@@ -109,6 +109,25 @@ def pareto(rows: pd.DataFrame, out: Path) -> tuple[list[Path], pd.DataFrame]:
     return _save(fig, table, out, "pareto"), table
 
 
+def quality_vs_params(rows: pd.DataFrame, out: Path) -> list[Path]:
+    """Test Spearman (95% CI) against trainable parameters (log x), one series per method and
+    precision, standard as its own point and the untrained baseline as a line."""
+    trained = rows[(rows["method"] != "baseline")].dropna(subset=["spearman_mean", "trainable_params"])
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for series in dict.fromkeys(trained["series"]):
+        sub = trained[trained["series"] == series].sort_values("trainable_params")
+        yerr = [sub["spearman_mean"] - sub["spearman_lo"], sub["spearman_hi"] - sub["spearman_mean"]]
+        ax.errorbar(sub["trainable_params"], sub["spearman_mean"], yerr=yerr, fmt="o-" if len(sub) > 1 else "s",
+                    capsize=3, label=series)
+    _reference(ax, _row(rows, "baseline"), "spearman", "baseline (untrained)", "tab:red", band=False)
+    ax.set_xscale("log")
+    ax.set_xlabel("trainable parameters (log)")
+    ax.set_ylabel("Spearman (test, 95% CI)")
+    ax.legend(fontsize=8, ncol=2)
+    cols = ["point", "series", "method", "rank", "trainable_params", "spearman_mean", "spearman_lo", "spearman_hi"]
+    return _save(fig, trained[[c for c in cols if c in trained]], out, "quality_vs_params")
+
+
 def time_to_quality(curves: pd.DataFrame, out: Path, *, target: float | None) -> list[Path]:
     fig, ax = plt.subplots(figsize=(7, 4))
     for (point, seed), group in curves.groupby(["point", "seed"], sort=False):

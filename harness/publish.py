@@ -51,7 +51,7 @@ def add(out: Path, *, results_root: Path, job: str) -> Path:
     if dest.exists():
         raise FileExistsError(f"{dest} already exists; remove it first to republish (results are never "
                               "overwritten silently)")
-    shutil.copytree(out, dest, ignore=shutil.ignore_patterns("superseded"))
+    shutil.copytree(out, dest, ignore=shutil.ignore_patterns("superseded", ".cache", ".lock"))
     return dest
 
 
@@ -110,9 +110,16 @@ def reproduce_command(records: list[dict], job: str) -> str:
     dataset = results.data_version(first) if first.get("schema_version") == 1 else first["spec"]["dataset"]
     seeds = ",".join(map(str, sorted({r["spec"]["seed"] for r in records})))
     if any(r["spec"].get("eval_every_steps") for r in records):
-        ranks = sorted({r["spec"]["lora"]["r"] for r in records if r["spec"].get("lora")})
-        return (f"python -m harness sweep --dataset {dataset} --ranks {','.join(map(str, ranks))} "
-                f"--seeds {seeds} --out out/{dataset}-{job}")
+        ordered = sorted(records, key=lambda r: methods.sort_key(r["spec"]))
+        ranks = sorted({r["spec"]["lora"]["r"] for r in records
+                        if r["spec"].get("lora") and methods.get(r["method"]).ranked})
+        swept = [m for m in dict.fromkeys(r["method"] for r in ordered) if m not in ("baseline", "standard")]
+        precisions = list(dict.fromkeys(r["spec"].get("precision", "fp32") for r in ordered
+                                        if r["method"] != "baseline"))
+        extra = "" if swept == ["lora"] else f" --methods {','.join(swept)}"
+        extra += f" --ranks {','.join(map(str, ranks))}" if ranks else ""
+        extra += "" if precisions == ["fp32"] else f" --precisions {','.join(precisions)}"
+        return f"python -m harness sweep --dataset {dataset}{extra} --seeds {seeds} --out out/{dataset}-{job}"
     arms = ",".join(dict.fromkeys(r["method"] for r in sorted(records, key=lambda r: methods.sort_key(r["spec"]))))
     return (f"python -m harness run --dataset {dataset} --arms {arms} --profile adr --seeds {seeds}"
             f"{_set_options(records, dataset)} --out out/{dataset}-{job}")
@@ -127,12 +134,17 @@ def _set_options(records: list[dict], dataset: str) -> str:
     would build by itself (precision=bf16, say), so the reproduce command reproduces them."""
     from harness.spec import SpecError, build_specs
     sets: dict[str, object] = {}
+    built_for: dict[str, dict | None] = {}  # what the command builds, once per method
     for r in records:
-        try:
-            (default,) = build_specs(arms=[r["method"]], dataset=dataset, profile="adr")
-        except SpecError:
+        if r["method"] not in built_for:
+            try:
+                (default,) = build_specs(arms=[r["method"]], dataset=dataset, profile="adr")
+                built_for[r["method"]] = json.loads(json.dumps(default.to_dict()))  # tuples as records hold them
+            except SpecError:
+                built_for[r["method"]] = None
+        built = built_for[r["method"]]
+        if built is None:
             continue
-        built = json.loads(json.dumps(default.to_dict()))  # tuples as the records hold them: lists
         sets.update({k: v for k, v in r["spec"].items() if k not in _NOT_SET and k in built and built[k] != v})
     return "".join(f" --set {k}={_toml(v)}" for k, v in sorted(sets.items()))
 

@@ -21,13 +21,7 @@ ROWS: list[tuple[str, str, float]] = [(figures.FIGURES[k].label, figures.FIGURES
                                       for k in figures.TRADEOFF_ROWS]
 
 
-def get(record: dict, dotted: str):
-    node = record
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or node.get(part) is None:
-            return None
-        node = node[part]
-    return node
+get = figures.lookup  # the value at a dotted path of a record (one implementation, in figures.py)
 
 
 def runs_frame(records: list[dict]) -> pd.DataFrame:

@@ -1,8 +1,10 @@
-"""Rank sweeps: the specs of a sweep, learning-rate choice on validation, and the sweep table.
+"""Sweeps over methods, ranks and precisions: the specs, learning-rate choice on validation, the table.
 
 A sweep always holds the baseline and the standard arm, under the same matched conditions as the
-LoRA ranks. With a learning-rate grid, every grid point runs on the first seed; the rate with the
-best *validation* Spearman is chosen per (method, rank), and the other seeds run at that rate only.
+adapter methods (``--methods``, LoRA by default) at each rank, in each precision (``--precisions``).
+Methods without a rank (IA3) run once per seed and precision. With a learning-rate grid, every grid
+point runs on the first seed; the rate with the best *validation* Spearman is chosen per variant
+(method, rank, precision), and the other seeds run at that rate only.
 Everything is recomputed from the run files, so a resumed sweep and ``report`` agree.
 """
 
@@ -46,16 +48,48 @@ def alpha_for(rank: int, policy: str) -> float:
     raise SpecError([f"alpha-policy = {policy!r}: expected 2r or fixed:NUMBER (e.g. fixed:16)"])
 
 
-def parse_lr_grid(text: str | None) -> dict[str, list[float]]:
-    """``standard=1e-5,2e-5;lora=1e-4,2e-4`` -> {"standard": [...], "lora": [...]}."""
+def parse_methods(text: str) -> list[str]:
+    """``lora,dora`` or ``all`` (every adapter method of the registry) -> registry names, in order given."""
+    adapter_methods = [n for n, m in methods.METHODS.items() if m.adapter]
+    names = [methods.ALIASES.get(v.strip(), v.strip()) for v in text.split(",") if v.strip()]
+    if names == ["all"]:
+        return adapter_methods
+    bad = [n for n in names if n not in adapter_methods]
+    if not names or bad:
+        raise SpecError([f"methods = {text!r}: {', '.join(bad) or 'none given'}: not an adapter method; choose "
+                         f"from {', '.join(adapter_methods)}, or all (baseline and standard are always included)"])
+    twice = [n for n in dict.fromkeys(names) if names.count(n) > 1]
+    if twice:
+        raise SpecError([f"methods = {text!r}: {', '.join(twice)} given more than once; give each once"])
+    return names
+
+
+def parse_precisions(text: str) -> list[str]:
+    from harness.spec import PRECISIONS
+    values = [v.strip() for v in text.split(",") if v.strip()]
+    bad = [v for v in values if v not in PRECISIONS]
+    if not values or bad:
+        raise SpecError([f"precisions = {text!r}: each must be one of {', '.join(PRECISIONS)}"])
+    if len(set(values)) < len(values):
+        raise SpecError([f"precisions = {text!r}: give each precision once"])
+    return values
+
+
+def parse_lr_grid(text: str | None, method_names=("lora",)) -> dict[str, list[float]]:
+    """``standard=1e-5,2e-5;lora=1e-4,2e-4`` -> {"standard": [...], "lora": [...]}; ``registry``: each
+    swept method's own grid from the method registry (harness/methods.py), standard's included."""
     if not text:
         return {}
+    if text.strip() == "registry":
+        return {m: list(methods.METHODS[m].lr_grid) for m in ("standard", *method_names)}
+    trained = [n for n, m in methods.METHODS.items() if m.trains]
     grid = {}
     for part in text.split(";"):
         arm, _, values = part.partition("=")
-        arm = arm.strip()
-        if arm not in ("standard", "lora"):
-            raise SpecError([f"lr-grid: {arm!r} is not an arm with a learning rate (standard, lora)"])
+        arm = methods.ALIASES.get(arm.strip(), arm.strip())
+        if arm not in trained:
+            raise SpecError([f"lr-grid: {arm!r} is not a method with a learning rate ({', '.join(trained)}); "
+                             "or give lr-grid = registry for every method's own grid"])
         try:
             rates = [float(v) for v in values.split(",") if v.strip()]
         except ValueError:
@@ -66,24 +100,30 @@ def parse_lr_grid(text: str | None) -> dict[str, list[float]]:
     return grid
 
 
-def sweep_specs(*, dataset: str, ranks: list[int], seeds: list[int], alpha_policy: str = "2r",
+def sweep_specs(*, dataset: str, ranks: list[int], seeds: list[int], method_names=("lora",),
+                precisions: list[str] | None = None, alpha_policy: str = "2r",
                 targets: tuple[str, ...] | str = ("query", "value"), lr_grid: dict[str, list[float]] | None = None,
                 profile: str = "adr", config_path=None, overrides=()) -> list[RunSpec]:
-    """Every spec of the sweep's first phase (all of it without an lr grid)."""
+    """Every spec of the sweep's first phase (all of it without an lr grid). ``precisions`` None keeps
+    the precision the spec already has (its default, or --set precision=...)."""
     lr_grid = lr_grid or {}
-    base, standard, lora = build_specs(arms=["baseline", "standard", "lora"], dataset=dataset, profile=profile,
-                                       config_path=config_path, overrides=overrides)
+    base, standard, *adapters = build_specs(arms=["baseline", "standard", *method_names], dataset=dataset,
+                                            profile=profile, config_path=config_path, overrides=overrides)
     specs = [dataclasses.replace(base, seed=seed) for seed in seeds]
     # With a grid, only the first seed runs now (every rate); second_phase() adds the other seeds
     # at the chosen rate once the first seed has finished.
     for seed in seeds[:1] if lr_grid else seeds:
-        specs += [dataclasses.replace(standard, seed=seed, learning_rate=rate)
-                  for rate in lr_grid.get("standard", [standard.learning_rate])]
-        for r in ranks:
-            lora_r = dataclasses.replace(lora.lora, r=r, alpha=alpha_for(r, alpha_policy),
-                                         target_modules=tuple(targets))
-            specs += [dataclasses.replace(lora, seed=seed, learning_rate=rate, lora=lora_r)
-                      for rate in lr_grid.get("lora", [lora.learning_rate])]
+        for precision in precisions or [standard.precision]:
+            specs += [dataclasses.replace(standard, seed=seed, precision=precision, learning_rate=rate)
+                      for rate in lr_grid.get("standard", [standard.learning_rate])]
+            for spec in adapters:
+                for r in ranks if spec.method.ranked else [spec.lora.r]:
+                    adapter = dataclasses.replace(spec.lora, r=r, target_modules=tuple(targets),
+                                                  alpha=alpha_for(r, alpha_policy) if spec.method.ranked
+                                                  else spec.lora.alpha)
+                    specs += [dataclasses.replace(spec, seed=seed, precision=precision, learning_rate=rate,
+                                                  lora=adapter)
+                              for rate in lr_grid.get(spec.arm, [spec.learning_rate])]
     return specs
 
 

@@ -84,3 +84,16 @@ def test_readme_claims_about_the_v1_sweep_match_its_generated_table():
     row = next(line for line in sweep_md.splitlines() if line.startswith("| lora r=64"))
     assert "(n.s.)" in row and "500 / 66" in row
     assert "does not survive" in (REPO / "README.md").read_text()
+
+
+def test_reproduce_command_of_a_method_sweep_names_methods_ranks_and_precisions():
+    from harness import publish, sweep
+    specs = sweep.sweep_specs(dataset="dating", ranks=[8, 16], seeds=[0, 1], method_names=["lora", "ia3"],
+                              precisions=["fp32", "bf16"], overrides=["eval_every_steps=50"])
+    records = [{"schema_version": 3, "method": s.arm, "spec": s.to_dict()} for s in specs]
+    assert publish.reproduce_command(records, "methods") == (
+        "python -m harness sweep --dataset dating --methods lora,ia3 --ranks 8,16 --precisions fp32,bf16 "
+        "--seeds 0,1 --out out/dating-methods")
+    lora_only = [r for r in records if r["method"] != "ia3" and r["spec"]["precision"] == "fp32"]
+    assert publish.reproduce_command(lora_only, "sweep") == (
+        "python -m harness sweep --dataset dating --ranks 8,16 --seeds 0,1 --out out/dating-sweep")

@@ -57,6 +57,38 @@ def test_lr_grid_runs_on_the_first_seed_and_the_best_validation_rate_is_chosen()
     assert len(sweep.selected(records)) == 2
 
 
+def test_methods_and_precisions_span_the_sweep_and_ia3_runs_once():
+    """--methods lora,ia3 --ranks 4,16 --precisions fp32,bf16 --seeds 0,1: standard and every method in
+    each precision, LoRA at each rank, IA3 (no rank) once; the published sweep's hashes are those of
+    the default (lora, the spec's own precision)."""
+    specs = sweep.sweep_specs(dataset="dating", ranks=[4, 16], seeds=[0, 1], method_names=["lora", "ia3"],
+                              precisions=["fp32", "bf16"])
+    labels = [s.label for s in specs]
+    per_seed = ["standard", "lora r=4", "lora r=16", "ia3", "standard bf16", "lora r=4 bf16", "lora r=16 bf16",
+                "ia3 bf16"]
+    assert labels == ["baseline", "baseline", *per_seed, *per_seed]
+    assert len({s.run_id for s in specs}) == len(specs)
+    ia3 = [s for s in specs if s.arm == "ia3"]
+    assert {s.learning_rate for s in ia3} == {5e-3} and {s.lora.r for s in ia3} == {8}
+    default = sweep.sweep_specs(dataset="dating", ranks=[4], seeds=[0])
+    assert default == sweep.sweep_specs(dataset="dating", ranks=[4], seeds=[0], method_names=["lora"],
+                                        precisions=["fp32"])
+
+
+def test_method_lists_and_registry_lr_grids():
+    assert sweep.parse_methods("all") == ["lora", "dora", "rslora", "pissa", "loraplus", "ia3", "loha", "lokr",
+                                          "vera", "adalora"]
+    for bad, match in (("lora,lora", "more than once"), ("standard", "not an adapter method"),
+                       ("lorra", "lorra: not an adapter method"), (",", "none given")):
+        with pytest.raises(SpecError, match=match):
+            sweep.parse_methods(bad)
+    with pytest.raises(SpecError, match="precisions"):
+        sweep.parse_precisions("fp32,fp8")
+    grid = sweep.parse_lr_grid("registry", ["lora", "ia3"])
+    assert grid == {"standard": [1e-5, 2e-5, 5e-5], "lora": [1e-4, 2e-4, 5e-4], "ia3": [1e-3, 5e-3, 2e-2]}
+    assert sweep.parse_lr_grid("dora=1e-4") == {"dora": [1e-4]}
+
+
 def test_merged_adapter_embeds_like_the_unmerged_one(tiny_model_path):
     import torch
 

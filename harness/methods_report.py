@@ -1,0 +1,137 @@
+"""The methods table: one row per variant (method, rank, precision) of a job, set against full
+fine-tuning, for jobs that compare several methods or precisions.
+
+OUT/methods.md and OUT/methods.csv, and two plots: quality against trainable parameters (log x) for
+every method, and the Pareto front of quality against training time and peak memory across methods
+and precisions (plots.pareto). Everything comes from sweep.point_rows, so the figures, intervals and
+significance marks are those of the sweep table, computed from the run records.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness import methods, results
+
+# (column key in methods.csv, header); costs are also shown as "% of standard"
+COSTS = ["train_wall_s", "peak_memory_mib", "energy_wh", "artifact_mib"]
+
+
+def wanted(records: list[dict]) -> bool:
+    """A job gets the methods table when it holds more than one adapter method or precision."""
+    trained = [r["spec"] for r in records if r["status"] == "success" and r["method"] != "baseline"]
+    adapter_methods = {s["arm"] for s in trained if s["arm"] in methods.METHODS and methods.METHODS[s["arm"]].adapter}
+    precisions = {s.get("precision", "fp32") for s in trained}
+    return len(adapter_methods) > 1 or len(precisions) > 1
+
+
+def method_rows(point_rows: list[dict], records: list[dict]) -> list[dict]:
+    """point_rows plus each cost as % of the reference (standard) and whether the method merged."""
+    ref = next((r for r in point_rows if r.get("is_reference")), None)
+    out = []
+    for row in point_rows:
+        row = dict(row)
+        for key in COSTS:
+            mine, theirs = row.get(f"{key}_mean"), (ref or {}).get(f"{key}_mean")
+            row[f"{key}_pct_of_standard"] = 100 * mine / theirs if mine is not None and theirs else None
+        method = methods.METHODS.get(row["method"])
+        row["merges"] = None if method is None or not method.adapter else method.merges
+        row["summary"] = method.summary if method else ""
+        out.append(row)
+    return out
+
+
+def _num(value, fmt: str = ".3g") -> str:
+    import math
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return format(value, fmt)
+
+
+def _ci(row: dict, key: str, fmt: str = ".3f") -> str:
+    mean, lo, hi = row.get(f"{key}_mean"), row.get(f"{key}_lo"), row.get(f"{key}_hi")
+    if mean is None:
+        return "—"
+    return _num(mean, fmt) + (f" [{_num(lo, fmt)}, {_num(hi, fmt)}]" if lo is not None else "")
+
+
+def _vs_standard(row: dict) -> str:
+    d = row.get("vs_standard_spearman_diff")
+    if d is None:
+        return "reference" if row.get("is_reference") else "—"
+    mark = "sig." if row.get("vs_standard_significant") else "n.s."
+    if not row.get("vs_standard_seeds_agree", True):
+        mark = "n.s.: seeds disagree"
+    return (f"{d:+.3f} [{row['vs_standard_diff_lo']:+.3f}, {row['vs_standard_diff_hi']:+.3f}] "
+            f"p={row['vs_standard_p']:.3f} ({mark})")
+
+
+def _cost(row: dict, key: str) -> str:
+    mean = row.get(f"{key}_mean")
+    if mean is None:
+        return "—"
+    pct = row.get(f"{key}_pct_of_standard")
+    return _num(mean) + ("" if pct is None or row.get("is_reference") else f" ({pct:.0f}%)")
+
+
+HEADERS = ["variant", "lr", "seeds", "trainable params", "Spearman (95% CI)", "Δ vs standard (95% CI, p)",
+           "forgetting", "train time (s)", "peak mem (MiB)", "energy (Wh)", "artifact (MiB)", "enc/s unmerged",
+           "enc/s merged", "merges"]
+
+
+def _cells(row: dict) -> list[str]:
+    merges = {None: "—", True: "yes", False: "no (unmerged)"}[row["merges"]]
+    if row["merges"] and row.get("merge_max_abs_diff") is not None:
+        merges = f"yes (max|diff| {row['merge_max_abs_diff']:.1e})"
+    return [row["point"], _num(row.get("learning_rate"), "g"), str(row.get("seeds", "")),
+            "—" if row.get("trainable_params") is None else f"{row['trainable_params']:,}",
+            _ci(row, "spearman"), _vs_standard(row), _ci(row, "forgetting"),
+            *[_cost(row, key) for key in COSTS],
+            _num(row.get("unmerged_sentences_per_s"), ".0f"), _num(row.get("merged_sentences_per_s"), ".0f"), merges]
+
+
+def methods_markdown(rows: list[dict], records: list[dict]) -> str:
+    from tabulate import tabulate
+
+    from harness.report import method_notes
+    seen = [m for m in dict.fromkeys(r["method"] for r in rows) if m in methods.METHODS]
+    parts = ["# Methods: quality against cost, each set against full fine-tuning (standard)", "",
+             tabulate([_cells(r) for r in rows], headers=HEADERS, tablefmt="github", disable_numparse=True), "",
+             "## How to read it", "",
+             "- Spearman: test split, mean over seeds, cluster-bootstrap 95% CI (groups and seeds resampled). "
+             "Δ vs standard: paired cluster bootstrap over the same groups, seeds paired; (sig.) needs p < 0.05 "
+             "and, with several seeds, every seed's own difference on the same side.",
+             "- Costs: mean over seeds; in brackets, % of standard's mean. Training time, memory and energy cover "
+             "trainer.train() only; energy is labelled an estimate where it is one (see the notes below).",
+             "- forgetting: the reference benchmark's Spearman lost against the untrained model (positive: "
+             "general quality lost).",
+             "- lr: the learning rate the variant trained with (with an lr grid: chosen on validation on the "
+             "first seed). LoRA+'s is the rate of its A matrices.",
+             "- merges: peft folded the adapter into the base weights; max|diff| is the largest embedding "
+             "difference merged against unmerged (float32). enc/s: single passes over the test texts.", "",
+             "## The methods", ""]
+    for name in seen:
+        m = methods.METHODS[name]
+        parts.append(f"- **{name}**: {m.summary}." + (f" {m.notes}." if m.notes else ""))
+    parts += ["", "## Notes", ""] + [f"- {n}" for n in method_notes(records)] + [""]
+    return "\n".join(parts)
+
+
+def write_methods(out, records: list[dict]) -> list[Path]:
+    """OUT/methods.md, OUT/methods.csv and plots/quality_vs_params, from the run records."""
+    import pandas as pd
+
+    from harness import plots, sweep
+    out = Path(out)
+    runs = sweep.selected(records)
+    rows = method_rows(sweep.point_rows(records), runs)
+    frame = pd.DataFrame(rows)
+    results.frame_to_csv_atomic(frame, out / "methods.csv", index=False)
+    written = [out / "methods.csv"]
+    if not frame.empty and "spearman_mean" in frame:
+        written += plots.quality_vs_params(frame, out / "plots")
+        paths, _ = plots.pareto(frame, out / "plots")
+        written += paths
+    results.write_text_atomic(out / "methods.md", methods_markdown(rows, runs))
+    return [out / "methods.md", *written]
+
