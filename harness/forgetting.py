@@ -11,14 +11,23 @@ off, and a .csv/.jsonl path names a user file. Three figures:
 - ``drift_mean_cos``: the mean cosine between the base and the tuned embedding of each reference
   text (1 means the representation did not move).
 
-The base model's reference embeddings are taken in the same worker before the adapter is attached,
-so the comparison is exact for that run. A reference that cannot be loaded (STS-B's package missing,
-say) is recorded with its reason; it never fails the run.
+The base model's reference embeddings are taken before the adapter is attached, once per job: the
+first run of a job encodes them and leaves them in the job's folder (``OUT/.cache/``, named after
+the model's files, the reference, the sequence length, the device and the torch version); later
+runs of the job read them back, and each record says which (``base_source``). A reference that
+cannot be loaded (STS-B's package missing, say) is recorded with its reason; it never fails the run.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+from pathlib import Path
+
 import numpy as np
+
+CACHE_ENV = "HARNESS_JOB_CACHE"  # set by the runner for its workers: the job's cache folder
 
 
 def resolve(reference: str, dataset: str) -> str:
@@ -65,9 +74,10 @@ class Probe:
         self.texts: list[str] = []
         self.base_vectors = None
         self.base_spearman = None
+        self.base_source = None
         self.unavailable = None
 
-    def before(self, model) -> None:
+    def before(self, model, *, model_path: str | None = None, device: str = "cpu") -> None:
         if self.reference == "none":
             self.unavailable = "switched off (forgetting_reference = none)"
             return
@@ -77,7 +87,17 @@ class Probe:
         except DataError as exc:
             self.unavailable = f"reference {self.reference!r} cannot be loaded here: {exc}"
             return
-        self.texts, self.base_vectors = encode_texts(model, self.pairs)
+        cache = _cache_file(model, self.pairs, model_path, device)
+        if cache is not None and cache.is_file():
+            with np.load(cache, allow_pickle=False) as saved:
+                texts, vectors = [str(t) for t in saved["texts"]], saved["vectors"]
+            if texts == sorted(set(self.pairs.text_a) | set(self.pairs.text_b)):
+                self.texts, self.base_vectors, self.base_source = texts, vectors, "job cache"
+        if self.base_vectors is None:
+            self.texts, self.base_vectors = encode_texts(model, self.pairs)
+            self.base_source = "computed in this run"
+            if cache is not None:
+                _save(cache, self.texts, self.base_vectors)
         self.base_spearman = spearman_of(self.texts, self.base_vectors, self.pairs)
 
     def after(self, model) -> dict:
@@ -88,8 +108,38 @@ class Probe:
         assert texts == self.texts
         spearman = spearman_of(texts, tuned, self.pairs)
         return {**out, "reference_pairs": len(self.pairs), "base_spearman": self.base_spearman,
+                "base_source": self.base_source,
                 "spearman": spearman,
                 "forgetting": None if spearman is None or self.base_spearman is None else self.base_spearman - spearman,
                 "drift_mean_cos": drift(self.base_vectors, tuned),
-                "method": "zero-shot test Spearman on the reference before (base model, same worker) and after "
-                          "training; forgetting = before - after; drift = mean cosine of base vs tuned embeddings"}
+                "method": "zero-shot test Spearman on the reference before (the base model, encoded once per job) "
+                          "and after training; forgetting = before - after; drift = mean cosine of base vs tuned "
+                          "embeddings"}
+
+
+def _cache_file(model, pairs, model_path: str | None, device: str) -> Path | None:
+    """Where this job keeps the base model's reference embeddings, or None outside a job (no cache
+    folder given) or for a model that is not a local folder."""
+    folder = os.environ.get(CACHE_ENV)
+    if not folder or not model_path or not Path(model_path).is_dir():
+        return None
+    import torch
+    files = sorted((str(p.relative_to(model_path)), p.stat().st_size, p.stat().st_mtime_ns)
+                   for p in Path(model_path).rglob("*") if p.is_file())
+    texts = sorted(set(pairs.text_a) | set(pairs.text_b))
+    key = json.dumps({"model": str(Path(model_path).resolve()), "files": files, "device": device,
+                      "max_seq_length": model.max_seq_length, "torch": torch.__version__,
+                      "texts": hashlib.sha256("\n".join(texts).encode()).hexdigest()})
+    return Path(folder) / f"reference-base-{hashlib.sha256(key.encode()).hexdigest()[:20]}.npz"
+
+
+def _save(path: Path, texts: list[str], vectors: np.ndarray) -> None:
+    """Atomically: a concurrent reader sees the whole file or none. A cache that cannot be written
+    costs only time, so errors are ignored."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
+        np.savez(tmp, texts=np.array(texts), vectors=vectors)
+        os.replace(tmp, path)
+    except OSError:
+        pass

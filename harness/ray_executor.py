@@ -52,7 +52,8 @@ class RayExecutor:
         self.ray = _import_ray()
         self.address, self.max_retries, self.init_kwargs = address, max_retries, init_kwargs or {}
 
-    def run(self, specs: list[RunSpec], on_record, log=print) -> None:
+    def run(self, specs: list[RunSpec], on_record, log=print, *, cache_dir=None) -> None:
+        # cache_dir is ignored: a task may land on another node, where the job's folder is not.
         from tqdm import tqdm
         ray = self.ray
         if not ray.is_initialized():

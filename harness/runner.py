@@ -26,10 +26,10 @@ class LocalExecutor:
 
     name = "local"
 
-    def run(self, specs: list[RunSpec], on_record, log=print) -> None:
+    def run(self, specs: list[RunSpec], on_record, log=print, *, cache_dir: Path | None = None) -> None:
         for i, spec in enumerate(specs, start=1):
             log(f"[{i}/{len(specs)} new] {spec.label}: running in a fresh worker process ({spec.run_id})")
-            on_record(spec, run_in_worker(spec))
+            on_record(spec, run_in_worker(spec, cache_dir=cache_dir))
 
 
 def run_all(specs: list[RunSpec], *, out: Path, force: bool = False, retry_failed: bool = True,
@@ -72,7 +72,7 @@ def run_all(specs: list[RunSpec], *, out: Path, force: bool = False, retry_faile
 
     if pending:
         log(f"running {len(pending)} run(s) with the {executor.name} executor, one per device at a time")
-        executor.run(pending, on_record, log)
+        executor.run(pending, on_record, log, cache_dir=out / ".cache")
     return [records[s.run_id] for s in specs if s.run_id in records]
 
 
@@ -122,8 +122,10 @@ def _rescue(record: dict) -> str:
     return f"the record was saved to {rescue}"
 
 
-def run_in_worker(spec: RunSpec) -> dict:
-    """Run ``python -m harness.worker`` on the spec and return its record (or a failure record)."""
+def run_in_worker(spec: RunSpec, *, cache_dir: Path | None = None) -> dict:
+    """Run ``python -m harness.worker`` on the spec and return its record (or a failure record).
+    ``cache_dir``: the job's cache folder (inside OUT), for what every run of a job would otherwise
+    compute again (the base model's reference embeddings, forgetting.py)."""
     started_at = now()
     with tempfile.TemporaryDirectory(prefix="harness-worker-") as tmp:
         spec_path, record_path = Path(tmp) / "spec.json", Path(tmp) / "record.json"
@@ -132,6 +134,9 @@ def run_in_worker(spec: RunSpec) -> dict:
         env = dict(os.environ)
         package_root = str(Path(__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+        env.pop("HARNESS_JOB_CACHE", None)
+        if cache_dir is not None:
+            env["HARNESS_JOB_CACHE"] = str(cache_dir)
         proc = subprocess.Popen(cmd, env=env)  # an argument list, never a shell
         try:
             returncode = proc.wait(timeout=spec.timeout_s or None)

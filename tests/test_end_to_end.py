@@ -58,6 +58,14 @@ def test_all_three_arms_end_to_end_then_resume(tmp_path, harness_cache):
     assert "| standard | 1       | 48 / 48" in table
     assert "do not tell the arms apart" in table and "do not tell the arms apart" in proc.stdout
     assert std["quality"]["test_gold"] == base["quality"]["test_gold"] and len(std["quality"]["test_group"]) == 48
+    # forgetting: the base model's reference embeddings were encoded by the first run of the job only
+    forgetting = {m: r["quality"]["forgetting"] for m, r in by_method.items()}
+    assert {f["reference"] for f in forgetting.values()} == {"stsb"}
+    first = min(by_method, key=lambda m: by_method[m]["started_at"])
+    assert {m: f["base_source"] for m, f in forgetting.items()} == {
+        m: "computed in this run" if m == first else "job cache" for m in by_method}
+    assert len({f["base_spearman"] for f in forgetting.values()}) == 1
+    assert [p.suffix for p in (out / ".cache").iterdir()] == [".npz"]
     # the folder's manifest names the job kind and the exact command line
     manifest = json.loads((out / "job.json").read_text())
     assert manifest["kinds"] == ["run"] and manifest["commands"][0]["command"].startswith(
