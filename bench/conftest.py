@@ -1,8 +1,18 @@
 """Shared setup of the benchmark suite.
 
 HARNESS_BENCH_MODEL=tiny (or --bench-model=tiny) switches to the tiny random BERT for a fast
-smoke run; the default is all-MiniLM-L6-v2 with ADR-001's settings. HARNESS_BENCH_RANKS picks the
-LoRA ranks (default 8,64).
+smoke run; the default is all-MiniLM-L6-v2 with ADR-001's settings.
+
+What the training benchmarks compare (each a variant of the method registry, named like the start
+of its run ids, methods.run_id_prefix, with the precision when not fp32: ``lora-r8-bf16``):
+- HARNESS_BENCH_METHODS: registry entries (default standard,lora,dora,ia3);
+- HARNESS_BENCH_RANKS: the ranks of LoRA (default 8,64); other ranked methods take the first;
+- HARNESS_BENCH_ROUNDS: rounds per benchmark (default 5; 2 with the tiny model);
+- HARNESS_BENCH_THREADS: pin torch's thread count (default: torch's own choice; recorded);
+- HARNESS_BENCH_PRECISIONS: default fp32,bf16 where this machine trains bf16 natively (a GPU with
+  bf16, a CPU with AVX512-BF16 or AMX), else fp32. test_train_step runs every precision; the
+  forward/backward and MFU benchmarks run fp32.
+Every spec is built by harness.spec.build_specs, the function behind the CLI.
 """
 
 from __future__ import annotations
@@ -16,8 +26,8 @@ import psutil
 import pytest
 import torch
 
-from harness import data, devices, environment, models
-from harness.spec import LoraSpec, RunSpec
+from harness import data, devices, environment, methods, models
+from harness.spec import RunSpec, build_specs
 
 
 def pytest_addoption(parser):
@@ -67,8 +77,50 @@ def pytest_benchmark_update_machine_info(config, machine_info):
     machine_info["platform"] = platform.platform()
 
 
-RANKS = [int(r) for r in os.environ.get("HARNESS_BENCH_RANKS", "8,64").split(",") if r.strip()]
-ARMS = ["standard", *[f"lora-r{r}" for r in RANKS]]
+if os.environ.get("HARNESS_BENCH_THREADS"):  # pin torch's thread count (recorded in machine_info)
+    torch.set_num_threads(int(os.environ["HARNESS_BENCH_THREADS"]))
+
+
+def _list(name: str, default: str) -> list[str]:
+    return [v.strip() for v in os.environ.get(name, default).split(",") if v.strip()]
+
+
+def _native_bf16() -> bool:
+    device = devices.resolve("auto")
+    if device == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device == "cpu" and bool(devices.cpu_has_native_bf16())
+
+
+RANKS = [int(r) for r in _list("HARNESS_BENCH_RANKS", "8,64")]
+METHODS = [methods.ALIASES.get(m, m) for m in _list("HARNESS_BENCH_METHODS", "standard,lora,dora,ia3")]
+PRECISIONS = _list("HARNESS_BENCH_PRECISIONS", "fp32,bf16" if _native_bf16() else "fp32")
+
+
+def variant_fields(method: str, rank: int | None, precision: str) -> dict:
+    return {"arm": method, "precision": precision, **({"lora": {"r": rank}} if rank is not None else {})}
+
+
+def variants(precisions=("fp32",)) -> list[dict]:
+    """The benchmarked variants: each method at its ranks (LoRA at every HARNESS_BENCH_RANKS, other
+    ranked methods at the first), in each precision."""
+    out = []
+    for precision in precisions:
+        for name in METHODS:
+            method = methods.get(name)
+            ranks = (RANKS if name == "lora" else RANKS[:1]) if method.adapter and method.ranked else [None]
+            out += [variant_fields(name, r, precision) for r in ranks]
+    return out
+
+
+def variant_id(fields: dict) -> str:
+    precision = fields.get("precision", "fp32")
+    return methods.run_id_prefix(fields) + ("" if precision == "fp32" else f"-{precision}")
+
+
+ARMS = [variant_id(v) for v in variants()]  # fp32 variants, for the forward/backward and MFU benchmarks
+TRAIN_VARIANTS = [variant_id(v) for v in variants(PRECISIONS)]
+_BY_ID = {variant_id(v): v for v in variants(PRECISIONS)}
 
 
 class Bench:
@@ -77,31 +129,58 @@ class Bench:
     def __init__(self, which: str, cache_dir):
         self.tiny = which == "tiny"
         self.device = devices.resolve("auto")
-        name = models.TINY_MODEL if self.tiny else models.DEFAULT_MODEL
-        self.base = models.load_model(models.resolve_model_path(name, cache_dir=cache_dir), device=self.device)
+        self.model_name = models.TINY_MODEL if self.tiny else models.DEFAULT_MODEL
+        self.cache_dir = str(cache_dir)
+        self.base = models.load_model(models.resolve_model_path(self.model_name, cache_dir=cache_dir),
+                                      device=self.device)
         self.splits = data.load_splits("dating", seed=0)
         self.batch_size = 16
         self.burn_in_steps = 2 if self.tiny else 3
         self.steps_per_round = 4 if self.tiny else 10
-        self.rounds = 2 if self.tiny else 5
+        # HARNESS_BENCH_ROUNDS: more rounds narrow the CIs of the side-by-side ratios and give
+        # bench-compare more evidence (the README recommends 10 for regression checks).
+        self.rounds = int(os.environ.get("HARNESS_BENCH_ROUNDS", 2 if self.tiny else 5))
 
-    def spec(self, arm: str, **changes) -> RunSpec:
-        fields = dict(arm="standard", learning_rate=2e-5, batch_size=self.batch_size, warmup_steps=100,
-                      max_steps=self.burn_in_steps + self.steps_per_round, burn_in_steps=self.burn_in_steps,
-                      device=self.device)
-        if arm.startswith("lora"):
-            r = int(arm.split("-r")[1])
-            fields.update(arm="lora", learning_rate=2e-4, lora=LoraSpec(r=r, alpha=2.0 * r))
-        fields.update(changes)
-        return RunSpec(**fields)
+    def spec(self, variant: str) -> RunSpec:
+        """The variant's spec through build_specs (the CLI's own function): registry defaults, ADR-001's
+        profile, then the bench's short budget (warm-up longer than the run: a constant-ish rate)."""
+        fields = _BY_ID.get(variant) or {"arm": variant, "precision": "fp32"}
+        overrides = [f"batch_size={self.batch_size}", "warmup_steps=100",
+                     f"max_steps={self.burn_in_steps + self.steps_per_round}",
+                     f"burn_in_steps={self.burn_in_steps}", f"device={self.device}",
+                     f"precision={fields['precision']}", "measure_energy=false"]
+        if "lora" in fields:
+            r = fields["lora"]["r"]
+            overrides += [f"lora.r={r}", f"lora.alpha={2.0 * r}"]
+        (spec,) = build_specs(arms=[fields["arm"]], overrides=overrides)
+        return spec
 
-    def model(self, arm: str):
-        """A fresh copy of the base model, with a LoRA adapter for a lora arm."""
+    def prepared(self, variant: str):
+        """(model, spec, tuner): a fresh copy of the base model with the variant's method attached."""
         model = copy.deepcopy(self.base)
-        spec = self.spec(arm)
-        if spec.lora is not None:
-            models.attach_lora(model, spec.lora)
+        spec = self.spec(variant)
+        tuner = spec.method.attach(model, spec.lora, total_steps=spec.max_steps) \
+            if spec.lora is not None else None
+        return model, spec, tuner
+
+    def model(self, variant: str):
+        """A fresh copy of the base model with the variant's method attached, and its spec."""
+        model, spec, _ = self.prepared(variant)
         return model, spec
+
+    def isolated_memory(self, variant: str) -> dict:
+        """Peak memory of one training round of the variant in a fresh process (bench/isolated.py)."""
+        import json
+        import subprocess
+        import sys
+        from pathlib import Path
+        repo = Path(__file__).resolve().parent.parent
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(repo), os.environ.get("PYTHONPATH")) if p)}
+        proc = subprocess.run([sys.executable, "-m", "bench.isolated", variant, self.model_name, self.cache_dir],
+                              cwd=repo, env=env, capture_output=True, text=True, timeout=1800)
+        if proc.returncode != 0:
+            raise RuntimeError(f"isolated round of {variant} failed: {proc.stderr[-2000:]}")
+        return json.loads(proc.stdout.strip().splitlines()[-1])
 
     def train_pairs(self, spec: RunSpec):
         return self.splits.train.head(spec.max_steps * spec.batch_size)

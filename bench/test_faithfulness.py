@@ -1,9 +1,11 @@
 """Does the harness measure faithfully? Ratios measured side by side in one run.
 
 Rounds of the two variants alternate (A B B A A B ...) so that drift on a shared machine hits
-both equally. Targets: trackers-on / trackers-off throughput >= 0.98, harness / plain trainer
->= 0.98. A miss is flagged in extra_info and printed, not failed: one noisy run on a shared
-machine must not break a suite that exists to report numbers.
+both equally; each round gives one paired ratio, and the median over rounds comes with a 95%
+bootstrap CI (harness/benchcompare.paired_ratio). Targets: trackers-on / trackers-off throughput
+>= 0.98, harness / plain trainer >= 0.98, each judged met (CI at or above), missed (CI below) or
+undecided. The verdict is recorded in extra_info and printed, not failed: one noisy run on a
+shared machine must not break a suite that exists to report numbers.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import time
 from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 from sentence_transformers.sentence_transformer import losses
 
-from harness import trackers, train
+from harness import benchcompare, trackers, train
 
 TARGET_RATIO = 0.98
 
@@ -30,13 +32,18 @@ def _alternate(rounds: int, a, b) -> tuple[list[float], list[float]]:
 
 
 def _report(benchmark, name: str, slow: list[float], fast_ref: list[float]) -> float:
-    ratio = statistics.median(fast_ref) / statistics.median(slow)
-    benchmark.extra_info.update({f"{name}_ratio": ratio, "target": TARGET_RATIO, "meets_target": ratio >= TARGET_RATIO,
+    """The per-round paired ratio (reference / measured time) with its 95% CI, and the verdict
+    against the target: met (CI at or above), missed (CI below) or undecided (CI straddles it)."""
+    r = benchcompare.paired_ratio(slow, fast_ref, target=TARGET_RATIO)
+    benchmark.extra_info.update({f"{name}_ratio": r["ratio"], f"{name}_ratio_ci95": [r["ratio_lo"], r["ratio_hi"]],
+                                 "rounds": r["rounds"], "per_round_ratios": r["per_round_ratios"],
+                                 "target": TARGET_RATIO, "verdict": r["verdict"],
+                                 "meets_target": r["ratio"] >= TARGET_RATIO,
                                  "seconds_measured": statistics.median(slow),
                                  "seconds_reference": statistics.median(fast_ref)})
-    print(f"\n{name}: throughput ratio {ratio:.3f} (target >= {TARGET_RATIO})"
-          + ("" if ratio >= TARGET_RATIO else "  <-- BELOW TARGET"))
-    return ratio
+    print(f"\n{name}: throughput ratio {r['ratio']:.3f} [95% CI {r['ratio_lo']:.3f}, {r['ratio_hi']:.3f}] over "
+          f"{r['rounds']} alternating rounds; target >= {TARGET_RATIO}: {r['verdict'].upper()}")
+    return r["ratio"]
 
 
 def test_measurement_overhead(benchmark, bench):

@@ -9,7 +9,7 @@ import sys
 
 from tests.conftest import REPO, repo_env
 
-SELECT = ["bench/test_training.py", "-k", "test_train_step and standard"]
+SELECT = ["bench/test_training.py::test_train_step[standard]"]
 
 
 def run_bench(storage, *args, fault=None):
