@@ -47,6 +47,8 @@ class Method:
     # (the tuner from attach) -> trainer callbacks the method needs (AdaLoRA's rank allocation)
     callbacks: Callable[[Any], list] | None = None
     notes: str = ""  # what a reader of the table must know about how the method was run
+    # (model, tuner) -> None: a repair after attaching (a peft quirk the parameter check found)
+    after_attach: Callable[[Any, Any], None] | None = None
 
     def attach(self, model, adapter, *, total_steps: int | None = None):
         """Add this method's adapter to ``model`` in place (peft freezes the base weights). Returns
@@ -59,13 +61,16 @@ class Method:
         config = self.peft_config(adapter, total_steps)
         if self.attach_via == "inject":
             model.add_adapter(config)
-            return None
-        from peft.mapping import PEFT_TYPE_TO_TUNER_MAPPING
-        transformer = model[0].auto_model
-        tuner = PEFT_TYPE_TO_TUNER_MAPPING[config.peft_type](transformer, config, "default")
-        # What transformers' add_adapter records after injecting, so that save_pretrained, disable_adapters
-        # and enable_adapters treat the model as one carrying a peft adapter.
-        transformer._hf_peft_config_loaded = True
+            tuner = None
+        else:
+            from peft.mapping import PEFT_TYPE_TO_TUNER_MAPPING
+            transformer = model[0].auto_model
+            tuner = PEFT_TYPE_TO_TUNER_MAPPING[config.peft_type](transformer, config, "default")
+            # What transformers' add_adapter records after injecting, so that save_pretrained,
+            # disable_adapters and enable_adapters treat the model as one carrying a peft adapter.
+            transformer._hf_peft_config_loaded = True
+        if self.after_attach is not None:
+            self.after_attach(model, tuner)
         return tuner
 
 
@@ -171,7 +176,12 @@ def _ia3_config(adapter, total_steps=None):
 
 def _vera_config(adapter, total_steps=None):
     from peft import VeraConfig
-    return VeraConfig(r=adapter.r, vera_dropout=adapter.dropout, target_modules=list(adapter.target_modules))
+    # save_projection=False: the shipped adapter holds the trained vectors only; the frozen shared
+    # projections are regenerated from projection_prng_key when it is loaded (peft's own option;
+    # peft's check for saved projections expects a PeftModel's key names, which a tuner on the
+    # transformer does not have).
+    return VeraConfig(r=adapter.r, vera_dropout=adapter.dropout, target_modules=list(adapter.target_modules),
+                      save_projection=False)
 
 
 def _adalora_config(adapter, total_steps=None):
@@ -199,6 +209,29 @@ def _loraplus_optimizer(model, args):
                                      loraplus_weight_decay=args.weight_decay, **kwargs)
 
 
+def _adalora_after_attach(model, tuner) -> None:
+    """Two repairs, each found by a run:
+    - peft moves each new adapter to its base layer's device by re-assigning its tensors into their
+      ParameterDict, which wraps them as new Parameters with requires_grad=True: on a model already
+      on a GPU, AdaLoRA's rank counter ``ranknum`` (a constant) then trains. The parameter check
+      caught it (4 parameters too many on the tiny BERT). It is frozen again here, as peft intends.
+    - saving an AdaLoRA adapter after rank allocation calls ``resize_state_dict_by_rank_pattern``
+      on the model being saved, a method of peft's AdaLoraModel that expects a PeftModel's key names
+      (``base_model.model.``): the transformer is given the tuner's method behind that prefix, so
+      the saved adapter holds the ranks that survived pruning."""
+    for name, param in model.named_parameters():
+        if ".ranknum." in name:
+            param.requires_grad_(False)
+    prefix = "base_model.model."
+
+    def resize(rank_pattern, state_dict, adapter_name):
+        prefixed = {prefix + k: v for k, v in state_dict.items()}
+        resized = tuner.resize_state_dict_by_rank_pattern(rank_pattern, prefixed, adapter_name)
+        return {k.removeprefix(prefix): v for k, v in resized.items()}
+
+    model[0].auto_model.resize_state_dict_by_rank_pattern = resize
+
+
 def _adalora_callbacks(tuner):
     from harness.train import AdaLoraAllocator
     return [AdaLoraAllocator(tuner)]
@@ -224,7 +257,9 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            "weight, the base keeping the residual", adapter=True, default_lr=1e-4, lr_grid=(5e-5, 1e-4, 2e-4),
            peft_config=_lora_config(init_lora_weights="pissa_niter_4"), expected_params=lora_params, merges=True,
            artifact=ADAPTER, notes="pissa_niter_4: a fast randomised SVD (4 subspace iterations) at attach time, "
-           "counted in load time; the base weights become the residual, so the adapter ships with them"),
+           "counted in load time; the base weights become the residual, so the adapter ships with them. It runs "
+           "with the shared adapter table, dropout 0.1 included, which here drops part of the principal components; "
+           "PiSSA's authors train without dropout"),
     Method("loraplus", "LoRA+ (Hayou et al. 2024): LoRA with the B matrices at 16x the learning rate of A",
            adapter=True, default_lr=1e-4, lr_grid=(5e-5, 1e-4, 2e-4), peft_config=_lora_config(),
            expected_params=lora_params, merges=True, artifact=ADAPTER, optimizer=_loraplus_optimizer,
@@ -243,11 +278,13 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("vera", "VeRA (Kopiczko et al. 2024): frozen random projections shared by all layers, with trained "
            "scaling vectors", adapter=True, default_lr=5e-3, lr_grid=(1e-3, 5e-3, 2e-2), peft_config=_vera_config,
            expected_params=vera_params, merges=True, artifact=ADAPTER, attach_via="tuner",
-           notes="peft's VeraModel (shared state: transformers' add_adapter cannot inject it)"),
+           notes="peft's VeraModel (shared state: transformers' add_adapter cannot inject it); the artifact "
+           "holds the trained vectors, the shared projections are regenerated from their PRNG key on loading "
+           "(save_projection=False)"),
     Method("adalora", "AdaLoRA (Zhang et al. 2023): an SVD-form update whose rank budget is reallocated "
            "across layers during training", adapter=True, default_lr=2e-4, lr_grid=LORA_LR_GRID,
            peft_config=_adalora_config, expected_params=adalora_params, merges=True, artifact=ADAPTER,
-           attach_via="tuner", callbacks=_adalora_callbacks,
+           attach_via="tuner", callbacks=_adalora_callbacks, after_attach=_adalora_after_attach,
            notes="starts at rank 1.5r and prunes to an average of r; update_and_allocate after every optimizer "
            "step (a trainer callback, peft issues 1327/1341). peft adds AdaLoRA's orthogonality penalty only to "
            "a loss the model itself returns; sentence-transformers computes the loss outside the model, so the "

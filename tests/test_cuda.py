@@ -82,3 +82,21 @@ def test_synchronize_and_describe_name_the_gpu():
     devices.synchronize("cuda")
     info = devices.describe("cuda")
     assert info["device_type"] == "cuda" and info["device_memory_bytes"] > 2**30
+
+
+@pytest.mark.parametrize("method", ["adalora", "vera", "dora"])
+def test_adapters_attached_on_the_gpu_count_exactly(tmp_path, method):
+    """On a model already on the GPU, peft re-wraps each new adapter tensor as a Parameter when it
+    moves it to the base layer's device; AdaLoRA's constant rank counter then required grad (found by
+    the worker's parameter check on an H200). The live count must match the formula there too."""
+    from harness import methods, models
+    from harness.data import load_splits
+    from harness.spec import LoraSpec
+    path = models.build_tiny_model(tmp_path / "tiny")
+    model = models.load_model(path, device="cuda")
+    train = load_splits("dating").train
+    active = models.forward_path_linears(model, train, batch_size=4)
+    adapter = LoraSpec(r=8, alpha=16.0, target_modules=("query", "value"))
+    methods.METHODS[method].attach(model, adapter, total_steps=10)
+    live = models.count_params(model, receiving_grad=models.gradient_probe(model, train, batch_size=4))
+    assert live["trainable_params"] == methods.METHODS[method].expected_params(model, adapter, active)
