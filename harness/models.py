@@ -150,11 +150,22 @@ def linear_module_names_at(path: str) -> list[str] | None:
     return linear_module_names(skeleton)
 
 
+# The attention query and value projections under the names each model family gives them
+# (BERT/MiniLM; MPNet; LLaMA-style and most decoders; DistilBERT): the default targets are BERT's.
+ATTENTION_QV = (("query", "value"), ("q", "v"), ("q_proj", "v_proj"), ("q_lin", "v_lin"))
+
+
 def check_targets(lora, have: list[str]) -> None:
     missing = [t for t in lora.target_modules if t not in have]
     if missing:
+        hint = ""
+        if tuple(lora.target_modules) in ATTENTION_QV:
+            family = next((pair for pair in ATTENTION_QV if all(n in have for n in pair)), None)
+            if family:
+                hint = (f"; this model names its attention query and value projections {', '.join(family)}: "
+                        f"--set lora.target_modules={','.join(family)}")
         raise ModelError(f"lora.target_modules = {list(lora.target_modules)}: {missing} not found in this model; "
-                         f"its Linear modules are: {', '.join(have)}")
+                         f"its Linear modules are: {', '.join(have)}{hint}")
 
 
 def attach_lora(model, lora) -> None:

@@ -79,6 +79,18 @@ def test_unknown_target_module_lists_what_the_model_has(tiny_model_path):
         models.attach_lora(model, LoraSpec(target_modules=("q", "v")))
     assert "['q', 'v'] not found" in str(err.value)
     assert "dense, key, query, value" in str(err.value)
+    assert "names its attention query and value projections query, value: --set lora.target_modules=query,value" \
+        in str(err.value)
+
+
+def test_the_default_targets_on_an_mpnet_name_the_fix():
+    """MPNet calls BERT's query and value q and v: the error says so and gives the --set that works."""
+    mpnet_linears = ["dense", "k", "o", "q", "v"]
+    with pytest.raises(models.ModelError, match=r"projections q, v: --set lora.target_modules=q,v$"):
+        models.check_targets(LoraSpec(), mpnet_linears)
+    with pytest.raises(models.ModelError) as err:  # targets that are no family's pair: no guess
+        models.check_targets(LoraSpec(target_modules=("attention",)), mpnet_linears)
+    assert "--set" not in str(err.value)
 
 
 def test_tiny_model_is_a_small_random_bert(tiny_model_path):
