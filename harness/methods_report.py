@@ -71,7 +71,9 @@ def _cost(row: dict, key: str) -> str:
     if mean is None:
         return "—"
     pct = row.get(f"{key}_pct_of_standard")
-    return _num(mean) + ("" if pct is None or row.get("is_reference") else f" ({pct:.0f}%)")
+    if pct is None or row.get("is_reference"):
+        return _num(mean)
+    return _num(mean) + (f" ({pct:.0f}%)" if pct >= 10 else f" ({pct:.2g}%)")  # 0.33%, never 0%
 
 
 HEADERS = ["variant", "lr", "seeds", "trainable params", "Spearman (95% CI)", "Δ vs standard (95% CI, p)",
@@ -82,7 +84,7 @@ HEADERS = ["variant", "lr", "seeds", "trainable params", "Spearman (95% CI)", "�
 def _cells(row: dict) -> list[str]:
     merges = {None: "—", True: "yes", False: "no (unmerged)"}[row["merges"]]
     if row["merges"] and row.get("merge_max_abs_diff") is not None:
-        merges = f"yes (max|diff| {row['merge_max_abs_diff']:.1e})"
+        merges = f"yes (max abs diff {row['merge_max_abs_diff']:.1e})"
     return [row["point"], _num(row.get("learning_rate"), "g"), str(row.get("seeds", "")),
             "—" if row.get("trainable_params") is None else f"{row['trainable_params']:,}",
             _ci(row, "spearman"), _vs_standard(row), _ci(row, "forgetting"),
@@ -107,7 +109,7 @@ def methods_markdown(rows: list[dict], records: list[dict]) -> str:
              "general quality lost).",
              "- lr: the learning rate the variant trained with (with an lr grid: chosen on validation on the "
              "first seed). LoRA+'s is the rate of its A matrices.",
-             "- merges: peft folded the adapter into the base weights; max|diff| is the largest embedding "
+             "- merges: peft folded the adapter into the base weights; max abs diff is the largest embedding "
              "difference merged against unmerged (float32). enc/s: single passes over the test texts.", "",
              "## The methods", ""]
     for name in seen:

@@ -93,7 +93,10 @@ def save_figure_atomic(fig, path: Path, **kwargs) -> Path:
     """matplotlib's savefig into a buffer, then an atomic write."""
     import io
     buffer = io.BytesIO()
-    fig.savefig(buffer, format=Path(path).suffix.lstrip("."), **kwargs)
+    fmt = Path(path).suffix.lstrip(".")
+    if fmt == "svg":  # no creation date: the same figure gives the same file (published files are diffed)
+        kwargs.setdefault("metadata", {"Date": None})
+    fig.savefig(buffer, format=fmt, **kwargs)
     write_bytes_atomic(Path(path), buffer.getvalue())
     return Path(path)
 

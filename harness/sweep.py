@@ -280,7 +280,7 @@ SWEEP_COLUMNS = [
     ("train_wall_pct_of_standard", "time % of std"), ("peak_memory_mib", "peak mem (MiB)"),
     ("energy_wh", "energy (Wh)"), ("artifact_mib", "artifact (MiB)"),
     ("time_to_95pct_standard_s", "time to 95% of std (s)"), ("vs_standard_p", "p vs std"),
-    ("merge_max_abs_diff", "merge max|diff|"), ("unmerged_sentences_per_s", "enc/s unmerged"),
+    ("merge_max_abs_diff", "merge max abs diff"), ("unmerged_sentences_per_s", "enc/s unmerged"),
     ("merged_sentences_per_s", "enc/s merged"),
 ]
 
@@ -329,7 +329,7 @@ def sweep_markdown(rows: list[dict], pareto_table, records: list[dict]) -> str:
              "per point; the other seeds use it. Tuning runs stay in runs/.",
              "- time to 95% of std: training wall time (evaluation excluded) at which validation Spearman first "
              "reached 95% of standard's final validation Spearman; median over seeds.",
-             "- merge: peft's LoraLayer.merge folds the adapter into the base weights; max|diff| is the largest "
+             "- merge: peft's LoraLayer.merge folds the adapter into the base weights; max abs diff is the largest "
              "absolute embedding difference merged vs unmerged on the test texts (float32, tolerance 1e-5). "
              "enc/s are single passes over the test texts.", ""]
     parts += [f"- {n}" for n in method_notes(records)] + [""]

@@ -19,7 +19,7 @@ from transformers import TrainerCallback
 from harness import devices, trackers
 from harness.spec import RunSpec
 
-FAULT_ENV = "HARNESS_INJECT_FAULT"  # test-only: oom@STEP, sleep@SECONDS, touch@PATH or alloc@GIB (FaultInjector)
+FAULT_ENV = "HARNESS_INJECT_FAULT"  # test-only: oom@, sleep@, slow@, touch@ or alloc@ (FaultInjector)
 
 
 class DivergedError(FloatingPointError):
@@ -41,7 +41,9 @@ class FaultInjector(TrainerCallback):
     """Test-only faults, switched on by the HARNESS_INJECT_FAULT environment variable.
 
     ``oom@N`` raises torch.OutOfMemoryError at the end of step N; ``sleep@S`` adds S seconds to
-    every step (to prove that a regression check catches a slower step); ``touch@PATH`` creates PATH
+    every step (to prove that a regression check catches a slower step); ``slow@F`` makes every step
+    after the first a fraction F slower (it sleeps F x the previous step's own duration, inside the
+    timed step), for the power of the regression check at a given slowdown; ``touch@PATH`` creates PATH
     when the first step ends (a signal that training is under way, for tests that interrupt it);
     ``alloc@G`` really allocates a G GiB tensor after the first step (under a ``prlimit`` the CPU
     allocator then fails as it does when a batch does not fit).
@@ -49,15 +51,23 @@ class FaultInjector(TrainerCallback):
 
     def __init__(self, fault: str):
         kind, _, arg = fault.partition("@")
-        if kind not in ("oom", "sleep", "touch", "alloc"):
-            raise ValueError(f"{FAULT_ENV} = {fault!r}: expected oom@STEP, sleep@SECONDS, touch@PATH or alloc@GIB")
+        if kind not in ("oom", "sleep", "slow", "touch", "alloc"):
+            raise ValueError(f"{FAULT_ENV} = {fault!r}: expected oom@STEP, sleep@SECONDS, slow@FRACTION, touch@PATH "
+                             "or alloc@GIB")
         self.kind, self.arg = kind, (arg if kind == "touch" else float(arg))
+        self._last_step_s = 0.0
+        self._begun = 0.0
 
     def on_step_begin(self, args, state, control, **kwargs):
         if self.kind == "sleep":
             time.sleep(self.arg)
+        if self.kind == "slow":
+            time.sleep(self.arg * self._last_step_s)
+            self._begun = time.perf_counter()
 
     def on_step_end(self, args, state, control, **kwargs):
+        if self.kind == "slow":
+            self._last_step_s = time.perf_counter() - self._begun
         if self.kind == "touch" and state.global_step == 1:
             Path(self.arg).touch()
         if self.kind == "alloc" and state.global_step == 1:

@@ -1,19 +1,21 @@
-"""The regression check works: a deliberately slowed training step makes the compare fail.
+"""The regression checks work: a deliberately slowed training step is flagged, an unchanged run is not.
 
 Runs the real benchmark suite (tiny model) in subprocesses: save a baseline, then compare a run
-whose every step sleeps (HARNESS_INJECT_FAULT=sleep@..., used only here) against it.
+whose every step is slowed (HARNESS_INJECT_FAULT=sleep@... or slow@..., used only here) against it,
+with pytest-benchmark's threshold compare and with `harness bench-compare`. The power and the
+false-alarm rate of bench-compare at a 5% slowdown over repeated trials come from bench/power.py.
 """
 
 import subprocess
 import sys
 
-from tests.conftest import REPO, repo_env
+from tests.conftest import REPO, repo_env, run_cli
 
 SELECT = ["bench/test_training.py::test_train_step[standard]"]
 
 
-def run_bench(storage, *args, fault=None):
-    env = repo_env(HARNESS_BENCH_MODEL="tiny")
+def run_bench(storage, *args, fault=None, rounds=None):
+    env = repo_env(HARNESS_BENCH_MODEL="tiny", **({"HARNESS_BENCH_ROUNDS": str(rounds)} if rounds else {}))
     env.pop("HARNESS_INJECT_FAULT", None)
     if fault:
         env["HARNESS_INJECT_FAULT"] = fault
@@ -29,3 +31,19 @@ def test_slowed_step_fails_the_compare(tmp_path, harness_cache):
     slowed = run_bench(tmp_path, *compare, fault="sleep@0.25")
     assert slowed.returncode != 0
     assert "Performance has regressed" in slowed.stdout + slowed.stderr
+
+
+def test_bench_compare_flags_a_slower_step_and_not_the_same_run(tmp_path, harness_cache):
+    save = ["--benchmark-save-data"]
+    base = run_bench(tmp_path, "--benchmark-save=base", *save, rounds=10)
+    assert base.returncode == 0, base.stdout[-3000:]
+    slow = run_bench(tmp_path, "--benchmark-save=slow", *save, rounds=10, fault="slow@0.3")
+    assert slow.returncode == 0, slow.stdout[-3000:]
+    (base_file,) = tmp_path.rglob("0001_base.json")
+    (slow_file,) = tmp_path.rglob("0002_slow.json")
+    flagged = run_cli("bench-compare", str(base_file), str(slow_file))
+    assert flagged.returncode == 1, flagged.stdout
+    line = next(row for row in flagged.stdout.splitlines() if "test_train_step[standard]" in row)
+    assert "REGRESSED" in line and "per-round median step time" in line
+    same = run_cli("bench-compare", str(base_file), str(base_file))
+    assert same.returncode == 0 and "REGRESSED" not in same.stdout

@@ -1,0 +1,57 @@
+"""The methods table (methods.md/.csv) and its plot, from run records through the real `report` command.
+
+The records are the fixtures written by the worker on the tiny model (standard and DoRA r=8), plus
+the DoRA record relabelled as a bf16 variant: two precisions make a job that gets the methods table.
+"""
+
+import copy
+import csv
+import json
+from pathlib import Path
+
+from harness import methods_report
+from tests.conftest import run_cli
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def _job(tmp_path) -> Path:
+    out = tmp_path / "job"
+    (out / "runs").mkdir(parents=True)
+    standard = json.loads((FIXTURES / "run-v3-standard.json").read_text())
+    dora = json.loads((FIXTURES / "run-v3-dora.json").read_text())
+    bf16 = copy.deepcopy(dora)
+    bf16["spec"]["precision"] = "bf16"
+    bf16["run_id"], bf16["label"], bf16["spec_hash"] = "dora-r8-dating-s0-0000000000", "dora r=8 bf16", "0" * 64
+    for record in (standard, dora, bf16):
+        (out / "runs" / f"{record['run_id']}.json").write_text(json.dumps(record))
+    return out
+
+
+def test_a_job_with_two_precisions_gets_the_methods_table(tmp_path):
+    out = _job(tmp_path)
+    proc = run_cli("report", str(out))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    table = (out / "methods.md").read_text()
+    rows = [line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| ") and "---" not in line]
+    assert rows == ["variant", "standard", "dora r=8", "dora r=8 bf16"]
+    assert "**dora**" in table and "reference" in table
+    assert "(0%)" not in table  # small shares keep their digits (the adapter is a fraction of a percent)
+    with (out / "methods.csv").open() as f:
+        csv_rows = {r["point"]: r for r in csv.DictReader(f)}
+    std, dora = csv_rows["standard"], csv_rows["dora r=8"]
+    assert float(std["train_wall_s_pct_of_standard"]) == 100.0
+    expected = 100 * float(dora["train_wall_s_mean"]) / float(std["train_wall_s_mean"])
+    assert abs(float(dora["train_wall_s_pct_of_standard"]) - expected) < 1e-9
+    assert dora["merges"] == "True" and std["merges"] == ""
+    for suffix in ("png", "svg", "csv"):
+        assert (out / "plots" / f"quality_vs_params.{suffix}").stat().st_size > 0
+
+
+def test_one_adapter_method_in_one_precision_gets_no_methods_table(tmp_path):
+    out = _job(tmp_path)
+    next((out / "runs").glob("dora-r8-dating-s0-0000000000.json")).unlink()
+    assert run_cli("report", str(out)).returncode == 0
+    assert not (out / "methods.md").exists()
+    records = [json.loads(p.read_text()) for p in (out / "runs").glob("*.json")]
+    assert not methods_report.wanted(records)
