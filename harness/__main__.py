@@ -282,6 +282,9 @@ def cmd_publish(args) -> int:
     root.mkdir(parents=True, exist_ok=True)
     for path in publish.write_index(root):
         print(f"wrote {path}")
+    from harness import site
+    written = site.build(root)
+    print(f"wrote {root / site.SITE}/ ({len(written)} files; open {root / site.SITE / 'index.html'})")
     return EXIT_OK
 
 

@@ -1,0 +1,125 @@
+// The results site's interactive parts (written into results/site/assets/explorer.js by harness/site.py):
+// the Pareto explorer (window.EXPLORER) and the benchmark history (window.HISTORY), drawn with plotly.js.
+"use strict";
+
+const SYMBOLS = {fp32: "circle", bf16: "diamond", fp16: "square"};
+
+// Non-dominated points, as harness/stats.py pareto_front: no other point has cost <= and
+// quality >= with one of them strictly better. ys are already signed so that higher is better.
+function paretoFront(xs, ys) {
+  return xs.map((x, i) => !xs.some((x2, j) => j !== i && x2 <= x && ys[j] >= ys[i] && (x2 < x || ys[j] > ys[i])));
+}
+
+function explorerState() {
+  const e = window.EXPLORER;
+  const x = document.getElementById("x-axis").value;
+  const y = document.getElementById("y-axis").value;
+  const hw = new Set(Array.from(document.querySelectorAll("input.hw:checked")).map((c) => c.value));
+  const dataset = document.getElementById("dataset");
+  // One dataset at a time: Spearman on one test set says nothing about a run on another.
+  const shown = e.points.filter((p) => p[x] !== null && p[y] !== null &&
+    (!e.hardwareFilter || hw.has(p.hardware)) && (!dataset || p.dataset === dataset.value));
+  const better = e.axes.quality.find((a) => a.key === y).better;
+  const sign = better === "lower" ? -1 : 1;
+  const flags = paretoFront(shown.map((p) => p[x]), shown.map((p) => sign * p[y]));
+  return {x, y, shown, front: shown.filter((p, i) => flags[i])};
+}
+
+function hoverText(p, y) {
+  const ci = p.spearman_ci[0] === null ? "no CI" : `variant Spearman 95% CI [${p.spearman_ci[0].toFixed(3)}, ${p.spearman_ci[1].toFixed(3)}]`;
+  return `<b>${p.variant}</b> seed ${p.seed} (${p.job})<br>${y} = ${p[y]}<br>${ci}<br>run file: ${p.file}<br>` +
+    p.spec.replace(/(.{90}[^,]*,)/g, "$1<br>");
+}
+
+function drawExplorer() {
+  const e = window.EXPLORER;
+  const s = explorerState();
+  const traces = [];
+  const methods = [...new Set(s.shown.map((p) => p.method))];
+  for (const m of methods) {
+    const pts = s.shown.filter((p) => p.method === m);
+    traces.push({type: "scatter", mode: "markers", name: m, x: pts.map((p) => p[s.x]), y: pts.map((p) => p[s.y]),
+      text: pts.map((p) => hoverText(p, s.y)), hoverinfo: "text", customdata: pts.map((p) => p.id),
+      marker: {size: 10, symbol: pts.map((p) => SYMBOLS[p.precision] || "circle")}});
+  }
+  const front = [...s.front].sort((a, b) => a[s.x] - b[s.x]);
+  traces.push({type: "scatter", mode: "lines", name: "Pareto front", x: front.map((p) => p[s.x]),
+    y: front.map((p) => p[s.y]), customdata: front.map((p) => p.id), line: {color: "black", dash: "dot"},
+    hoverinfo: "skip"});
+  const label = (list, key) => list.find((a) => a.key === key).label;
+  Plotly.react("explorer", traces, {
+    xaxis: {title: {text: label(e.axes.costs, s.x) + " (lower is better)"}},
+    yaxis: {title: {text: label(e.axes.quality, s.y)}}, margin: {t: 30}, legend: {title: {text: "method (marker: precision)"}},
+  }, {displaylogo: false});
+  window.EXPLORER_STATE = {shown: s.shown.map((p) => p.id), front: s.front.map((p) => p.id)};
+}
+
+function explorerCSV() {
+  const e = window.EXPLORER;
+  const s = explorerState();
+  const cols = ["id", "job", "hardware", "run_id", "variant", "method", "precision", "rank", "seed", "learning_rate",
+    ...e.axes.quality.map((a) => a.key), ...e.axes.costs.map((a) => a.key), "on_front", "file"];
+  const front = new Set(s.front.map((p) => p.id));
+  const cell = (v) => (v === null || v === undefined ? "" : /[",\n]/.test(String(v)) ? `"${String(v).replace(/"/g, '""')}"` : String(v));
+  const rows = s.shown.map((p) => cols.map((c) => cell(c === "on_front" ? front.has(p.id) : p[c])).join(","));
+  return [cols.join(","), ...rows].join("\n") + "\n";
+}
+
+function setUpExplorer() {
+  const e = window.EXPLORER;
+  const controls = document.getElementById("controls");
+  const select = (id, list, chosen) => `<label>${id === "x-axis" ? "x (cost)" : "y (quality)"} <select id="${id}">` +
+    list.map((a) => `<option value="${a.key}"${a.key === chosen ? " selected" : ""}>${a.label}</option>`).join("") +
+    "</select></label>";
+  let htmlText = select("x-axis", e.axes.costs, "train_wall_s") + select("y-axis", e.axes.quality, "spearman");
+  if (e.hardwareFilter) {
+    const datasets = [...new Set(e.points.map((p) => p.dataset))].sort();
+    const first = datasets.includes("dating-v2") ? "dating-v2" : datasets[0];
+    htmlText += '<label>dataset <select id="dataset">' + datasets.map((d) =>
+      `<option value="${d}"${d === first ? " selected" : ""}>${d}</option>`).join("") + "</select></label>";
+    const hws = [...new Set(e.points.map((p) => p.hardware))].sort();
+    htmlText += "hardware: " + hws.map((h) => `<label><input type="checkbox" class="hw" value="${h}" checked> ${h}</label>`).join("");
+  }
+  controls.innerHTML = htmlText;
+  controls.addEventListener("change", drawExplorer);
+  document.getElementById("download").addEventListener("click", () => {
+    const blob = new Blob([explorerCSV()], {type: "text/csv"});
+    const a = document.createElement("a");
+    a.href = URL.createObjectURL(blob);
+    a.download = "pareto-selection.csv";
+    document.body.appendChild(a);
+    a.click();
+    a.remove();
+  });
+  drawExplorer();
+  document.getElementById("explorer").on("plotly_click", (ev) => {
+    const p = e.points.find((q) => q.id === ev.points[0].customdata);
+    if (p) window.location.href = e.base + p.file;
+  });
+}
+
+function drawHistory() {
+  const root = document.getElementById("history");
+  for (const [i, b] of window.HISTORY.entries()) {
+    const div = document.createElement("div");
+    div.id = `history-${i}`;
+    div.style.height = "320px";
+    root.appendChild(div);
+    const xs = b.runs.map((r) => `${r.date} ${r.commit}`);
+    const traces = [{type: "scatter", mode: "lines+markers", name: "median", x: xs, y: b.runs.map((r) => r.median),
+      error_y: {type: "data", symmetric: false, array: b.runs.map((r) => r.q3 - r.median),
+        arrayminus: b.runs.map((r) => r.median - r.q1)},
+      marker: {size: 9, color: b.runs.map((r) => (r.exceeds_threshold ? "red" : "steelblue"))}}];
+    if (b.threshold !== null) {
+      traces.push({type: "scatter", mode: "lines", name: "threshold (+15%)", x: xs, y: xs.map(() => b.threshold),
+        line: {dash: "dash", color: "gray"}});
+    }
+    Plotly.newPlot(div, traces, {title: {text: b.benchmark, font: {size: 13}}, yaxis: {title: {text: "median round time (s)"}},
+      margin: {t: 40}}, {displaylogo: false});
+  }
+}
+
+window.addEventListener("DOMContentLoaded", () => {
+  if (window.EXPLORER) setUpExplorer();
+  if (window.HISTORY) drawHistory();
+});
