@@ -175,9 +175,9 @@ class Bench:
         import sys
         from pathlib import Path
         repo = Path(__file__).resolve().parent.parent
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(repo), os.environ.get("PYTHONPATH")) if p)}
+        from harness.runner import repo_env
         proc = subprocess.run([sys.executable, "-m", "bench.isolated", variant, self.model_name, self.cache_dir],
-                              cwd=repo, env=env, capture_output=True, text=True, timeout=1800)
+                              cwd=repo, env=repo_env(), capture_output=True, text=True, timeout=1800)
         if proc.returncode != 0:
             raise RuntimeError(f"isolated round of {variant} failed: {proc.stderr[-2000:]}")
         return json.loads(proc.stdout.strip().splitlines()[-1])

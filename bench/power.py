@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -26,8 +25,8 @@ NAME = "test_train_step[standard]"
 
 
 def _bench(storage: Path, name: str, *, rounds: int, fault: str | None) -> Path:
-    env = {**os.environ, "HARNESS_BENCH_MODEL": "tiny", "HARNESS_BENCH_ROUNDS": str(rounds),
-           "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
+    from harness.runner import repo_env
+    env = repo_env(HARNESS_BENCH_MODEL="tiny", HARNESS_BENCH_ROUNDS=str(rounds))
     env.pop("HARNESS_INJECT_FAULT", None)
     if fault:
         env["HARNESS_INJECT_FAULT"] = fault

@@ -122,6 +122,14 @@ def _rescue(record: dict) -> str:
     return f"the record was saved to {rescue}"
 
 
+def repo_env(**extra: str) -> dict:
+    """This environment with the harness's checkout first on PYTHONPATH (a PYTHONPATH already set is
+    kept after it), for the subprocesses that must import this very harness: workers, bench rounds."""
+    package_root = str(Path(__file__).resolve().parent.parent)
+    path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
+    return {**os.environ, "PYTHONPATH": path, **extra}
+
+
 def run_in_worker(spec: RunSpec, *, cache_dir: Path | None = None) -> dict:
     """Run ``python -m harness.worker`` on the spec and return its record (or a failure record).
     ``cache_dir``: the job's cache folder (inside OUT), for what every run of a job would otherwise
@@ -131,9 +139,7 @@ def run_in_worker(spec: RunSpec, *, cache_dir: Path | None = None) -> dict:
         spec_path, record_path = Path(tmp) / "spec.json", Path(tmp) / "record.json"
         results.write_json_atomic(spec_path, spec.to_dict())
         cmd = [sys.executable, "-m", "harness.worker", str(spec_path), str(record_path)]
-        env = dict(os.environ)
-        package_root = str(Path(__file__).resolve().parent.parent)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+        env = repo_env()
         env.pop("HARNESS_JOB_CACHE", None)
         if cache_dir is not None:
             env["HARNESS_JOB_CACHE"] = str(cache_dir)

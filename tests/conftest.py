@@ -34,8 +34,8 @@ def minilm():
 
 def repo_env(**extra: str) -> dict:
     """This environment with the repository first on PYTHONPATH; a PYTHONPATH already set is kept after it."""
-    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
-    return {**os.environ, "PYTHONPATH": path, **extra}
+    from harness.runner import repo_env as env_with_repo
+    return env_with_repo(**extra)
 
 
 def run_cli(*args: str, env_extra: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
