@@ -8,6 +8,8 @@ of its run ids, methods.run_id_prefix, with the precision when not fp32: ``lora-
 - HARNESS_BENCH_METHODS: registry entries (default standard,lora,dora,ia3);
 - HARNESS_BENCH_RANKS: the ranks of LoRA (default 8,64); other ranked methods take the first;
 - HARNESS_BENCH_ROUNDS: rounds per benchmark (default 5; 2 with the tiny model);
+- HARNESS_BENCH_RATIO_ROUNDS: rounds of the faithfulness ratios (default HARNESS_BENCH_ROUNDS);
+- HARNESS_BENCH_PROCESSES: fresh processes that share test_train_step's rounds (default: one per round);
 - HARNESS_BENCH_THREADS: pin torch's thread count (default: torch's own choice; recorded);
 - HARNESS_BENCH_PRECISIONS: default fp32,bf16 where this machine trains bf16 natively (a GPU with
   bf16, a CPU with AVX512-BF16 or AMX), else fp32. test_train_step runs every precision; the
@@ -120,6 +122,30 @@ def variant_id(fields: dict) -> str:
 
 ARMS = [variant_id(v) for v in variants()]  # fp32 variants, for the forward/backward and MFU benchmarks
 TRAIN_VARIANTS = [variant_id(v) for v in variants(PRECISIONS)]
+
+
+def ratio_pairs() -> list[tuple[str, str]]:
+    """(numerator, denominator) variants of the interleaved step-time ratios: the first LoRA variant
+    against standard, and each of the two in bf16 against itself in fp32 (where bf16 is benchmarked)."""
+    lora = next((v for v in ARMS if v.startswith("lora-")), None)
+    pairs = [(lora, "standard")] if lora and "standard" in ARMS else []
+    if "bf16" in PRECISIONS:
+        pairs += [(f"{v}-bf16", v) for v in ("standard", lora) if v and f"{v}-bf16" in TRAIN_VARIANTS]
+    return pairs
+
+
+RATIO_PAIRS = ratio_pairs()
+
+
+def alternate(rounds: int, a, b) -> tuple[list[float], list[float]]:
+    """Rounds of two variants interleaved A B, B A, A B ... so that drift on a shared machine hits
+    both alike; returns each variant's per-round values."""
+    values_a, values_b = [], []
+    for i in range(rounds):
+        order = [(a, values_a), (b, values_b)] if i % 2 == 0 else [(b, values_b), (a, values_a)]
+        for fn, sink in order:
+            sink.append(fn())
+    return values_a, values_b
 _BY_ID = {variant_id(v): v for v in variants(PRECISIONS)}
 
 
@@ -136,10 +162,17 @@ class Bench:
         self.splits = data.load_splits("dating", seed=0)
         self.batch_size = 16
         self.burn_in_steps = 2 if self.tiny else 3
-        self.steps_per_round = 4 if self.tiny else 10
+        # the tiny model's steps take about 13 ms here: 20 of them make a round whose median is stable
+        self.steps_per_round = 20 if self.tiny else 10
         # HARNESS_BENCH_ROUNDS: more rounds narrow the CIs of the side-by-side ratios and give
         # bench-compare more evidence (the README recommends 10 for regression checks).
         self.rounds = int(os.environ.get("HARNESS_BENCH_ROUNDS", 2 if self.tiny else 5))
+        # HARNESS_BENCH_RATIO_ROUNDS: rounds of the two faithfulness ratios (trackers on/off, harness/plain),
+        # default the same; judging their 0.98 target needs a CI half-width of about 0.02 (30 rounds here).
+        self.ratio_rounds = int(os.environ.get("HARNESS_BENCH_RATIO_ROUNDS", self.rounds))
+        # HARNESS_BENCH_PROCESSES: fresh processes that share test_train_step's rounds (pyperf's remedy for
+        # a process's own speed: here one process's median differed from the next one's by about 4%)
+        self.processes = max(1, min(self.rounds, int(os.environ.get("HARNESS_BENCH_PROCESSES", self.rounds))))
 
     def spec(self, variant: str) -> RunSpec:
         """The variant's spec through build_specs (the CLI's own function): registry defaults, ADR-001's
@@ -168,18 +201,19 @@ class Bench:
         model, spec, _ = self.prepared(variant)
         return model, spec
 
-    def isolated_memory(self, variant: str) -> dict:
-        """Peak memory of one training round of the variant in a fresh process (bench/isolated.py)."""
+    def worker(self, variant: str, rounds: int = 1) -> dict:
+        """Rounds of the variant in a fresh process (bench/isolated.py): per-round median step times
+        (a warm-up round discarded) and that process's peak memory."""
         import json
         import subprocess
         import sys
         from pathlib import Path
         repo = Path(__file__).resolve().parent.parent
         from harness.runner import repo_env
-        proc = subprocess.run([sys.executable, "-m", "bench.isolated", variant, self.model_name, self.cache_dir],
-                              cwd=repo, env=repo_env(), capture_output=True, text=True, timeout=1800)
+        proc = subprocess.run([sys.executable, "-m", "bench.isolated", variant, self.model_name, self.cache_dir,
+                               str(rounds)], cwd=repo, env=repo_env(), capture_output=True, text=True, timeout=3600)
         if proc.returncode != 0:
-            raise RuntimeError(f"isolated round of {variant} failed: {proc.stderr[-2000:]}")
+            raise RuntimeError(f"worker process of {variant} failed: {proc.stderr[-2000:]}")
         return json.loads(proc.stdout.strip().splitlines()[-1])
 
     def train_pairs(self, spec: RunSpec):

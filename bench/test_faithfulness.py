@@ -17,18 +17,10 @@ import time
 from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 from sentence_transformers.sentence_transformer import losses
 
+from bench.conftest import alternate
 from harness import benchcompare, trackers, train
 
 TARGET_RATIO = 0.98
-
-
-def _alternate(rounds: int, a, b) -> tuple[list[float], list[float]]:
-    times_a, times_b = [], []
-    for i in range(rounds):
-        order = [(a, times_a), (b, times_b)] if i % 2 == 0 else [(b, times_b), (a, times_a)]
-        for fn, sink in order:
-            sink.append(fn())
-    return times_a, times_b
 
 
 def _report(benchmark, name: str, slow: list[float], fast_ref: list[float]) -> float:
@@ -66,10 +58,10 @@ def test_measurement_overhead(benchmark, bench):
         assert trainer.state.global_step == spec.max_steps  # both sides trained the same steps
         return elapsed
 
-    on, off = benchmark.pedantic(_alternate, args=(bench.rounds, lambda: one_round(True), lambda: one_round(False)),
-                                 rounds=1, iterations=1)
+    on, off = benchmark.pedantic(alternate, args=(bench.ratio_rounds, lambda: one_round(True),
+                                                  lambda: one_round(False)), rounds=1, iterations=1)
     _report(benchmark, "overhead", on, off)
-    assert len(on) == len(off) == bench.rounds  # rounds alternated, one of each per round
+    assert len(on) == len(off) == bench.ratio_rounds  # rounds alternated, one of each per round
 
 
 def test_harness_vs_plain_trainer(benchmark, bench):
@@ -97,7 +89,7 @@ def test_harness_vs_plain_trainer(benchmark, bench):
         assert trainer.state.global_step == spec.max_steps  # the same steps as the harness's arm
         return elapsed
 
-    harness_s, plain_s = benchmark.pedantic(_alternate, args=(bench.rounds, harness_run, plain_run),
+    harness_s, plain_s = benchmark.pedantic(alternate, args=(bench.ratio_rounds, harness_run, plain_run),
                                             rounds=1, iterations=1)
     _report(benchmark, "harness_vs_plain", harness_s, plain_s)
-    assert len(harness_s) == len(plain_s) == bench.rounds
+    assert len(harness_s) == len(plain_s) == bench.ratio_rounds

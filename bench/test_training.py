@@ -1,8 +1,9 @@
 """Training throughput per variant (method, rank, precision), and where the time goes (forward vs backward).
 
 Each round trains a fresh copy of the model with the harness's own SentenceTransformerTrainer
-(``train.build_trainer``) for burn-in + timed steps. pytest-benchmark times each whole round;
-extra_info holds the per-step figures from the trainer's callbacks with the burn-in steps excluded.
+(``train.build_trainer``) for burn-in + timed steps; extra_info holds the per-step figures from the
+trainer's callbacks with the burn-in steps excluded. test_train_step runs its rounds in fresh
+processes (bench/isolated.py); test_step_ratio interleaves two variants' rounds in this process.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import pytest
 import torch
 from sentence_transformers.sentence_transformer import losses
 
-from bench.conftest import ARMS, PEAK_REPEATS, TRAIN_VARIANTS, session_peak, timed_pedantic
-from harness import flops, models, trackers, train
+from bench.conftest import ARMS, PEAK_REPEATS, RATIO_PAIRS, TRAIN_VARIANTS, alternate, session_peak, timed_pedantic
+from harness import benchcompare, environment, flops, models, trackers, train
 
 
 def _round_setup(bench, variant, timers):
@@ -29,37 +30,73 @@ def _round_setup(bench, variant, timers):
     return setup
 
 
-def step_stats(timers, burn_in: int) -> dict:
-    per_round = [statistics.median(t.step_s[burn_in:]) for t in timers if len(t.step_s) > burn_in]
-    all_steps = [s for t in timers for s in t.step_s[burn_in:]]
-    median = statistics.median(all_steps)
-    cv = statistics.stdev(per_round) / statistics.mean(per_round) if len(per_round) > 1 else None
-    return {"step_s_median": median, "step_s_per_round_medians": per_round,
-            "step_cv_over_rounds": cv, "step_cv_above_5pct": None if cv is None else cv > 0.05}
-
-
 @pytest.mark.parametrize("arm", TRAIN_VARIANTS)
 def test_train_step(benchmark, bench, arm):
-    timers: list = []
-    setup = _round_setup(bench, arm, timers)
-    with trackers.track_memory(bench.device) as memory:
-        benchmark.pedantic(lambda trainer: trainer.train(), setup=setup, rounds=bench.rounds, iterations=1)
+    """The variant's rounds, spread over HARNESS_BENCH_PROCESSES fresh processes (bench/isolated.py,
+    warm-up rounds discarded in each). pytest-benchmark's own round is one whole worker process, its
+    start included; the step times in extra_info come from the trainer's callbacks inside the workers,
+    and bench-compare compares the per-process medians."""
+    rounds_each = -(-bench.rounds // bench.processes)  # ceil: every process runs the same rounds
+    workers: list[dict] = []
+
+    def one_process():
+        workers.append(bench.worker(arm, rounds=rounds_each))
+
+    benchmark.pedantic(one_process, rounds=bench.processes, iterations=1)
     model, spec = bench.model(arm)  # a fresh copy, for parameter counts and the tokenizer
-    stats = step_stats(timers, spec.burn_in_steps)
+    per_round = [m for w in workers for m in w["step_s_per_round_medians"]]
+    per_process = [statistics.median(w["step_s_per_round_medians"]) for w in workers]
+    median = statistics.median(per_round)
+    cv = statistics.stdev(per_round) / statistics.mean(per_round) if len(per_round) > 1 else None
     pairs = bench.train_pairs(spec)
     tokens_per_sample = train.count_tokens(model, pairs) / len(pairs)
-    isolated = bench.isolated_memory(arm)  # one more round in a fresh process: this variant's own peak
+    peak = max(workers, key=lambda w: w["peak_memory_bytes"] or 0)
     benchmark.extra_info.update(bench.common_info(model), arm=arm, method=spec.arm, precision=spec.precision,
-                                **stats,
-                                samples_per_s=spec.batch_size / stats["step_s_median"],
-                                tokens_per_s=spec.batch_size * tokens_per_sample / stats["step_s_median"],
-                                peak_memory_bytes=isolated["peak_memory_bytes"],
-                                memory_source=f"a fresh process (bench/isolated.py); {isolated['source']}",
-                                isolated_process_peak_rss_bytes=isolated.get("process_peak_rss_bytes"),
-                                in_process_peak_memory_bytes=memory["peak_memory_bytes"],
+                                step_s_median=median, step_s_per_round_medians=per_round,
+                                step_s_per_process_medians=per_process, processes=len(workers),
+                                rounds_per_process=rounds_each, warmup_rounds_per_process=workers[0]["warmup_rounds"],
+                                step_cv_over_rounds=cv, step_cv_above_5pct=None if cv is None else cv > 0.05,
+                                step_cv_over_processes=statistics.stdev(per_process) / statistics.mean(per_process)
+                                if len(per_process) > 1 else None,
+                                samples_per_s=spec.batch_size / median,
+                                tokens_per_s=spec.batch_size * tokens_per_sample / median,
+                                peak_memory_bytes=peak["peak_memory_bytes"],
+                                memory_source=f"the largest of {len(workers)} fresh processes (bench/isolated.py); "
+                                              f"{peak['source']}",
+                                isolated_process_peak_rss_bytes=peak.get("process_peak_rss_bytes"),
                                 burn_in_steps=spec.burn_in_steps, timed_steps_per_round=bench.steps_per_round)
-    # every round (one with --benchmark-disable) timed every step, burn-in included
-    assert timers and all(len(t.step_s) == spec.max_steps for t in timers), [len(t.step_s) for t in timers]
+    # every process timed every round it was asked for (one with --benchmark-disable)
+    assert workers and all(len(w["step_s_per_round_medians"]) == rounds_each for w in workers)
+
+
+@pytest.mark.parametrize("pair", [f"{a}/{b}" for a, b in RATIO_PAIRS])
+def test_step_ratio(benchmark, bench, pair):
+    """Step time of one variant over another (LoRA / standard, bf16 / fp32), their rounds interleaved
+    (A B B A ...): each round pair gives one ratio of per-round median step times (burn-in excluded);
+    the median over rounds comes with a 95% bootstrap CI (rounds resampled, pairs kept together)."""
+    numerator, denominator = pair.split("/")
+
+    def one_round(variant: str) -> float:
+        timers: list = []
+        (trainer,), _ = _round_setup(bench, variant, timers)()
+        trainer.train()
+        assert len(timers[0].step_s) == bench.burn_in_steps + bench.steps_per_round  # every step timed
+        return statistics.median(timers[0].step_s[bench.burn_in_steps:])
+
+    num_s, den_s = benchmark.pedantic(alternate, args=(bench.rounds, lambda: one_round(numerator),
+                                                       lambda: one_round(denominator)), rounds=1, iterations=1)
+    r = benchcompare.paired_ratio(den_s, num_s)  # per round: numerator step time / denominator step time
+    benchmark.extra_info.update(pair=pair, step_time_ratio=r["ratio"],
+                                step_time_ratio_ci95=[r["ratio_lo"], r["ratio_hi"]], rounds=r["rounds"],
+                                per_round_ratios=r["per_round_ratios"],
+                                step_s_median_numerator=statistics.median(num_s),
+                                step_s_median_denominator=statistics.median(den_s),
+                                threads=torch.get_num_threads(), loadavg_1m=environment.load_average(),
+                                ratio_method="paired: interleaved rounds, median of per-round ratios, "
+                                             "95% bootstrap CI over rounds")
+    print(f"\n{pair} step time: {r['ratio']:.3f} [95% CI {r['ratio_lo']:.3f}, {r['ratio_hi']:.3f}] over {r['rounds']} "
+          "interleaved rounds")
+    assert len(num_s) == len(den_s) == bench.rounds
 
 
 def _training_batch(bench, arm):

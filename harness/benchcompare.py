@@ -5,12 +5,13 @@ fixed threshold: on a shared machine whose round-to-round spread is 10%, it both
 slowdowns and raises false alarms. Here each benchmark's per-round samples of both saved runs are
 compared (pyperf's approach: decide from the distribution of runs, not one number):
 
-- samples: the per-round median step time where the benchmark records it (``extra_info``
-  ``step_s_per_round_medians``: burn-in excluded), else the per-round times pytest-benchmark saved
-  (``stats.data``, present with ``--benchmark-save-data``);
+- samples: the median step time of each fresh process where the benchmark ran several
+  (``extra_info`` ``step_s_per_process_medians``: test_train_step, HARNESS_BENCH_PROCESSES), else
+  the per-round median step time (``step_s_per_round_medians``: burn-in excluded), else the
+  per-round times pytest-benchmark saved (``stats.data``, present with ``--benchmark-save-data``);
 - **regressed**: a one-sided Mann-Whitney test says NEW is slower (p < alpha) *and* the ratio of
   medians NEW/BASE is at least 1 + min_effect; **improved** the mirror image; otherwise
-  **unchanged**. The ratio comes with a 95% bootstrap CI (rounds resampled within each run).
+  **unchanged**. The ratio comes with a 95% bootstrap CI (samples resampled within each run).
 
 Exit status 1 when any benchmark regressed, 2 on bad input, else 0.
 """
@@ -46,8 +47,14 @@ def load(path: str | Path) -> dict[str, dict]:
 
 
 def samples(bench: dict) -> tuple[list[float] | None, str]:
-    """(per-round samples, what they are), or (None, why there are none)."""
-    per_round = (bench.get("extra_info") or {}).get("step_s_per_round_medians")
+    """(samples, what they are), or (None, why there are none). The independent units first: the
+    median step time of each fresh process where a benchmark ran several (rounds within one process
+    share that process's own speed, which differed by about 4% from one process to the next here)."""
+    info = bench.get("extra_info") or {}
+    per_process = info.get("step_s_per_process_medians")
+    if per_process and len(per_process) > 1:
+        return [float(v) for v in per_process], "per-process median step time"
+    per_round = info.get("step_s_per_round_medians")
     if per_round:
         return [float(v) for v in per_round], "per-round median step time"
     data = (bench.get("stats") or {}).get("data")
@@ -56,12 +63,17 @@ def samples(bench: dict) -> tuple[list[float] | None, str]:
     return None, "no per-round samples (save with --benchmark-save-data)"
 
 
+def _boot_medians(values, rng, resamples: int) -> np.ndarray:
+    """The medians of `resamples` bootstrap resamples of values (rounds drawn with replacement)."""
+    v = np.asarray(values, dtype=float)
+    return np.median(v[rng.integers(0, len(v), (resamples, len(v)))], axis=1)
+
+
 def ratio_ci(base: list[float], new: list[float], *, resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
     """95% bootstrap CI of median(new) / median(base), resampling each run's rounds."""
     rng = np.random.default_rng(seed)
-    b, n = np.asarray(base), np.asarray(new)
-    rb = np.median(b[rng.integers(0, len(b), (resamples, len(b)))], axis=1)
-    rn = np.median(n[rng.integers(0, len(n), (resamples, len(n)))], axis=1)
+    rb = _boot_medians(base, rng, resamples)
+    rn = _boot_medians(new, rng, resamples)
     lo, hi = np.percentile(rn / rb, [2.5, 97.5])
     return float(lo), float(hi)
 
@@ -115,7 +127,7 @@ def format_rows(rows: list[dict], *, alpha: float, min_effect: float) -> str:
                      f"{r['p_slower']:.4f} / {r['p_faster']:.4f}", f"{r['rounds_base']} / {r['rounds_new']}",
                      f"CV {100 * (r['cv_base'] or 0):.1f}% / {100 * (r['cv_new'] or 0):.1f}% ({r['samples']})"])
     table = tabulate(body, headers=["benchmark", "verdict", "NEW/BASE median (95% CI)", "p slower / faster",
-                                    "rounds", "evidence"], tablefmt="github", disable_numparse=True)
+                                    "samples", "evidence"], tablefmt="github", disable_numparse=True)
     return (table + f"\n\nregressed: one-sided Mann-Whitney p < {alpha} and ratio >= {1 + min_effect:.2f}; "
             f"improved: the mirror image; otherwise unchanged. Lower is better (times).")
 
@@ -127,8 +139,7 @@ def paired_ratio(measured: list[float], reference: list[float], *, target: float
     CI (rounds resampled, each round's pair kept together), and against a target: "met" when the
     whole CI is at or above it, "missed" when it is entirely below, else "undecided"."""
     per_round = np.asarray(reference, dtype=float) / np.asarray(measured, dtype=float)
-    rng = np.random.default_rng(seed)
-    boot = np.median(per_round[rng.integers(0, len(per_round), (resamples, len(per_round)))], axis=1)
+    boot = _boot_medians(per_round, np.random.default_rng(seed), resamples)
     lo, hi = (float(v) for v in np.percentile(boot, [2.5, 97.5]))
     out = {"ratio": float(np.median(per_round)), "ratio_lo": lo, "ratio_hi": hi, "rounds": len(per_round),
            "per_round_ratios": [float(v) for v in per_round]}

@@ -247,7 +247,17 @@ def adr_comparison_markdown(results_root: Path) -> str:
 
 
 def write_index(results_root: Path) -> list[Path]:
+    """results/README.md, the ADR page and, where results/benchmarks/ exists, its README and the
+    figures block of the repository README (between benchreport's markers, where it has them)."""
+    from harness import benchreport
     paths = [results_root / "README.md", results_root / "ADR-001-comparison.md"]
     results.write_text_atomic(paths[0], index_markdown(results_root))
     results.write_text_atomic(paths[1], adr_comparison_markdown(results_root))
+    if (results_root / "benchmarks").is_dir():
+        paths.append(results_root / "benchmarks" / "README.md")
+        results.write_text_atomic(paths[-1], benchreport.markdown(results_root))
+        readme = results_root.parent / "README.md"
+        if readme.is_file() and benchreport.BEGIN in (text := readme.read_text(encoding="utf-8")):
+            results.write_text_atomic(readme, benchreport.replace_block(text, benchreport.readme_block(results_root)))
+            paths.append(readme)
     return paths

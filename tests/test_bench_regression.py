@@ -14,8 +14,9 @@ from tests.conftest import REPO, repo_env, run_cli
 SELECT = ["bench/test_training.py::test_train_step[standard]"]
 
 
-def run_bench(storage, *args, fault=None, rounds=None):
-    env = repo_env(HARNESS_BENCH_MODEL="tiny", **({"HARNESS_BENCH_ROUNDS": str(rounds)} if rounds else {}))
+def run_bench(storage, *args, fault=None, rounds=None, processes=None):
+    env = repo_env(HARNESS_BENCH_MODEL="tiny", **({"HARNESS_BENCH_ROUNDS": str(rounds)} if rounds else {}),
+                   **({"HARNESS_BENCH_PROCESSES": str(processes)} if processes else {}))
     env.pop("HARNESS_INJECT_FAULT", None)
     if fault:
         env["HARNESS_INJECT_FAULT"] = fault
@@ -35,15 +36,16 @@ def test_slowed_step_fails_the_compare(tmp_path, harness_cache):
 
 def test_bench_compare_flags_a_slower_step_and_not_the_same_run(tmp_path, harness_cache):
     save = ["--benchmark-save-data"]
-    base = run_bench(tmp_path, "--benchmark-save=base", *save, rounds=10)
+    base = run_bench(tmp_path, "--benchmark-save=base", *save, rounds=10, processes=5)
     assert base.returncode == 0, base.stdout[-3000:]
-    slow = run_bench(tmp_path, "--benchmark-save=slow", *save, rounds=10, fault="slow@0.3")
+    slow = run_bench(tmp_path, "--benchmark-save=slow", *save, rounds=10, processes=5, fault="slow@0.3")
     assert slow.returncode == 0, slow.stdout[-3000:]
     (base_file,) = tmp_path.rglob("0001_base.json")
     (slow_file,) = tmp_path.rglob("0002_slow.json")
     flagged = run_cli("bench-compare", str(base_file), str(slow_file))
     assert flagged.returncode == 1, flagged.stdout
     line = next(row for row in flagged.stdout.splitlines() if "test_train_step[standard]" in row)
-    assert "REGRESSED" in line and "per-round median step time" in line
+    assert "REGRESSED" in line and "per-process median step time" in line  # the independent units
+    assert "5 / 5" in line  # five fresh processes on each side
     same = run_cli("bench-compare", str(base_file), str(base_file))
     assert same.returncode == 0 and "REGRESSED" not in same.stdout

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import publish
+from harness import benchreport, publish
 from tests.conftest import REPO, run_cli
 
 RESULTS = REPO / "results"
@@ -24,6 +24,26 @@ def test_published_index_is_accurate_against_the_run_files():
     """Regenerate results/README.md and the ADR page from the committed run files and diff."""
     assert (RESULTS / "README.md").read_text() == publish.index_markdown(RESULTS)
     assert (RESULTS / "ADR-001-comparison.md").read_text() == publish.adr_comparison_markdown(RESULTS)
+
+
+def test_benchmark_figures_are_generated_from_the_saved_run():
+    """The README's benchmark figures and results/benchmarks/README.md: regenerated from the newest
+    saved run with ratio CIs and diffed, so that no benchmark figure in prose is typed by hand (until
+    such a run is saved, both say that there is none)."""
+    assert (RESULTS / "benchmarks" / "README.md").read_text() == benchreport.markdown(RESULTS)
+    assert benchreport.readme_block(RESULTS) in (REPO / "README.md").read_text()
+
+
+def test_benchmark_report_ignores_runs_without_ratio_cis(tmp_path):
+    """A saved run of the old suite (single-round ratios, no CIs) is not the published one, and the
+    README block says so instead of quoting it."""
+    old = next((RESULTS / "benchmarks").glob("*/0001_*.json"))
+    (tmp_path / "benchmarks" / "m").mkdir(parents=True)
+    shutil.copy(old, tmp_path / "benchmarks" / "m" / old.name)
+    assert benchreport.published_run(tmp_path) is None
+    assert "No saved benchmark run with ratio CIs" in benchreport.readme_block(tmp_path)
+    with pytest.raises(ValueError, match="no .* block"):
+        benchreport.replace_block("a README without the markers", benchreport.readme_block(tmp_path))
 
 
 def test_published_results_are_real_and_complete():

@@ -1,0 +1,180 @@
+"""The published benchmark run, as text: ``results/benchmarks/README.md`` and the README's figures.
+
+``python -m harness publish`` regenerates both from the newest saved pytest-benchmark run under
+``results/benchmarks/`` that carries the side-by-side ratios with their CIs (saved with
+``--benchmark-save-data``), so that no benchmark figure in prose is typed by hand;
+``tests/test_publish.py`` diffs them against a fresh regeneration.
+
+- Side-by-side ratios (trackers on/off, harness/plain trainer, LoRA/standard and bf16/fp32 step
+  time) come from interleaved rounds: the median of the per-round ratios with a 95% bootstrap CI over
+  rounds (``benchcompare.paired_ratio``), and a verdict against the target where there is one.
+- Per variant: the median step time over rounds, the coefficient of variation of the per-round
+  medians, the step time of one round in a fresh process, and that process's peak memory.
+- MFU: achieved model FLOP/s over the session's matmul peak (best of several, measured once).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+BEGIN, END = "<!-- bench-figures:begin (python -m harness publish) -->", "<!-- bench-figures:end -->"
+
+# benchmark name prefix -> (extra_info key of the ratio, label, what the ratio is)
+RATIOS = {
+    "test_measurement_overhead": ("overhead", "trackers on / off", "throughput ratio; below 1: trackers slow training"),
+    "test_harness_vs_plain_trainer": ("harness_vs_plain", "harness / plain trainer",
+                                      "throughput ratio; below 1: the harness trains slower"),
+    "test_step_ratio": ("step_time", None, "step time ratio; below 1: the first is faster"),
+}
+
+
+def _load(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) and isinstance(data.get("benchmarks"), list) else None
+
+
+def _has_ratio_cis(data: dict) -> bool:
+    return any((b.get("extra_info") or {}).get("overhead_ratio_ci95") for b in data["benchmarks"])
+
+
+def published_run(results_root: Path) -> Path | None:
+    """The newest saved run under results/benchmarks/ whose side-by-side ratios carry CIs."""
+    runs = []
+    for path in sorted((results_root / "benchmarks").glob("*/*.json")):
+        data = _load(path)
+        if data and _has_ratio_cis(data):
+            runs.append((data.get("datetime", ""), path))
+    return max(runs)[1] if runs else None
+
+
+def summary(path: Path) -> dict:
+    data = _load(path)
+    if data is None:
+        raise ValueError(f"{path}: not a pytest-benchmark file")
+    machine, commit = data.get("machine_info") or {}, data.get("commit_info") or {}
+    ratios, variants, mfu = [], [], []
+    for b in data["benchmarks"]:
+        name, info = b["name"], b.get("extra_info") or {}
+        base = name.split("[")[0]
+        if base in RATIOS and info.get(f"{RATIOS[base][0]}_ratio_ci95"):
+            key, label, meaning = RATIOS[base]
+            lo, hi = info[f"{key}_ratio_ci95"]
+            ratios.append({"benchmark": name, "label": label or info.get("pair", name), "meaning": meaning,
+                           "ratio": info[f"{key}_ratio"], "lo": lo, "hi": hi, "half_width": (hi - lo) / 2,
+                           "rounds": info.get("rounds"), "target": info.get("target"),
+                           "verdict": info.get("verdict"), "loadavg_1m": info.get("loadavg_1m")})
+        elif base == "test_train_step":
+            variants.append({"variant": info.get("arm", name), "step_ms": 1e3 * info["step_s_median"],
+                             "cv": info.get("step_cv_over_rounds"), "rounds": b["stats"]["rounds"],
+                             "samples_per_s": info.get("samples_per_s"),
+                             "fresh_step_ms": 1e3 * info["fresh_process_step_s_median"]
+                             if info.get("fresh_process_step_s_median") else None,
+                             "peak_mib": info["peak_memory_bytes"] / 2**20 if info.get("peak_memory_bytes") else None,
+                             "loadavg_1m": info.get("loadavg_1m")})
+        elif base == "test_mfu":
+            mfu.append({"variant": info.get("arm", name), "mfu": info["mfu"],
+                        "achieved_gflops": info["achieved_flops_per_s"] / 1e9,
+                        "peak_gflops": info["matmul_peak_flops_per_s"] / 1e9,
+                        "peak_scope": info.get("matmul_peak_scope")})
+    rounds = []
+    for b in data["benchmarks"]:
+        st = b["stats"]
+        rounds.append({"benchmark": b["name"], "rounds": st["rounds"], "median_s": st["median"],
+                       "cv": st["stddev"] / st["mean"] if st["rounds"] > 1 and st["mean"] else None})
+    loads = [v["loadavg_1m"] for v in ratios + variants if v.get("loadavg_1m") is not None]
+    return {"path": path, "datetime": data.get("datetime"), "commit": (commit.get("id") or "")[:7],
+            "dirty": commit.get("dirty"), "cpu_model": machine.get("cpu_model"), "cpu_count": machine.get("cpu_count"),
+            "gpu_model": machine.get("gpu_model"), "torch_threads": machine.get("torch_threads"),
+            "torch": machine.get("torch_version"), "ratios": ratios, "variants": variants, "mfu": mfu, "rounds": rounds,
+            "load_range": (min(loads), max(loads)) if loads else None}
+
+
+def _ratio_text(r: dict) -> str:
+    text = f"{r['ratio']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}]"
+    if r.get("target") is not None:
+        text += f", target >= {r['target']}: **{r['verdict']}**"
+    return text
+
+
+def _where(s: dict) -> str:
+    machine = s["gpu_model"] or f"{s['cpu_model']}, {s['cpu_count']} cores"
+    load = f"; load average {s['load_range'][0]:.2f}-{s['load_range'][1]:.2f} over the run" if s["load_range"] else ""
+    return (f"{machine}, torch {s['torch']} with {s['torch_threads']} threads, commit {s['commit']}"
+            f"{' (dirty)' if s['dirty'] else ''}, {s['datetime'][:10]}{load}")
+
+
+def readme_block(results_root: Path) -> str:
+    """The README's measured benchmark figures, between the BEGIN and END markers."""
+    path = published_run(results_root)
+    if path is None:
+        return f"{BEGIN}\nNo saved benchmark run with ratio CIs under `results/benchmarks/` yet.\n{END}"
+    s = summary(path)
+    rel = path.relative_to(results_root.parent).as_posix()
+    lines = [BEGIN, f"Measured here ({_where(s)}; `{rel}`, all figures generated from it, 95% CIs):"]
+    for r in s["ratios"]:
+        lines.append(f"- {r['label']}: {_ratio_text(r)} ({r['rounds']} interleaved rounds)")
+    if s["mfu"]:
+        peak = s["mfu"][0]["peak_gflops"]
+        lines.append("- MFU against the session's fp32 matmul peak of " f"{peak:.0f} GFLOP/s: "
+                     + ", ".join(f"{m['variant']} {m['mfu']:.2f}" for m in s["mfu"]))
+    cvs = [v for v in s["variants"] if v["cv"] is not None]
+    if cvs:
+        lines.append("- step-time CV over rounds: " + ", ".join(f"{v['variant']} {100 * v['cv']:.1f}%" for v in cvs))
+    lines.append("Every figure of that run: [results/benchmarks/README.md](results/benchmarks/README.md).")
+    lines.append(END)
+    return "\n".join(lines)
+
+
+def _fmt(v, spec: str) -> str:
+    return "—" if v is None else format(v, spec)
+
+
+def markdown(results_root: Path) -> str:
+    path = published_run(results_root)
+    head = ["# The published benchmark run", "",
+            "Generated by `python -m harness publish` from the newest saved pytest-benchmark run under this folder",
+            "that carries the side-by-side ratios with CIs; do not edit.", ""]
+    if path is None:
+        return "\n".join(head + ["No such run yet.", ""])
+    s = summary(path)
+    rel = path.relative_to(results_root / "benchmarks").as_posix()
+    lines = head + [f"Run: `{rel}` ({_where(s)}).", "",
+                    "## Side-by-side ratios (interleaved rounds, median of per-round ratios, 95% bootstrap CI)", "",
+                    "| ratio | median [95% CI] | CI half-width | rounds | target | verdict | what it is |",
+                    "|---|---|---|---|---|---|---|"]
+    for r in s["ratios"]:
+        lines.append(f"| {r['label']} | {r['ratio']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}] | {r['half_width']:.3f} | "
+                     f"{r['rounds']} | {_fmt(r['target'], '')} | {r['verdict'] or '—'} | {r['meaning']} |")
+    lines += ["", "Verdicts: met when the whole CI is at or above the target, missed when it is entirely below, "
+              "else undecided.", "", "## Training step per variant", "",
+              "| variant | median step (ms) | CV of per-round medians | rounds | samples/s | "
+              "fresh-process step (ms) | fresh-process peak memory (MiB) | load average at end |",
+              "|---|---|---|---|---|---|---|---|"]
+    for v in s["variants"]:
+        lines.append(f"| {v['variant']} | {v['step_ms']:.1f} | {_fmt(v['cv'] and 100 * v['cv'], '.1f')}% | "
+                     f"{v['rounds']} | {_fmt(v['samples_per_s'], '.1f')} | {_fmt(v['fresh_step_ms'], '.1f')} | "
+                     f"{_fmt(v['peak_mib'], '.0f')} | {_fmt(v['loadavg_1m'], '.2f')} |")
+    if s["mfu"]:
+        lines += ["", "## MFU", "", "| variant | achieved GFLOP/s | matmul peak GFLOP/s | MFU |", "|---|---|---|---|"]
+        lines += [f"| {m['variant']} | {m['achieved_gflops']:.1f} | {m['peak_gflops']:.1f} | {m['mfu']:.3f} |"
+                  for m in s["mfu"]]
+        lines += ["", f"Peak: {s['mfu'][0]['peak_scope']} (fp32 matmul)."]
+    lines += ["", "## Every benchmark: pytest-benchmark's round times", "",
+              "A round is one call of the benchmarked function (for the side-by-side ratios, the whole interleaved "
+              "series is one round).", "",
+              "| benchmark | rounds | median round (s) | CV over rounds |", "|---|---|---|---|"]
+    lines += [f"| {r['benchmark']} | {r['rounds']} | {r['median_s']:.4g} | {_fmt(r['cv'] and 100 * r['cv'], '.1f')}% |"
+              for r in s["rounds"]]
+    return "\n".join(lines) + "\n"
+
+
+def replace_block(text: str, block: str) -> str:
+    """text with the part from BEGIN to END replaced by block (which carries both markers)."""
+    start, end = text.find(BEGIN), text.find(END)
+    if start < 0 or end < start:
+        raise ValueError(f"no '{BEGIN}' ... '{END}' block to replace")
+    return text[:start] + block + text[end + len(END):]
