@@ -165,13 +165,14 @@ class Bench:
         # the tiny model's steps take about 13 ms here: 20 of them make a round whose median is stable
         self.steps_per_round = 20 if self.tiny else 10
         # HARNESS_BENCH_ROUNDS: more rounds narrow the CIs of the side-by-side ratios and give
-        # bench-compare more evidence (the README recommends 10 for regression checks).
+        # bench-compare more evidence (the README recommends 6, in 6 processes, for regression checks).
         self.rounds = int(os.environ.get("HARNESS_BENCH_ROUNDS", 2 if self.tiny else 5))
         # HARNESS_BENCH_RATIO_ROUNDS: rounds of the two faithfulness ratios (trackers on/off, harness/plain),
         # default the same; judging their 0.98 target needs a CI half-width of about 0.02 (30 rounds here).
         self.ratio_rounds = int(os.environ.get("HARNESS_BENCH_RATIO_ROUNDS", self.rounds))
         # HARNESS_BENCH_PROCESSES: fresh processes that share test_train_step's rounds (pyperf's remedy for
-        # a process's own speed: here one process's median differed from the next one's by about 4%)
+        # a process's own speed: here one process's median differed from the next one's by a CV of 2%
+        # with all-MiniLM-L6-v2 and 7-12% with the tiny model)
         self.processes = max(1, min(self.rounds, int(os.environ.get("HARNESS_BENCH_PROCESSES", self.rounds))))
 
     def spec(self, variant: str) -> RunSpec:
@@ -203,7 +204,7 @@ class Bench:
 
     def worker(self, variant: str, rounds: int = 1) -> dict:
         """Rounds of the variant in a fresh process (bench/isolated.py): per-round median step times
-        (a warm-up round discarded) and that process's peak memory."""
+        (warm-up rounds discarded) and that process's peak memory."""
         import json
         import subprocess
         import sys
@@ -215,6 +216,21 @@ class Bench:
         if proc.returncode != 0:
             raise RuntimeError(f"worker process of {variant} failed: {proc.stderr[-2000:]}")
         return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    def timed_round(self, variant: str) -> list[float]:
+        """One training round of the variant on a fresh copy of the model (the harness's own trainer,
+        train.build_trainer): the step times after the burn-in steps, every step checked to be timed."""
+        import tempfile
+
+        from harness import trackers, train
+        model, spec, tuner = self.prepared(variant)
+        timer = trackers.StepTimer(self.device)
+        trainer = train.build_trainer(model, spec, self.train_pairs(spec), self.device,
+                                      output_dir=tempfile.mkdtemp(prefix="bench-"), callbacks=[timer], tuner=tuner)
+        trainer.train()
+        if len(timer.step_s) != spec.max_steps:
+            raise RuntimeError(f"{variant}: timed {len(timer.step_s)} of {spec.max_steps} steps")
+        return timer.step_s[spec.burn_in_steps:]
 
     def train_pairs(self, spec: RunSpec):
         return self.splits.train.head(spec.max_steps * spec.batch_size)

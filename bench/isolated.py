@@ -2,14 +2,14 @@
 
 test_train_step runs its rounds in several of these processes (HARNESS_BENCH_PROCESSES), as pyperf
 does: on this 2-core machine the median step time of one process differed from the next process's
-by about 4% (tiny model, same code, same settings), more than the 5% regression a check must see
-needs to stay hidden in. So a saved run holds several processes, and bench-compare compares their
+with a CV of 2% (all-MiniLM-L6-v2) to 7-12% (tiny model), same code, same settings: enough to hide
+the 5% regression a check must see. So a saved run holds several processes, and bench-compare compares their
 per-process medians, the units that are really independent. Each process also carries no earlier
 variant's allocations, so its peak memory is this variant's, as in the harness's own workers.
 
 Each process loads the model once, then trains warm-up rounds that are discarded (warmup_rounds) and
-ROUNDS timed rounds, each on a fresh copy of the
-model with the variant's method attached, inside trackers.track_memory. It prints one JSON line.
+ROUNDS timed rounds (Bench.timed_round: each on a fresh copy of the model with the variant's method
+attached), inside trackers.track_memory. It prints one JSON line.
 
     python -m bench.isolated VARIANT MODEL_NAME CACHE_DIR [ROUNDS]
 """
@@ -21,7 +21,6 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 
@@ -36,30 +35,22 @@ def main(argv: list[str]) -> int:
     variant, model_name, cache_dir, *rest = argv
     rounds = int(rest[0]) if rest else 1
     from bench.conftest import Bench
-    from harness import models, trackers, train
+    from harness import models, trackers
     bench = Bench("tiny" if model_name == models.TINY_MODEL else "minilm", Path(cache_dir))
     warmup = warmup_rounds(bench.tiny)
     per_round, steps = [], []
     with trackers.track_memory(bench.device) as memory:
         for i in range(warmup + rounds):
-            model, spec, tuner = bench.prepared(variant)
-            timer = trackers.StepTimer(bench.device)
-            trainer = train.build_trainer(model, spec, bench.train_pairs(spec), bench.device,
-                                          output_dir=tempfile.mkdtemp(prefix="bench-isolated-"), callbacks=[timer],
-                                          tuner=tuner)
-            trainer.train()
-            if len(timer.step_s) != spec.max_steps:
-                raise RuntimeError(f"timed {len(timer.step_s)} of {spec.max_steps} steps")
+            timed = bench.timed_round(variant)
             if i >= warmup:
-                timed = timer.step_s[spec.burn_in_steps:]
                 per_round.append(statistics.median(timed))
                 steps += timed
-            del model, tuner, trainer  # the next round's copy must not stand on this one's memory
-            gc.collect()
+            gc.collect()  # the next round's copy must not stand on this one's memory
     memory["process_peak_rss_bytes"] = trackers.process_peak_rss_bytes()
     memory.update(step_s_per_round_medians=per_round, step_s_median=statistics.median(steps), step_s=steps,
                   timed_steps=len(steps),
-                  warmup_rounds=warmup, burn_in_steps=spec.burn_in_steps, precision=spec.precision)
+                  warmup_rounds=warmup, burn_in_steps=bench.burn_in_steps,
+                  precision=bench.spec(variant).precision)
     print(json.dumps(memory))
     return 0
 

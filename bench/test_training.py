@@ -9,25 +9,13 @@ processes (bench/isolated.py); test_step_ratio interleaves two variants' rounds 
 from __future__ import annotations
 
 import statistics
-import tempfile
 
 import pytest
 import torch
 from sentence_transformers.sentence_transformer import losses
 
 from bench.conftest import ARMS, PEAK_REPEATS, RATIO_PAIRS, TRAIN_VARIANTS, alternate, session_peak, timed_pedantic
-from harness import benchcompare, environment, flops, models, trackers, train
-
-
-def _round_setup(bench, variant, timers):
-    def setup():
-        model, spec, tuner = bench.prepared(variant)
-        timer = trackers.StepTimer(bench.device)
-        timers.append(timer)
-        trainer = train.build_trainer(model, spec, bench.train_pairs(spec), bench.device,
-                                       output_dir=tempfile.mkdtemp(prefix="bench-"), callbacks=[timer], tuner=tuner)
-        return (trainer,), {}
-    return setup
+from harness import benchcompare, environment, flops, models, train
 
 
 @pytest.mark.parametrize("arm", TRAIN_VARIANTS)
@@ -47,7 +35,7 @@ def test_train_step(benchmark, bench, arm):
     per_round = [m for w in workers for m in w["step_s_per_round_medians"]]
     per_process = [statistics.median(w["step_s_per_round_medians"]) for w in workers]
     median = statistics.median(per_round)
-    cv = statistics.stdev(per_round) / statistics.mean(per_round) if len(per_round) > 1 else None
+    cv = benchcompare.cv(per_round)
     pairs = bench.train_pairs(spec)
     tokens_per_sample = train.count_tokens(model, pairs) / len(pairs)
     peak = max(workers, key=lambda w: w["peak_memory_bytes"] or 0)
@@ -56,8 +44,7 @@ def test_train_step(benchmark, bench, arm):
                                 step_s_per_process_medians=per_process, processes=len(workers),
                                 rounds_per_process=rounds_each, warmup_rounds_per_process=workers[0]["warmup_rounds"],
                                 step_cv_over_rounds=cv, step_cv_above_5pct=None if cv is None else cv > 0.05,
-                                step_cv_over_processes=statistics.stdev(per_process) / statistics.mean(per_process)
-                                if len(per_process) > 1 else None,
+                                step_cv_over_processes=benchcompare.cv(per_process),
                                 samples_per_s=spec.batch_size / median,
                                 tokens_per_s=spec.batch_size * tokens_per_sample / median,
                                 peak_memory_bytes=peak["peak_memory_bytes"],
@@ -77,11 +64,7 @@ def test_step_ratio(benchmark, bench, pair):
     numerator, denominator = pair.split("/")
 
     def one_round(variant: str) -> float:
-        timers: list = []
-        (trainer,), _ = _round_setup(bench, variant, timers)()
-        trainer.train()
-        assert len(timers[0].step_s) == bench.burn_in_steps + bench.steps_per_round  # every step timed
-        return statistics.median(timers[0].step_s[bench.burn_in_steps:])
+        return statistics.median(bench.timed_round(variant))
 
     num_s, den_s = benchmark.pedantic(alternate, args=(bench.rounds, lambda: one_round(numerator),
                                                        lambda: one_round(denominator)), rounds=1, iterations=1)

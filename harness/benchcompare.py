@@ -78,6 +78,11 @@ def ratio_ci(base: list[float], new: list[float], *, resamples: int = 2000, seed
     return float(lo), float(hi)
 
 
+def cv(values: list[float]) -> float | None:
+    """Coefficient of variation (sample standard deviation over mean); None below two values."""
+    return statistics.stdev(values) / statistics.mean(values) if len(values) > 1 else None
+
+
 def decide(base: list[float], new: list[float], *, alpha: float = ALPHA, min_effect: float = MIN_EFFECT) -> dict:
     """The verdict for one benchmark (lower is better: times)."""
     from scipy.stats import mannwhitneyu
@@ -93,8 +98,7 @@ def decide(base: list[float], new: list[float], *, alpha: float = ALPHA, min_eff
     lo, hi = ratio_ci(base, new)
     return {"verdict": verdict, "ratio": ratio, "ratio_lo": lo, "ratio_hi": hi, "p_slower": p_slower,
             "p_faster": p_faster, "rounds_base": len(base), "rounds_new": len(new),
-            "cv_base": statistics.stdev(base) / statistics.mean(base) if len(base) > 1 else None,
-            "cv_new": statistics.stdev(new) / statistics.mean(new) if len(new) > 1 else None}
+            "cv_base": cv(base), "cv_new": cv(new)}
 
 
 def compare(base_path, new_path, *, alpha: float = ALPHA, min_effect: float = MIN_EFFECT) -> list[dict]:
