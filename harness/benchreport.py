@@ -8,8 +8,9 @@
 - Side-by-side ratios (trackers on/off, harness/plain trainer, LoRA/standard and bf16/fp32 step
   time) come from interleaved rounds: the median of the per-round ratios with a 95% bootstrap CI over
   rounds (``benchcompare.paired_ratio``), and a verdict against the target where there is one.
-- Per variant: the median step time over rounds, the coefficient of variation of the per-round
-  medians, the step time of one round in a fresh process, and that process's peak memory.
+- Per variant: the median step time over rounds (every round in one of several fresh processes,
+  bench/isolated.py), the coefficients of variation over rounds and over processes, and the largest
+  process's peak memory.
 - MFU: achieved model FLOP/s over the session's matmul peak (best of several, measured once).
 """
 
@@ -68,11 +69,11 @@ def summary(path: Path) -> dict:
                            "rounds": info.get("rounds"), "target": info.get("target"),
                            "verdict": info.get("verdict"), "loadavg_1m": info.get("loadavg_1m")})
         elif base == "test_train_step":
+            per_round = info.get("step_s_per_round_medians") or []
             variants.append({"variant": info.get("arm", name), "step_ms": 1e3 * info["step_s_median"],
-                             "cv": info.get("step_cv_over_rounds"), "rounds": b["stats"]["rounds"],
+                             "cv": info.get("step_cv_over_rounds"), "rounds": len(per_round) or b["stats"]["rounds"],
+                             "processes": info.get("processes"), "cv_processes": info.get("step_cv_over_processes"),
                              "samples_per_s": info.get("samples_per_s"),
-                             "fresh_step_ms": 1e3 * info["fresh_process_step_s_median"]
-                             if info.get("fresh_process_step_s_median") else None,
                              "peak_mib": info["peak_memory_bytes"] / 2**20 if info.get("peak_memory_bytes") else None,
                              "loadavg_1m": info.get("loadavg_1m")})
         elif base == "test_mfu":
@@ -123,7 +124,8 @@ def readme_block(results_root: Path) -> str:
                      + ", ".join(f"{m['variant']} {m['mfu']:.2f}" for m in s["mfu"]))
     cvs = [v for v in s["variants"] if v["cv"] is not None]
     if cvs:
-        lines.append("- step-time CV over rounds: " + ", ".join(f"{v['variant']} {100 * v['cv']:.1f}%" for v in cvs))
+        lines.append("- step-time CV over rounds (over fresh processes): " + ", ".join(
+            f"{v['variant']} {_pct(v['cv'])} ({_pct(v['cv_processes'])})" for v in cvs))
     lines.append("Every figure of that run: [results/benchmarks/README.md](results/benchmarks/README.md).")
     lines.append(END)
     return "\n".join(lines)
@@ -131,6 +133,10 @@ def readme_block(results_root: Path) -> str:
 
 def _fmt(v, spec: str) -> str:
     return "—" if v is None else format(v, spec)
+
+
+def _pct(v) -> str:
+    return "—" if v is None else f"{100 * v:.1f}%"
 
 
 def markdown(results_root: Path) -> str:
@@ -151,12 +157,12 @@ def markdown(results_root: Path) -> str:
                      f"{r['rounds']} | {_fmt(r['target'], '')} | {r['verdict'] or '—'} | {r['meaning']} |")
     lines += ["", "Verdicts: met when the whole CI is at or above the target, missed when it is entirely below, "
               "else undecided.", "", "## Training step per variant", "",
-              "| variant | median step (ms) | CV of per-round medians | rounds | samples/s | "
-              "fresh-process step (ms) | fresh-process peak memory (MiB) | load average at end |",
+              "| variant | median step (ms) | CV over rounds | CV over processes | rounds in processes | samples/s | "
+              "peak memory of a process (MiB) | load average at end |",
               "|---|---|---|---|---|---|---|---|"]
     for v in s["variants"]:
-        lines.append(f"| {v['variant']} | {v['step_ms']:.1f} | {_fmt(v['cv'] and 100 * v['cv'], '.1f')}% | "
-                     f"{v['rounds']} | {_fmt(v['samples_per_s'], '.1f')} | {_fmt(v['fresh_step_ms'], '.1f')} | "
+        lines.append(f"| {v['variant']} | {v['step_ms']:.1f} | {_pct(v['cv'])} | {_pct(v['cv_processes'])} | "
+                     f"{v['rounds']} in {_fmt(v['processes'], '')} | {_fmt(v['samples_per_s'], '.1f')} | "
                      f"{_fmt(v['peak_mib'], '.0f')} | {_fmt(v['loadavg_1m'], '.2f')} |")
     if s["mfu"]:
         lines += ["", "## MFU", "", "| variant | achieved GFLOP/s | matmul peak GFLOP/s | MFU |", "|---|---|---|---|"]
@@ -164,11 +170,11 @@ def markdown(results_root: Path) -> str:
                   for m in s["mfu"]]
         lines += ["", f"Peak: {s['mfu'][0]['peak_scope']} (fp32 matmul)."]
     lines += ["", "## Every benchmark: pytest-benchmark's round times", "",
-              "A round is one call of the benchmarked function (for the side-by-side ratios, the whole interleaved "
-              "series is one round).", "",
+              "A round is one call of the benchmarked function: for test_train_step one whole worker process (its "
+              "start and model load included; the step times above come from inside it), for the side-by-side "
+              "ratios the whole interleaved series.", "",
               "| benchmark | rounds | median round (s) | CV over rounds |", "|---|---|---|---|"]
-    lines += [f"| {r['benchmark']} | {r['rounds']} | {r['median_s']:.4g} | {_fmt(r['cv'] and 100 * r['cv'], '.1f')}% |"
-              for r in s["rounds"]]
+    lines += [f"| {r['benchmark']} | {r['rounds']} | {r['median_s']:.4g} | {_pct(r['cv'])} |" for r in s["rounds"]]
     return "\n".join(lines) + "\n"
 
 
