@@ -168,7 +168,8 @@ class Bench:
         # bench-compare more evidence (the README recommends 6, in 6 processes, for regression checks).
         self.rounds = int(os.environ.get("HARNESS_BENCH_ROUNDS", 2 if self.tiny else 5))
         # HARNESS_BENCH_RATIO_ROUNDS: rounds of the two faithfulness ratios (trackers on/off, harness/plain),
-        # default the same; judging their 0.98 target needs a CI half-width of about 0.02 (30 rounds here).
+        # default the same; judging their 0.98 target needs a CI half-width of about 0.02 (the published run
+        # used 36 rounds; its half-widths are in results/benchmarks/README.md).
         self.ratio_rounds = int(os.environ.get("HARNESS_BENCH_RATIO_ROUNDS", self.rounds))
         # HARNESS_BENCH_PROCESSES: fresh processes that share test_train_step's rounds (pyperf's remedy for
         # a process's own speed: here one process's median differed from the next one's by a CV of 2%

@@ -28,10 +28,15 @@ def test_published_index_is_accurate_against_the_run_files():
 
 def test_benchmark_figures_are_generated_from_the_saved_run():
     """The README's benchmark figures and results/benchmarks/README.md: regenerated from the newest
-    saved run with ratio CIs and diffed, so that no benchmark figure in prose is typed by hand (until
-    such a run is saved, both say that there is none)."""
+    saved run with ratio CIs and diffed, so that no benchmark figure in prose is typed by hand."""
+    assert benchreport.published_run(RESULTS) is not None, "no saved benchmark run with ratio CIs is committed"
     assert (RESULTS / "benchmarks" / "README.md").read_text() == benchreport.markdown(RESULTS)
     assert benchreport.readme_block(RESULTS) in (REPO / "README.md").read_text()
+    # both faithfulness ratios of the published run carry a CI and a verdict against their target
+    ratios = {r["label"]: r for r in benchreport.summary(benchreport.published_run(RESULTS))["ratios"]}
+    for label in ("trackers on / off", "harness / plain trainer"):
+        assert ratios[label]["lo"] <= ratios[label]["ratio"] <= ratios[label]["hi"]
+        assert ratios[label]["verdict"] in {"met", "missed", "undecided"} and ratios[label]["target"] == 0.98
 
 
 def test_benchmark_report_ignores_runs_without_ratio_cis(tmp_path):
@@ -44,6 +49,25 @@ def test_benchmark_report_ignores_runs_without_ratio_cis(tmp_path):
     assert "No saved benchmark run with ratio CIs" in benchreport.readme_block(tmp_path)
     with pytest.raises(ValueError, match="no .* block"):
         benchreport.replace_block("a README without the markers", benchreport.readme_block(tmp_path))
+
+
+def test_power_studies_count_each_verdict_with_wilson_intervals(tmp_path):
+    """The regression check's measured rates come from power.json's verdicts, not its summary fields:
+    here 18 of 20 slowed runs flagged, one unchanged run regressed and two improved; the Wilson 95%
+    interval of 18/20 is 0.699-0.972 (Wilson 1927, checked by hand: centre 0.836, half-width 0.137)."""
+    def trial(slowed: str, unchanged: str) -> dict:
+        return {"slowed": {"verdict": slowed}, "unchanged": {"verdict": unchanged}}
+    verdicts = ([trial("regressed", "unchanged")] * 15 + [trial("unchanged", "unchanged")] * 2
+                + [trial("regressed", "regressed"), trial("regressed", "improved"), trial("regressed", "improved")])
+    folder = tmp_path / "benchmarks" / "power-x"
+    folder.mkdir(parents=True)
+    (folder / "power.json").write_text(json.dumps({"model": "minilm", "rounds": 6, "processes": 6, "slowdown": 0.05,
+                                                   "detected": 99, "verdicts": verdicts}))
+    (study,) = benchreport.power_studies(tmp_path)
+    assert (study["trials"], study["detected"], study["false_alarms"], study["false_improved"]) == (20, 18, 1, 2)
+    assert study["detected_ci"] == pytest.approx((0.699, 0.972), abs=1e-3)
+    block = benchreport.readme_block(tmp_path)
+    assert "flagged in 18 of 20 (90%, 95% CI 70-97%)" in block and "regressed in 1 of 20 (5%" in block
 
 
 def test_published_results_are_real_and_complete():
