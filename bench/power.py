@@ -49,8 +49,8 @@ def _bench(storage: Path, name: str, *, model: str, rounds: int, processes: int,
 def _write(out: Path, args, verdicts: list[dict]) -> dict:
     from harness import benchcompare, results
     n = len(verdicts)
-    detected = sum(v["slowed"]["verdict"] == "regressed" for v in verdicts)
-    false_alarms = sum(v["unchanged"]["verdict"] == "regressed" for v in verdicts)
+    counts = benchcompare.power_counts(verdicts)
+    detected, false_alarms = counts["detected"], counts["false_alarms"]
     summary = {"trials": n, "model": args.model, "rounds": args.rounds, "processes": args.processes,
                "slowdown": args.slowdown,
                "detected": detected, "false_alarms": false_alarms, "detection_rate": detected / n,

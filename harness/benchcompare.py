@@ -101,6 +101,14 @@ def decide(base: list[float], new: list[float], *, alpha: float = ALPHA, min_eff
             "cv_base": cv(base), "cv_new": cv(new)}
 
 
+def power_counts(verdicts: list[dict]) -> dict[str, int]:
+    """bench.power's trials, counted: slowed runs flagged regressed (detected), unchanged runs flagged
+    regressed (false alarms) and unchanged runs called improved."""
+    return {"detected": sum(v["slowed"]["verdict"] == "regressed" for v in verdicts),
+            "false_alarms": sum(v["unchanged"]["verdict"] == "regressed" for v in verdicts),
+            "false_improved": sum(v["unchanged"]["verdict"] == "improved" for v in verdicts)}
+
+
 def compare(base_path, new_path, *, alpha: float = ALPHA, min_effect: float = MIN_EFFECT) -> list[dict]:
     base, new = load(base_path), load(new_path)
     common = [name for name in base if name in new]

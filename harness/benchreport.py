@@ -105,6 +105,8 @@ def power_studies(results_root: Path) -> list[dict]:
     flagged regressed, how often an unchanged run was (false alarm) or was called improved, each rate with
     its Wilson 95% interval (scipy's binomtest)."""
     from scipy.stats import binomtest
+
+    from harness import benchcompare
     studies = []
     for path in sorted((results_root / "benchmarks").glob("*/power.json")):
         data = _load_json(path)
@@ -112,9 +114,7 @@ def power_studies(results_root: Path) -> list[dict]:
         if not verdicts:
             continue
         n = len(verdicts)
-        counts = {"detected": sum(v["slowed"]["verdict"] == "regressed" for v in verdicts),
-                  "false_alarms": sum(v["unchanged"]["verdict"] == "regressed" for v in verdicts),
-                  "false_improved": sum(v["unchanged"]["verdict"] == "improved" for v in verdicts)}
+        counts = benchcompare.power_counts(verdicts)
         study = {"path": path, "trials": n, "model": data.get("model"), "rounds": data.get("rounds"),
                  "processes": data.get("processes"), "slowdown": data.get("slowdown"), **counts}
         for key, k in counts.items():
@@ -195,14 +195,20 @@ def markdown(results_root: Path) -> str:
                    "against the baseline. Rates with Wilson 95% intervals.", ""] if power else []
     power_lines += [f"- {_power_text(p)}: `{p['path'].relative_to(results_root / 'benchmarks').as_posix()}`"
                     for p in power]
-    if path is None:
-        return "\n".join(head + ["No such run yet.", "", *power_lines, ""]).rstrip("\n") + "\n"
+    lines = head + (["No such run yet."] if path is None else _run_markdown(path, results_root))
+    if power_lines:
+        lines += ["", *power_lines]
+    return "\n".join(lines) + "\n"
+
+
+def _run_markdown(path: Path, results_root: Path) -> list[str]:
+    """The lines of results/benchmarks/README.md that describe the published run."""
     s = summary(path)
     rel = path.relative_to(results_root / "benchmarks").as_posix()
-    lines = head + [f"Run: `{rel}` ({_where(s)}).", "",
-                    "## Side-by-side ratios (interleaved rounds, median of per-round ratios, 95% bootstrap CI)", "",
-                    "| ratio | median [95% CI] | CI half-width | rounds | target | verdict | what it is |",
-                    "|---|---|---|---|---|---|---|"]
+    lines = [f"Run: `{rel}` ({_where(s)}).", "",
+             "## Side-by-side ratios (interleaved rounds, median of per-round ratios, 95% bootstrap CI)", "",
+             "| ratio | median [95% CI] | CI half-width | rounds | target | verdict | what it is |",
+             "|---|---|---|---|---|---|---|"]
     for r in s["ratios"]:
         lines.append(f"| {r['label']} | {r['ratio']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}] | {r['half_width']:.3f} | "
                      f"{r['rounds']} | {_fmt(r['target'], '')} | {r['verdict'] or '—'} | {r['meaning']} |")
@@ -226,9 +232,7 @@ def markdown(results_root: Path) -> str:
               "ratios the whole interleaved series.", "",
               "| benchmark | rounds | median round (s) | CV over rounds |", "|---|---|---|---|"]
     lines += [f"| {r['benchmark']} | {r['rounds']} | {r['median_s']:.4g} | {_pct(r['cv'])} |" for r in s["rounds"]]
-    if power_lines:
-        lines += ["", *power_lines]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def replace_block(text: str, block: str) -> str:
