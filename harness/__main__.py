@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "write sweep.md, sweep.csv and plots. Runs execute ONE AT A TIME on this machine, because "
                     "concurrent runs spoil each other's timings. A sweep is resumable: each run is keyed by a hash "
                     "of its full spec, and running the same command again skips finished runs. Options may also "
-                    "come from a [sweep] table in --config (ranks, seeds, alpha_policy, targets, lr_grid, "
+                    "come from a [sweep] table in --config (ranks, seeds, alpha_policy, targets, lr_grid, lr_extend, "
                     "eval_every_steps); command-line flags win.")
     sw.add_argument("--dataset", default=None,
                     help="dating, dating-v1, stsb or a .csv/.jsonl file (default: dating); it beats a --config "
@@ -87,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--lr-grid", help="tune each method's learning rate on validation, e.g. "
                                       "'standard=1e-5,2e-5,5e-5;lora=1e-4,2e-4,5e-4', or registry for each "
                                       "method's own grid (first seed only)")
+    sw.add_argument("--lr-extend", type=int, help="with --lr-grid: when a point's best validation rate is an end "
+                                                 "of its grid, try one step past it, up to N times (default: 0)")
     sw.add_argument("--eval-every", type=int, help="validation Spearman every N steps for time-to-quality "
                                                    "(default: 50; 0 = off)")
     sw.add_argument("--out", default=None, help="output folder (default: out/<dataset>-sweep)")
@@ -189,7 +191,8 @@ def claim(out: Path, *, kind: str, argv: list[str]):
 
 
 SWEEP_DEFAULTS = {"methods": "lora", "ranks": "1,2,4,8,16,32,64", "precisions": None, "seeds": "0",
-                  "alpha_policy": "2r", "targets": "query,value", "lr_grid": None, "eval_every_steps": 50}
+                  "alpha_policy": "2r", "targets": "query,value", "lr_grid": None, "lr_extend": 0,
+                  "eval_every_steps": 50}
 
 
 def _ints(v) -> bool:
@@ -209,6 +212,7 @@ SWEEP_TYPES = {  # what a [sweep] table in --config may hold: (check, descriptio
     "targets": (lambda v: isinstance(v, str) or (isinstance(v, list) and all(isinstance(x, str) for x in v)),
                 "a string or a list of module names"),
     "lr_grid": (lambda v: isinstance(v, str), "a string such as \"standard=1e-5,2e-5;lora=1e-4,2e-4\""),
+    "lr_extend": (lambda v: type(v) is int and v >= 0, "an integer >= 0"),
     "eval_every_steps": (lambda v: type(v) is int and v >= 0, "an integer >= 0"),
 }
 
@@ -230,11 +234,17 @@ def cmd_sweep(args) -> int:
             opts[key] = getattr(args, key)
     if args.eval_every is not None:
         opts["eval_every_steps"] = args.eval_every
+    if args.lr_extend is not None:
+        opts["lr_extend"] = args.lr_extend
     method_names = sweep.parse_methods(str(opts["methods"]))
     ranks = sweep.parse_ints(str(opts["ranks"]), name="ranks", minimum=1)
     precisions = sweep.parse_precisions(str(opts["precisions"])) if opts["precisions"] else None
     seeds = sweep.parse_ints(str(opts["seeds"]), name="seeds", minimum=0)
     grid = sweep.parse_lr_grid(opts["lr_grid"], method_names)
+    extend = int(opts["lr_extend"])
+    if extend < 0 or (extend and not grid):
+        raise SpecError([f"lr-extend = {extend}: " + ("must be >= 0" if extend < 0 else
+                                                      "extends a learning-rate grid; give --lr-grid too")])
     overrides = [*args.overrides, f"eval_every_steps={int(opts['eval_every_steps'])}"]
     targets = _targets(str(opts["targets"]), args, overrides)
     specs = sweep.sweep_specs(dataset=args.dataset, ranks=ranks, seeds=seeds, method_names=method_names,
@@ -248,11 +258,28 @@ def cmd_sweep(args) -> int:
         options = {"out": out, "force": args.force, "retry_failed": not args.no_retry_failed, "log": log,
                    "executor": make_executor(args), "fingerprints": fingerprints}
         records = runner.run_all(specs, **options)
+        for _ in range(extend if grid else 0):
+            more = sweep.extend_grid(specs, records)
+            if not more:
+                break
+            log("best validation rate at an end of the grid; one step past it: "
+                + ", ".join(f"{s.label} at {s.learning_rate:g}" for s in more))
+            fingerprints.update(_same_data(more, specs, fingerprints))
+            records += runner.run_all(more, **options)
         if grid and len(seeds) > 1:
             later = sweep.second_phase(specs, records, seeds)
             log(f"learning rates chosen on validation: {sweep.chosen_rates(records)}; {len(later)} more runs")
+            fingerprints.update(_same_data(later, specs, fingerprints))
             records += runner.run_all(later, **options)
         return _report(out, list({r["run_id"]: r for r in records}.values()))
+
+
+def _same_data(later, specs, fingerprints: dict) -> dict:
+    """Data fingerprints of a sweep's later runs (other seeds, other rates): each trains on the data of a
+    first-phase spec, so a resumed sweep keeps their finished records instead of taking them for stale."""
+    key = lambda s: (s.dataset, s.dataset_seed, s.score_range)  # noqa: E731
+    by_data = {key(s): fingerprints[s.run_id] for s in specs if s.run_id in fingerprints}
+    return {s.run_id: by_data[key(s)] for s in later if key(s) in by_data}
 
 
 def _targets(text: str, args, overrides) -> tuple[str, ...]:
@@ -422,7 +449,7 @@ def _report(out: Path, records: list[dict]) -> int:
     if methods_report.wanted(records):
         written = methods_report.write_methods(out, records)
         print((out / "methods.md").read_text().split("\n## How to read")[0])
-        print(f"wrote {len(written)} methods files (methods.md, methods.csv, plots/)")
+        print(f"wrote {len(written)} methods files (methods.md, methods.csv, precision.csv with 2 precisions, plots/)")
     print()
     print(report.format_table(report.tradeoff_table(report.runs_frame(records))))
     print()

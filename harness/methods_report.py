@@ -41,6 +41,88 @@ def method_rows(point_rows: list[dict], records: list[dict]) -> list[dict]:
     return out
 
 
+# (key, record path, label): the costs whose ratio lower precision / fp32 the precision table shows
+PRECISION_RATIOS = [("step_s_median", "timings.step_s_median", "step time"),
+                    ("train_wall_s", "timings.train_wall_s", "train time"),
+                    ("peak_memory", "memory.peak_memory_bytes", "peak memory")]
+
+
+def precision_rows(records: list[dict]) -> list[dict]:
+    """Each variant trained in a precision other than fp32, set against the same variant in fp32.
+
+    Seeds are paired: the cost ratios are per seed (bf16 run / fp32 run of the same seed), with a
+    Student-t 95% CI over seeds; quality is the Spearman difference by the paired cluster bootstrap
+    over the same test groups (stats.paired_spearman_test) and the ratio of the mean Spearmans."""
+    from collections import defaultdict
+
+    import numpy as np
+
+    from harness import report, stats, sweep
+    runs = [r for r in sweep.selected(records) if r["method"] != "baseline"]
+    by_point: dict[str, dict[int, dict]] = defaultdict(dict)
+    for r in runs:
+        by_point[sweep.group_key(r["spec"])][r["spec"]["seed"]] = r
+    evalset = results.evaluation_set(runs)
+    rows = []
+    for point, mine in by_point.items():
+        spec = next(iter(mine.values()))["spec"]
+        if spec.get("precision", "fp32") == "fp32":
+            continue
+        against = methods.variant_label({**spec, "precision": "fp32"})
+        theirs = by_point.get(against, {})
+        seeds = sorted(set(mine) & set(theirs))
+        if not seeds:
+            continue
+        row = {"point": point, "against": against, "precision": spec["precision"], "seeds": len(seeds),
+               "sort": methods.sort_key(spec)}
+        for key, path, _ in PRECISION_RATIOS:
+            pairs = [(report.get(mine[s], path), report.get(theirs[s], path)) for s in seeds]
+            ci = stats.t_interval([a / b for a, b in pairs if a is not None and b])
+            row.update({f"{key}_ratio_mean": ci["mean"], f"{key}_ratio_lo": ci["lo"], f"{key}_ratio_hi": ci["hi"]})
+        row["spearman_ratio"] = None  # only where fp32's mean Spearman is positive: else a ratio misleads
+        spear = [(report.get(mine[s], "quality.spearman"), report.get(theirs[s], "quality.spearman")) for s in seeds]
+        if all(a is not None and b is not None for a, b in spear) and np.mean([b for _, b in spear]) > 0:
+            row["spearman_ratio"] = float(np.mean([a for a, _ in spear]) / np.mean([b for _, b in spear]))
+        cos_a = [mine[s]["quality"].get("test_cos") for s in seeds]
+        cos_b = [theirs[s]["quality"].get("test_cos") for s in seeds]
+        if evalset and all(cos_a) and all(cos_b):
+            gold, groups = evalset
+            test = stats.paired_spearman_test([np.array(c) for c in cos_a], [np.array(c) for c in cos_b],
+                                              np.array(gold), groups=groups)
+            row.update(spearman_diff=test["diff"], spearman_diff_lo=test["lo"], spearman_diff_hi=test["hi"],
+                       spearman_diff_p=test["p_value"], spearman_diff_significant=test["significant"])
+        rows.append(row)
+    rows.sort(key=lambda r: r.pop("sort"))
+    return rows
+
+
+def precision_markdown(rows: list[dict]) -> list[str]:
+    """The precision section of methods.md (empty without a variant trained in two precisions)."""
+    if not rows:
+        return []
+    from tabulate import tabulate
+    body = []
+    for r in rows:
+        ratios = [_ci({"m_mean": r[f"{k}_ratio_mean"], "m_lo": r[f"{k}_ratio_lo"], "m_hi": r[f"{k}_ratio_hi"]}, "m")
+                  for k, _, _ in PRECISION_RATIOS]
+        diff = "—"
+        if r.get("spearman_diff") is not None:
+            mark = "sig." if r["spearman_diff_significant"] else "n.s."
+            diff = (f"{r['spearman_diff']:+.3f} [{r['spearman_diff_lo']:+.3f}, {r['spearman_diff_hi']:+.3f}] "
+                    f"p={r['spearman_diff_p']:.3f} ({mark})")
+        body.append([r["point"], r["against"], str(r["seeds"]), *ratios, _num(r.get("spearman_ratio"), ".3f"), diff])
+    headers = ["variant", "against", "seeds", *[f"{label} ratio" for _, _, label in PRECISION_RATIOS],
+               "Spearman ratio", "Spearman Δ (95% CI, p)"]
+    return ["## Precision: each lower-precision variant against the same variant in fp32", "",
+            tabulate(body, headers=headers, tablefmt="github", disable_numparse=True), "",
+            "- Ratios are lower precision / fp32, per seed (seeds paired), mean with a Student-t 95% CI over "
+            "seeds (no CI with one seed); below 1 means cheaper. Step time: median step of trainer.train() "
+            "(burn-in excluded); peak memory as in the table above.",
+            "- Spearman ratio: mean test Spearman over the mean in fp32. Spearman Δ: lower precision minus fp32 "
+            "by the paired cluster bootstrap over the same test groups (and seeds). Evaluation runs in fp32 "
+            "(then a difference comes from training) unless a note below says otherwise.", ""]
+
+
 def _num(value, fmt: str = ".3g") -> str:
     import math
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -85,7 +167,8 @@ def _cells(row: dict) -> list[str]:
     merges = {None: "—", True: "yes", False: "no (unmerged)"}[row["merges"]]
     if row["merges"] and row.get("merge_max_abs_diff") is not None:
         merges = f"yes (max abs diff {row['merge_max_abs_diff']:.1e})"
-    return [row["point"], _num(row.get("learning_rate"), "g"), str(row.get("seeds", "")),
+    lr = _num(row.get("learning_rate"), "g") + (f" ({row['lr_grid_edge']})" if row.get("lr_grid_edge") else "")
+    return [row["point"], lr, str(row.get("seeds", "")),
             "—" if row.get("trainable_params") is None else f"{row['trainable_params']:,}",
             _ci(row, "spearman"), _vs_standard(row), _ci(row, "forgetting"),
             *[_cost(row, key) for key in COSTS],
@@ -108,14 +191,16 @@ def methods_markdown(rows: list[dict], records: list[dict]) -> str:
              "- forgetting: the reference benchmark's Spearman lost against the untrained model (positive: "
              "general quality lost).",
              "- lr: the learning rate the variant trained with (with an lr grid: chosen on validation on the "
-             "first seed). LoRA+'s is the rate of its A matrices.",
+             "first seed). LoRA+'s is the rate of its A matrices. (top of grid) or (bottom of grid): the chosen "
+             "rate is an end of the grid, so a rate beyond it was not tried and might do better.",
              "- merges: peft folded the adapter into the base weights; max abs diff is the largest embedding "
              "difference merged against unmerged (float32). enc/s: single passes over the test texts.", "",
              "## The methods", ""]
     for name in seen:
         m = methods.METHODS[name]
         parts.append(f"- **{name}**: {m.summary}." + (f" {m.notes}." if m.notes else ""))
-    parts += ["", "## Notes", ""] + [f"- {n}" for n in method_notes(records)] + [""]
+    parts += [""] + precision_markdown(precision_rows(records))
+    parts += ["## Notes", ""] + [f"- {n}" for n in method_notes(records)] + [""]
     return "\n".join(parts)
 
 
@@ -134,6 +219,10 @@ def write_methods(out, records: list[dict]) -> list[Path]:
         written += plots.quality_vs_params(frame, out / "plots")
         paths, _ = plots.pareto(frame, out / "plots")
         written += paths
+    precision = precision_rows(runs)
+    if precision:
+        results.frame_to_csv_atomic(pd.DataFrame(precision), out / "precision.csv", index=False)
+        written.append(out / "precision.csv")
     results.write_text_atomic(out / "methods.md", methods_markdown(rows, runs))
     return [out / "methods.md", *written]
 

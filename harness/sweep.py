@@ -147,6 +147,59 @@ def chosen_rates(records: list[dict]) -> dict[str, float]:
     return chosen
 
 
+def _first_seed_rates(records: list[dict]) -> dict[str, list[float]]:
+    """Per sweep point, the sorted rates run on its first seed, failed runs included (a rate that
+    failed was tried: the grid does not extend past it again)."""
+    runs = defaultdict(list)
+    for r in records:
+        if r["status"] in ("success", "failed") and r["method"] != "baseline":
+            runs[group_key(r["spec"])].append(r["spec"])
+    out = {}
+    for point, specs in runs.items():
+        first_seed = min(s["seed"] for s in specs)
+        out[point] = sorted({s["learning_rate"] for s in specs if s["seed"] == first_seed})
+    return out
+
+
+def grid_edges(records: list[dict]) -> dict[str, str]:
+    """Sweep points whose chosen rate is an end of the rates they tried: "top of grid" or "bottom of grid".
+
+    The validation choice cannot see past the grid, so a rate beyond that end might do better; the
+    tables say so instead of presenting the end of the grid as the method's best rate."""
+    tried = _first_seed_rates(records)
+    edges = {}
+    for point, chosen in chosen_rates(records).items():
+        grid = tried.get(point, [])
+        if len(grid) >= 2 and chosen == grid[-1]:
+            edges[point] = "top of grid"
+        elif len(grid) >= 2 and chosen == grid[0]:
+            edges[point] = "bottom of grid"
+    return edges
+
+
+def extend_grid(specs: list[RunSpec], records: list[dict]) -> list[RunSpec]:
+    """One more first-seed run per point whose chosen rate is an end of its grid: one step past that
+    end, the step being the ratio of the grid's two rates at that end (5e-4 after 2e-4, 5e-4 gives
+    1.25e-3). Run them, then call again to go on while the new end keeps winning (``--lr-extend N``
+    rounds at most). Deterministic from the records, so a resumed sweep proposes the same runs."""
+    tried = _first_seed_rates(records)
+    first_seed = min((s.seed for s in specs if s.arm != "baseline"), default=None)
+    edges = grid_edges(records)
+    out, seen = [], set()
+    for spec in (s for s in specs if s.arm != "baseline" and s.seed == first_seed):
+        point = group_key(spec.to_dict())
+        edge = edges.get(point)
+        grid = tried.get(point, [])
+        if point in seen or edge is None:
+            continue
+        seen.add(point)
+        rate = grid[-1] * grid[-1] / grid[-2] if edge == "top of grid" else grid[0] * grid[0] / grid[1]
+        rate = float(f"{rate:.3g}")
+        if not any(math.isclose(rate, t, rel_tol=1e-9) for t in grid):
+            out.append(dataclasses.replace(spec, learning_rate=rate))
+    return out
+
+
 def second_phase(specs: list[RunSpec], records: list[dict], seeds: list[int]) -> list[RunSpec]:
     """After tuning: the remaining seeds of each point at its chosen rate."""
     rates = chosen_rates(records)
@@ -192,6 +245,7 @@ def point_rows(records: list[dict], *, ttq_fraction: float = 0.95) -> list[dict]
     std_wall = stats.t_interval([_get(r, "timings.train_wall_s") for r in points.get(ref, [])])["mean"]
     std_final_val = stats.t_interval([_get(r, "quality.validation_spearman")
                                       for r in points.get(ref, [])])["mean"]
+    edges = grid_edges(records)
     rows = []
     for point in sorted(points, key=lambda p: methods.sort_key(points[p][0]["spec"])):
         group = sorted(points[point], key=lambda r: r["spec"]["seed"])
@@ -199,6 +253,7 @@ def point_rows(records: list[dict], *, ttq_fraction: float = 0.95) -> list[dict]
                "is_reference": point == ref,
                "rank": group[0]["spec"]["lora"]["r"] if group[0]["spec"].get("lora") else None,
                "learning_rate": None if group[0]["method"] == "baseline" else group[0]["spec"]["learning_rate"],
+               "lr_grid_edge": edges.get(point),
                "seeds": len(group),
                "trainable_params": _get(group[0], "params.trainable_params")}
         cos = _cos_by_seed(group)
@@ -307,6 +362,8 @@ def _cell(row: dict, key: str) -> str:
         return f"{value:.3f}" + mark
     if key == "trainable_params":
         return f"{value:,}"
+    if key == "learning_rate" and row.get("lr_grid_edge"):
+        return f"{value:.3g} ({row['lr_grid_edge']})"
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
@@ -326,7 +383,8 @@ def sweep_markdown(rows: list[dict], pareto_table, records: list[dict]) -> str:
              "same groups (seeds paired). (sig.) needs p < 0.05 and, with several seeds, every seed's own "
              "difference on the same side as the mean.",
              "- Learning rate: with an lr grid, the rate with the best validation Spearman on the first seed, "
-             "per point; the other seeds use it. Tuning runs stay in runs/.",
+             "per point; the other seeds use it. Tuning runs stay in runs/. (top of grid) or (bottom of grid): "
+             "the chosen rate is an end of the grid, so a rate beyond it was not tried and might do better.",
              "- time to 95% of std: training wall time (evaluation excluded) at which validation Spearman first "
              "reached 95% of standard's final validation Spearman; median over seeds.",
              "- merge: peft's LoraLayer.merge folds the adapter into the base weights; max abs diff is the largest "

@@ -79,6 +79,8 @@ CLI = [  # whole command lines after the subcommand
     (["sweep", "--lr-grid", "lora=x"], "expected ARM=RATE"),
     (["sweep", "--lr-grid", "baseline=1e-4"], "not a method with a learning rate"),
     (["sweep", "--lr-grid", "lora="], "> 0"), (["sweep", "--profile", "slow"], "invalid choice"),
+    (["sweep", "--lr-extend", "2"], "give --lr-grid too"),
+    (["sweep", "--lr-grid", "registry", "--lr-extend", "-1"], "lr-extend = -1: must be >= 0"),
     (["sweep", "--targets", "q,v"], "not found in this model"),
     (["sweep", "--methods", "lroa"], "lroa: not an adapter method"), (["sweep", "--methods", "lora,lora"],
                                                                        "more than once"),
@@ -129,7 +131,7 @@ CONFIGS = [  # (TOML text, words of the error); "FOLDER" means --config names a 
 ]
 SWEEP_CONFIGS = [
     ("[sweep]\neval_every_steps = \"often\"", "expected an integer >= 0"),
-    ("[sweep]\nlr_grid = 5", "expected a string"),
+    ("[sweep]\nlr_grid = 5", "expected a string"), ("[sweep]\nlr_extend = \"twice\"", "expected an integer >= 0"),
     ("[sweep]\nranks = [1, \"x\"]", "list of integers"), ("[sweep]\nseeds = 3.5", "list of integers"),
     ("[sweep]\nalpha_policy = 2", "expected a string"), ("[sweep]\ntargets = 5", "list of module names"),
     ("[sweep]\nrnaks = [1]", "unknown key"), ("sweep = 3", "expected a table"),

@@ -33,7 +33,8 @@ def test_a_job_with_two_precisions_gets_the_methods_table(tmp_path):
     proc = run_cli("report", str(out))
     assert proc.returncode == 0, proc.stderr[-2000:]
     table = (out / "methods.md").read_text()
-    rows = [line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| ") and "---" not in line]
+    first = table.split("## How to read")[0]
+    rows = [line.split("|")[1].strip() for line in first.splitlines() if line.startswith("| ") and "---" not in line]
     assert rows == ["variant", "standard", "dora r=8", "dora r=8 bf16"]
     assert "**dora**" in table and "reference" in table
     assert "(0%)" not in table  # small shares keep their digits (the adapter is a fraction of a percent)
@@ -46,6 +47,30 @@ def test_a_job_with_two_precisions_gets_the_methods_table(tmp_path):
     assert dora["merges"] == "True" and std["merges"] == ""
     for suffix in ("png", "svg", "csv"):
         assert (out / "plots" / f"quality_vs_params.{suffix}").stat().st_size > 0
+
+
+def test_the_precision_section_sets_bf16_against_the_same_variant_in_fp32(tmp_path):
+    out = _job(tmp_path)
+    path = out / "runs" / "dora-r8-dating-s0-0000000000.json"
+    bf16 = json.loads(path.read_text())
+    fp32 = json.loads((FIXTURES / "run-v3-dora.json").read_text())
+    bf16["timings"]["step_s_median"] = fp32["timings"]["step_s_median"] / 2  # same cosines: equal quality
+    bf16["memory"]["peak_memory_bytes"] = fp32["memory"]["peak_memory_bytes"] * 0.75
+    path.write_text(json.dumps(bf16))
+    assert run_cli("report", str(out)).returncode == 0
+    with (out / "precision.csv").open() as f:
+        (row,) = list(csv.DictReader(f))
+    assert (row["point"], row["against"], row["seeds"]) == ("dora r=8 bf16", "dora r=8", "1")
+    assert abs(float(row["step_s_median_ratio_mean"]) - 0.5) < 1e-12
+    assert abs(float(row["peak_memory_ratio_mean"]) - 0.75) < 1e-12
+    assert abs(float(row["train_wall_s_ratio_mean"]) - 1.0) < 1e-12
+    assert float(row["spearman_diff"]) == 0.0
+    assert row["spearman_ratio"] == ""  # the fixture's fp32 Spearman is negative: a ratio would mislead
+    table = (out / "methods.md").read_text()
+    cells = next(c for c in ([x.strip() for x in line.split("|")] for line in table.splitlines())
+                 if c[1:3] == ["dora r=8 bf16", "dora r=8"])
+    assert cells[3:7] == ["1", "0.500", "1.000", "0.750"]
+    assert cells[8].startswith("+0.000") and cells[8].endswith("(n.s.)")
 
 
 def test_one_adapter_method_in_one_precision_gets_no_methods_table(tmp_path):

@@ -52,9 +52,33 @@ def test_lr_grid_runs_on_the_first_seed_and_the_best_validation_rate_is_chosen()
                 "quality": {"validation_spearman": val}}
     records = [record(s, {1e-5: 0.3, 2e-5: 0.5, 1e-4: 0.2, 2e-4: 0.6, 5e-4: 0.4}[s.learning_rate]) for s in trained]
     assert sweep.chosen_rates(records) == {"standard": 2e-5, "lora r=8": 2e-4}
+    assert sweep.grid_edges(records) == {"standard": "top of grid"}  # lora's 2e-4 lies inside its grid
+    low = [record(s, 0.9 if s.learning_rate in (1e-5, 1e-4) else 0.1) for s in trained]
+    assert sweep.grid_edges(low) == {"standard": "bottom of grid", "lora r=8": "bottom of grid"}
     later = sweep.second_phase(specs, records, [0, 1])
     assert [(s.arm, s.seed, s.learning_rate) for s in later] == [("standard", 1, 2e-5), ("lora", 1, 2e-4)]
     assert len(sweep.selected(records)) == 2
+
+
+def test_a_grid_whose_end_wins_extends_one_step_past_it_until_the_choice_is_inside():
+    grid = sweep.parse_lr_grid("standard=1e-5,2e-5;lora=1e-4,2e-4,5e-4")
+    specs = sweep.sweep_specs(dataset="dating", ranks=[8], seeds=[0, 1], lr_grid=grid)
+
+    def record(spec, val, status="success"):
+        return {"status": status, "method": spec.arm, "spec": spec.to_dict(),
+                "quality": {"validation_spearman": val}}
+    trained = [s for s in specs if s.arm != "baseline"]
+    records = [record(s, s.learning_rate * 1000) for s in trained]  # the highest rate wins everywhere
+    more = sweep.extend_grid(specs, records)
+    assert [(s.arm, s.seed, s.learning_rate) for s in more] == [("standard", 0, 4e-5), ("lora", 0, 1.25e-3)]
+    for s, t in zip(more, (trained[0], trained[2]), strict=True):  # only the rate changed
+        a, b = s.to_dict(), t.to_dict()
+        assert {k for k in a if a[k] != b[k]} == {"learning_rate"}
+    records += [record(more[0], 0.0), record(more[1], None, status="failed")]  # both worse, or failed
+    assert sweep.extend_grid(specs, records) == [] and sweep.grid_edges(records) == {}
+    assert sweep.chosen_rates(records) == {"standard": 2e-5, "lora r=8": 5e-4}
+    later = sweep.second_phase(specs, records, [0, 1])
+    assert [(s.arm, s.seed, s.learning_rate) for s in later] == [("standard", 1, 2e-5), ("lora", 1, 5e-4)]
 
 
 def test_methods_and_precisions_span_the_sweep_and_ia3_runs_once():
@@ -135,3 +159,30 @@ def test_killed_sweep_resumes_without_redoing_finished_runs(tmp_path, harness_ca
     assert rows["lora r=4"]["seeds"] == 2 and rows["lora r=4"]["spearman_lo"] is not None
     assert rows["lora r=4"]["merge_max_abs_diff"] <= 1e-5
     assert np.isfinite(rows["lora r=1"]["vs_standard_p"])
+
+
+def test_an_extended_grid_and_its_second_seed_resume_without_rerunning(tmp_path, harness_cache):
+    """The real command: a two-rate grid always ends at an edge, so --lr-extend 1 adds one rate per point
+    past the winning end; the second seed runs at the rate chosen among all three. Run again, the sweep
+    keeps every record (the later runs too: their data fingerprints are those of the first phase)."""
+    out = tmp_path / "out"
+    args = ["sweep", "--ranks", "2", "--seeds", "0,1", "--lr-grid", "standard=1e-5,2e-5;lora=1e-4,2e-4",
+            "--lr-extend", "1", "--eval-every", "0", "--out", str(out), *TINY_ARGS]
+    first = run_cli(*args)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "one step past it: standard at " in first.stdout
+    records = [json.loads(p.read_text()) for p in (out / "runs").glob("*.json")]
+    assert len(records) == 2 + 2 * 3 + 2  # baselines; 3 rates of standard and lora on seed 0; seed 1 of each
+    rates = {(r["method"], r["spec"]["seed"]): set() for r in records}
+    for r in records:
+        rates[r["method"], r["spec"]["seed"]].add(r["spec"]["learning_rate"])
+    assert rates["standard", 0] in ({5e-6, 1e-5, 2e-5}, {1e-5, 2e-5, 4e-5})
+    assert rates["lora", 0] in ({5e-5, 1e-4, 2e-4}, {1e-4, 2e-4, 4e-4})
+    chosen = sweep.chosen_rates(records)
+    assert rates["standard", 1] == {chosen["standard"]} and rates["lora", 1] == {chosen["lora r=2"]}
+
+    again = run_cli(*args)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert again.stdout.count("kept existing success result") == len(records)
+    assert "running it again" not in again.stdout and " new] " not in again.stdout
+    assert sorted(p.name for p in (out / "runs").glob("*.json")) == sorted(f"{r['run_id']}.json" for r in records)
