@@ -434,6 +434,7 @@ def cmd_report(args) -> int:
 
 def _report(out: Path, records: list[dict]) -> int:
     from harness import sweep
+    tuned = records  # the sweep and methods tables choose from every rate tried (and mark a grid's end)
     if sweep.is_sweep(records, out):  # tuning runs at rates that were not chosen stay out of the tables
         records = [*sweep.selected(records), *[r for r in records if r["status"] != "success"]]
     try:
@@ -442,12 +443,12 @@ def _report(out: Path, records: list[dict]) -> int:
         raise InputError(str(exc)) from None
     paths = report.write_report(out, records, stats_rows=stats_rows)
     if sweep.is_sweep(records, out):
-        written = sweep.write_sweep(out, records)
+        written = sweep.write_sweep(out, tuned)
         print((out / "sweep.md").read_text().split("\n## Method")[0])
         print(f"wrote {len(written)} sweep files (sweep.md, sweep.csv, plots/)")
     from harness import methods_report
     if methods_report.wanted(records):
-        written = methods_report.write_methods(out, records)
+        written = methods_report.write_methods(out, tuned)
         print((out / "methods.md").read_text().split("\n## How to read")[0])
         print(f"wrote {len(written)} methods files (methods.md, methods.csv, precision.csv with 2 precisions, plots/)")
     print()

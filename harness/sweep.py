@@ -148,11 +148,13 @@ def chosen_rates(records: list[dict]) -> dict[str, float]:
 
 
 def _first_seed_rates(records: list[dict]) -> dict[str, list[float]]:
-    """Per sweep point, the sorted rates run on its first seed, failed runs included (a rate that
-    failed was tried: the grid does not extend past it again)."""
+    """Per sweep point, the sorted rates run on its first seed, diverged runs included (a rate at which
+    training diverged was tried: the grid does not extend past it again). Other failures (a crash, a
+    kill, a timeout) say nothing about the rate; the sweep retries them."""
     runs = defaultdict(list)
     for r in records:
-        if r["status"] in ("success", "failed") and r["method"] != "baseline":
+        diverged = r["status"] == "failed" and (r.get("error") or {}).get("reason") == "diverged"
+        if (r["status"] == "success" or diverged) and r["method"] != "baseline":
             runs[group_key(r["spec"])].append(r["spec"])
     out = {}
     for point, specs in runs.items():

@@ -80,3 +80,20 @@ def test_one_adapter_method_in_one_precision_gets_no_methods_table(tmp_path):
     assert not (out / "methods.md").exists()
     records = [json.loads(p.read_text()) for p in (out / "runs").glob("*.json")]
     assert not methods_report.wanted(records)
+
+
+def test_a_chosen_rate_at_the_end_of_the_rates_tried_is_marked(tmp_path):
+    out = _job(tmp_path)
+    standard = json.loads((FIXTURES / "run-v3-standard.json").read_text())
+    low = copy.deepcopy(standard)  # a tuning run at half the rate that validates worse
+    low["spec"]["learning_rate"] /= 2
+    low["quality"]["validation_spearman"] -= 0.1
+    low["run_id"], low["spec_hash"] = "standard-dating-s0-1111111111", "1" * 64
+    (out / "runs" / f"{low['run_id']}.json").write_text(json.dumps(low))
+    (out / "job.json").write_text(json.dumps({"kinds": ["sweep"], "commands": []}))  # a sweep's folder
+    assert run_cli("report", str(out)).returncode == 0
+    assert "(top of grid)" in (out / "sweep.md").read_text().split("## Method")[0]
+    table = (out / "methods.md").read_text().split("## How to read")[0]
+    cells = {c[1]: c[2] for c in ([x.strip() for x in line.split("|")] for line in table.splitlines()) if len(c) > 2}
+    assert cells["standard"] == f"{standard['spec']['learning_rate']:g} (top of grid)"
+    assert cells["dora r=8"] == f"{json.loads((FIXTURES / 'run-v3-dora.json').read_text())['spec']['learning_rate']:g}"

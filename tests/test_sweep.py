@@ -1,5 +1,6 @@
 """Sweep specs, learning-rate choice, merge equality, and a killed sweep that resumes."""
 
+import csv
 import json
 import signal
 import subprocess
@@ -74,7 +75,10 @@ def test_a_grid_whose_end_wins_extends_one_step_past_it_until_the_choice_is_insi
     for s, t in zip(more, (trained[0], trained[2]), strict=True):  # only the rate changed
         a, b = s.to_dict(), t.to_dict()
         assert {k for k in a if a[k] != b[k]} == {"learning_rate"}
-    records += [record(more[0], 0.0), record(more[1], None, status="failed")]  # both worse, or failed
+    killed = {**record(more[1], None, status="failed"), "error": {"reason": "crash"}}
+    assert sweep.extend_grid(specs, [*records, killed]) == more  # a killed run says nothing of its rate
+    diverged = {**killed, "error": {"reason": "diverged"}}
+    records += [record(more[0], 0.0), diverged]  # worse, or diverged: both were tried
     assert sweep.extend_grid(specs, records) == [] and sweep.grid_edges(records) == {}
     assert sweep.chosen_rates(records) == {"standard": 2e-5, "lora r=8": 5e-4}
     later = sweep.second_phase(specs, records, [0, 1])
@@ -180,6 +184,9 @@ def test_an_extended_grid_and_its_second_seed_resume_without_rerunning(tmp_path,
     assert rates["lora", 0] in ({5e-5, 1e-4, 2e-4}, {1e-4, 2e-4, 4e-4})
     chosen = sweep.chosen_rates(records)
     assert rates["standard", 1] == {chosen["standard"]} and rates["lora", 1] == {chosen["lora r=2"]}
+    with (out / "sweep.csv").open() as f:  # the table marks an end of the grid as the records say
+        marks = {r["point"]: r["lr_grid_edge"] for r in csv.DictReader(f) if r["point"] != "baseline"}
+    assert marks == {p: sweep.grid_edges(records).get(p, "") for p in ("standard", "lora r=2")}
 
     again = run_cli(*args)
     assert again.returncode == 0, again.stderr[-2000:]
