@@ -264,22 +264,12 @@ def cmd_sweep(args) -> int:
                 break
             log("best validation rate at an end of the grid; one step past it: "
                 + ", ".join(f"{s.label} at {s.learning_rate:g}" for s in more))
-            fingerprints.update(_same_data(more, specs, fingerprints))
             records += runner.run_all(more, **options)
         if grid and len(seeds) > 1:
             later = sweep.second_phase(specs, records, seeds)
             log(f"learning rates chosen on validation: {sweep.chosen_rates(records)}; {len(later)} more runs")
-            fingerprints.update(_same_data(later, specs, fingerprints))
             records += runner.run_all(later, **options)
         return _report(out, list({r["run_id"]: r for r in records}.values()))
-
-
-def _same_data(later, specs, fingerprints: dict) -> dict:
-    """Data fingerprints of a sweep's later runs (other seeds, other rates): each trains on the data of a
-    first-phase spec, so a resumed sweep keeps their finished records instead of taking them for stale."""
-    key = lambda s: (s.dataset, s.dataset_seed, s.score_range)  # noqa: E731
-    by_data = {key(s): fingerprints[s.run_id] for s in specs if s.run_id in fingerprints}
-    return {s.run_id: by_data[key(s)] for s in later if key(s) in by_data}
 
 
 def _targets(text: str, args, overrides) -> tuple[str, ...]:
@@ -338,8 +328,9 @@ def cmd_compare(args) -> int:
 def preflight(specs) -> dict[str, str]:
     """Cheap checks of every spec's device, data, model and LoRA targets before any worker starts.
 
-    Returns each spec's data fingerprint by run id, so that a finished record made on other data
-    (an older data version with the same spec) is never kept as if it were current."""
+    Returns the data fingerprint of each spec's data (by spec.data_key, which every later seed and rate
+    of a sweep shares), so that a finished record made on other data (an older data version with the
+    same spec) is never kept as if it were current."""
     from harness import data, devices, models
     seen: dict = {}
     checked_models: set = set()
@@ -352,7 +343,7 @@ def preflight(specs) -> dict[str, str]:
                 if warning and warning not in warnings:
                     warnings.add(warning)
                     print(f"warning: {warning}", file=sys.stderr)
-            key = (spec.dataset, spec.dataset_seed, spec.score_range)
+            key = spec.data_key
             if key not in seen:
                 seen[key] = data.load_splits(spec.dataset, seed=spec.dataset_seed, score_range=spec.score_range)
             path = models.resolve_model_path(spec.model)
@@ -371,7 +362,7 @@ def preflight(specs) -> dict[str, str]:
         if overlap:
             print(f"warning: {overlap} pair(s) of the test split also appear in the train split "
                   f"of {key[0]!r}; test quality may be inflated", file=sys.stderr)
-    return {s.run_id: seen[(s.dataset, s.dataset_seed, s.score_range)].fingerprint for s in specs}
+    return {key: splits.fingerprint for key, splits in seen.items()}
 
 
 def _check_inert_targets(specs, *, splits: dict) -> None:

@@ -77,8 +77,8 @@ def precision_rows(records: list[dict]) -> list[dict]:
                "sort": methods.sort_key(spec)}
         for key, path, _ in PRECISION_RATIOS:
             pairs = [(report.get(mine[s], path), report.get(theirs[s], path)) for s in seeds]
-            ci = stats.t_interval([a / b for a, b in pairs if a is not None and b])
-            row.update({f"{key}_ratio_mean": ci["mean"], f"{key}_ratio_lo": ci["lo"], f"{key}_ratio_hi": ci["hi"]})
+            ratios = [a / b for a, b in pairs if a is not None and b]
+            row.update(sweep._prefixed(f"{key}_ratio", stats.t_interval(ratios)))
         row["spearman_ratio"] = None  # only where fp32's mean Spearman is positive: else a ratio misleads
         spear = [(report.get(mine[s], "quality.spearman"), report.get(theirs[s], "quality.spearman")) for s in seeds]
         if all(a is not None and b is not None for a, b in spear) and np.mean([b for _, b in spear]) > 0:
@@ -103,8 +103,7 @@ def precision_markdown(rows: list[dict]) -> list[str]:
     from tabulate import tabulate
     body = []
     for r in rows:
-        ratios = [_ci({"m_mean": r[f"{k}_ratio_mean"], "m_lo": r[f"{k}_ratio_lo"], "m_hi": r[f"{k}_ratio_hi"]}, "m")
-                  for k, _, _ in PRECISION_RATIOS]
+        ratios = [_ci(r, f"{k}_ratio") for k, _, _ in PRECISION_RATIOS]
         diff = "—"
         if r.get("spearman_diff") is not None:
             mark = "sig." if r["spearman_diff_significant"] else "n.s."
@@ -175,7 +174,7 @@ def _cells(row: dict) -> list[str]:
             _num(row.get("unmerged_sentences_per_s"), ".0f"), _num(row.get("merged_sentences_per_s"), ".0f"), merges]
 
 
-def methods_markdown(rows: list[dict], records: list[dict]) -> str:
+def methods_markdown(rows: list[dict], records: list[dict], precision: list[dict] = ()) -> str:
     from tabulate import tabulate
 
     from harness.report import method_notes
@@ -199,7 +198,7 @@ def methods_markdown(rows: list[dict], records: list[dict]) -> str:
     for name in seen:
         m = methods.METHODS[name]
         parts.append(f"- **{name}**: {m.summary}." + (f" {m.notes}." if m.notes else ""))
-    parts += [""] + precision_markdown(precision_rows(records))
+    parts += [""] + precision_markdown(list(precision))
     parts += ["## Notes", ""] + [f"- {n}" for n in method_notes(records)] + [""]
     return "\n".join(parts)
 
@@ -223,6 +222,6 @@ def write_methods(out, records: list[dict]) -> list[Path]:
     if precision:
         results.frame_to_csv_atomic(pd.DataFrame(precision), out / "precision.csv", index=False)
         written.append(out / "precision.csv")
-    results.write_text_atomic(out / "methods.md", methods_markdown(rows, runs))
+    results.write_text_atomic(out / "methods.md", methods_markdown(rows, runs, precision))
     return [out / "methods.md", *written]
 

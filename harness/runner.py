@@ -33,9 +33,9 @@ class LocalExecutor:
 
 
 def run_all(specs: list[RunSpec], *, out: Path, force: bool = False, retry_failed: bool = True,
-            log=print, executor=None, fingerprints: dict[str, str] | None = None) -> list[dict]:
+            log=print, executor=None, fingerprints: dict[tuple, str] | None = None) -> list[dict]:
     """Run each spec unless a successful record with the same spec hash exists (resume) and, where
-    ``fingerprints`` (run id -> data fingerprint) are given, was made on the same data.
+    ``fingerprints`` (spec.data_key -> data fingerprint) are given, was made on the same data.
 
     The executor (local by default, or Ray) runs the pending specs; every record it returns is
     filed here, by the driver, so results are identical in schema whichever executor ran them.
@@ -47,7 +47,7 @@ def run_all(specs: list[RunSpec], *, out: Path, force: bool = False, retry_faile
         existing = results.find_existing(out, spec.run_id)
         keep = existing is not None and not force and (existing["status"] == "success" or not retry_failed)
         stale = keep and fingerprints is not None and existing["status"] == "success" and \
-            (existing.get("data") or {}).get("fingerprint") != fingerprints.get(spec.run_id)
+            (existing.get("data") or {}).get("fingerprint") != fingerprints.get(spec.data_key)
         if stale:
             log(f"[{i}/{len(specs)}] {spec.label}: the existing result {spec.run_id}.json was made on other data "
                 f"({results.data_version(existing)}); running it again (the old file is kept in runs/superseded/)")

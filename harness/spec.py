@@ -99,6 +99,12 @@ class RunSpec:
         return hashlib.sha256(canonical.encode()).hexdigest()
 
     @property
+    def data_key(self) -> tuple:
+        """What decides the data a run trains and is evaluated on (its fingerprint is a function of it):
+        every seed and rate of a sweep point shares it."""
+        return (self.dataset, self.dataset_seed, self.score_range)
+
+    @property
     def dataset_name(self) -> str:
         return Path(self.dataset).stem if self.dataset not in ("dating", "stsb") else self.dataset
 

@@ -226,7 +226,7 @@ def test_a_finished_record_made_on_other_data_is_rerun_not_kept(tmp_path, harnes
     results.write_json_atomic(out / "runs" / f"{spec.run_id}.json", old)
     current = load_splits("dating").fingerprint
     logs = []
-    (record,) = runner.run_all([spec], out=out, log=logs.append, fingerprints={spec.run_id: current})
+    (record,) = runner.run_all([spec], out=out, log=logs.append, fingerprints={spec.data_key: current})
     assert record["data"]["fingerprint"] == current and record["status"] == "success"
     assert any("made on other data (dating-v1)" in line for line in logs)
     (aside,) = (out / "runs" / "superseded").glob("*.json")
