@@ -426,14 +426,15 @@ def cmd_report(args) -> int:
 def _report(out: Path, records: list[dict]) -> int:
     from harness import sweep
     tuned = records  # the sweep and methods tables choose from every rate tried (and mark a grid's end)
-    if sweep.is_sweep(records, out):  # tuning runs at rates that were not chosen stay out of the tables
+    is_sweep = sweep.is_sweep(records, out)
+    if is_sweep:  # tuning runs at rates that were not chosen stay out of the tables
         records = [*sweep.selected(records), *[r for r in records if r["status"] != "success"]]
     try:
         stats_rows = report.spearman_stats(records)
     except results.ResultError as exc:
         raise InputError(str(exc)) from None
     paths = report.write_report(out, records, stats_rows=stats_rows)
-    if sweep.is_sweep(records, out):
+    if is_sweep:
         written = sweep.write_sweep(out, tuned)
         print((out / "sweep.md").read_text().split("\n## Method")[0])
         print(f"wrote {len(written)} sweep files (sweep.md, sweep.csv, plots/)")

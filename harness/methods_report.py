@@ -78,7 +78,7 @@ def precision_rows(records: list[dict]) -> list[dict]:
         for key, path, _ in PRECISION_RATIOS:
             pairs = [(report.get(mine[s], path), report.get(theirs[s], path)) for s in seeds]
             ratios = [a / b for a, b in pairs if a is not None and b]
-            row.update(sweep._prefixed(f"{key}_ratio", stats.t_interval(ratios)))
+            row.update(sweep.ci_columns(f"{key}_ratio", stats.t_interval(ratios)))
         row["spearman_ratio"] = None  # only where fp32's mean Spearman is positive: else a ratio misleads
         spear = [(report.get(mine[s], "quality.spearman"), report.get(theirs[s], "quality.spearman")) for s in seeds]
         if all(a is not None and b is not None for a, b in spear) and np.mean([b for _, b in spear]) > 0:

@@ -261,12 +261,12 @@ def point_rows(records: list[dict], *, ttq_fraction: float = 0.95) -> list[dict]
         cos = _cos_by_seed(group)
         if gold is not None and cos:
             ci = stats.bootstrap_spearman(cos, gold, groups=groups)
-            row.update(_prefixed("spearman", ci), test_pairs=ci["n_pairs"], test_groups=ci["n_groups"])
+            row.update(ci_columns("spearman", ci), test_pairs=ci["n_pairs"], test_groups=ci["n_groups"])
         for name, path in QUALITY:
-            row.update(_prefixed(name, stats.t_interval([_get(r, path) for r in group])))
+            row.update(ci_columns(name, stats.t_interval([_get(r, path) for r in group])))
         for name, path, scale in EFFICIENCY:
             vals = [_get(r, path) for r in group]
-            row.update(_prefixed(name, stats.t_interval([v * scale if v is not None else None for v in vals])))
+            row.update(ci_columns(name, stats.t_interval([v * scale if v is not None else None for v in vals])))
         if point != ref and std_cos and gold is not None and cos:
             test = stats.paired_spearman_test(cos, std_cos, gold, groups=groups)
             row.update(vs_standard_spearman_diff=test["diff"], vs_standard_diff_lo=test["lo"],
@@ -289,7 +289,8 @@ def point_rows(records: list[dict], *, ttq_fraction: float = 0.95) -> list[dict]
     return rows
 
 
-def _prefixed(name: str, ci: dict) -> dict:
+def ci_columns(name: str, ci: dict) -> dict:
+    """A confidence interval as table columns: NAME_mean, NAME_lo, NAME_hi (read back by the tables' cells)."""
     return {f"{name}_mean": ci["mean"], f"{name}_lo": ci["lo"], f"{name}_hi": ci["hi"]}
 
 
