@@ -175,16 +175,16 @@ def cmd_run(args) -> int:
 
 
 @contextlib.contextmanager
-def claim(out: Path, *, kind: str, argv: list[str]):
+def claim(out: Path, *, kind: str, argv: list[str], lr_grids: dict[str, list[float]] | None = None):
     """The output folder, checked writable and locked for this process, before any worker starts;
-    its manifest (OUT/job.json) gains this command."""
+    its manifest (OUT/job.json) gains this command (and a sweep's learning-rate grids)."""
     try:
         lock = runner.check_out(out)
         lock.__enter__()
     except ValueError as exc:
         raise InputError(str(exc)) from None
     try:
-        results.write_manifest(out, kind=kind, argv=argv)
+        results.write_manifest(out, kind=kind, argv=argv, lr_grids=lr_grids)
         yield
     finally:
         lock.__exit__(None, None, None)
@@ -254,7 +254,7 @@ def cmd_sweep(args) -> int:
     fingerprints = preflight(specs)
     out = Path(args.out or f"out/{specs[0].dataset_name}-sweep")
     log = lambda m: print(m, flush=True)  # noqa: E731
-    with claim(out, kind="sweep", argv=args.argv):
+    with claim(out, kind="sweep", argv=args.argv, lr_grids=sweep.planned_grids(specs) if grid else None):
         options = {"out": out, "force": args.force, "retry_failed": not args.no_retry_failed, "log": log,
                    "executor": make_executor(args), "fingerprints": fingerprints}
         records = runner.run_all(specs, **options)

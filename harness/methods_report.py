@@ -191,7 +191,8 @@ def methods_markdown(rows: list[dict], records: list[dict], precision: list[dict
              "general quality lost).",
              "- lr: the learning rate the variant trained with (with an lr grid: chosen on validation on the "
              "first seed). LoRA+'s is the rate of its A matrices. (top of grid) or (bottom of grid): the chosen "
-             "rate is an end of the grid, so a rate beyond it was not tried and might do better.",
+             "rate is an end of the grid, so a rate beyond it was not tried and might do better. (K of N rates "
+             "run): the grid is not finished yet, so the rate is the best of those run so far.",
              "- merges: peft folded the adapter into the base weights; max abs diff is the largest embedding "
              "difference merged against unmerged (float32). enc/s: single passes over the test texts.", "",
              "## The methods", ""]
@@ -210,7 +211,7 @@ def write_methods(out, records: list[dict]) -> list[Path]:
     from harness import plots, sweep
     out = Path(out)
     runs = sweep.selected(records)
-    rows = method_rows(sweep.point_rows(records), runs)
+    rows = method_rows(sweep.point_rows(records, planned=results.manifest_grids(out)), runs)
     frame = pd.DataFrame(rows)
     results.frame_to_csv_atomic(frame, out / "methods.csv", index=False)
     written = [out / "methods.csv"]

@@ -316,9 +316,12 @@ def read_manifest(out) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-def write_manifest(out, *, kind: str, argv: list[str]) -> Path:
+def write_manifest(out, *, kind: str, argv: list[str], lr_grids: dict[str, list[float]] | None = None) -> Path:
     """Add this command to OUT/job.json: which kinds of job wrote here, each exact command line, and
-    the harness version, so that report and publish need not guess what a folder holds."""
+    the harness version, so that report and publish need not guess what a folder holds. ``lr_grids``
+    (a sweep with a learning-rate grid): per sweep point, the rates its first seed is to run; the
+    manifest keeps the union over every command, so the tables can tell a grid still running from one
+    that is done (see manifest_grids)."""
     import shlex
 
     from harness import __version__
@@ -328,6 +331,32 @@ def write_manifest(out, *, kind: str, argv: list[str]) -> Path:
     manifest = {"kinds": sorted({*kinds, kind}), "created_at": old.get("created_at", now()),
                 "commands": [*commands, {"kind": kind, "command": "python -m harness " + shlex.join(argv),
                                          "harness_version": __version__, "at": now()}]}
+    grids = manifest_grids(out, old)
+    for point, rates in (lr_grids or {}).items():
+        grids[point] = sorted({*grids.get(point, []), *map(float, rates)})
+    if grids:
+        manifest["lr_grids"] = grids
     path = Path(out) / MANIFEST
     write_text_atomic(path, json.dumps(manifest, indent=2) + "\n")
     return path
+
+
+def manifest_grids(out, manifest: dict | None = None) -> dict[str, list[float]]:
+    """The learning rates the sweeps in OUT were asked to run on each point's first seed (the manifest's
+    lr_grids), or {} where no sweep with a grid recorded them (folders made before they were recorded).
+    An entry that is not a list of positive numbers is left out, with a warning."""
+    manifest = read_manifest(out) if manifest is None else manifest
+    raw = (manifest or {}).get("lr_grids")
+    if raw is None:
+        return {}
+    good = {}
+    for point, rates in (raw.items() if isinstance(raw, dict) else []):
+        if isinstance(rates, list) and rates and all(
+                isinstance(r, (int, float)) and not isinstance(r, bool) and r > 0 for r in rates):
+            good[str(point)] = sorted(float(r) for r in rates)
+        else:
+            warnings.warn(f"{Path(out) / MANIFEST}: lr_grids[{point!r}] = {rates!r} is not a list of rates; "
+                          "ignored", stacklevel=2)
+    if not isinstance(raw, dict):
+        warnings.warn(f"{Path(out) / MANIFEST}: lr_grids is not a table of point: rates; ignored", stacklevel=2)
+    return good

@@ -163,8 +163,22 @@ def _first_seed_rates(records: list[dict]) -> dict[str, list[float]]:
     return out
 
 
-def grid_edges(records: list[dict]) -> dict[str, str]:
-    """Sweep points whose chosen rate is an end of the rates they tried: "top of grid" or "bottom of grid".
+def planned_grids(specs: list[RunSpec]) -> dict[str, list[float]]:
+    """Per sweep point, the learning rates its first seed is to run: the grid the command asked for.
+    The sweep records it in the job manifest (results.write_manifest), so that a table made while the
+    grid is still running (or after it was stopped) can say so (grid_edges)."""
+    first_seed = min((s.seed for s in specs if s.arm != "baseline"), default=None)
+    grids = defaultdict(set)
+    for spec in specs:
+        if spec.arm != "baseline" and spec.seed == first_seed:
+            grids[group_key(spec.to_dict())].add(spec.learning_rate)
+    return {point: sorted(rates) for point, rates in grids.items()}
+
+
+def grid_edges(records: list[dict], planned: dict[str, list[float]] | None = None) -> dict[str, str]:
+    """Sweep points whose chosen rate cannot be taken as the best of a finished grid: "K of N rates run"
+    where ``planned`` (the manifest's grids) names rates that its first seed has not run yet, else "top
+    of grid" or "bottom of grid" where the chosen rate is an end of the rates tried.
 
     The validation choice cannot see past the grid, so a rate beyond that end might do better; the
     tables say so instead of presenting the end of the grid as the method's best rate."""
@@ -172,7 +186,11 @@ def grid_edges(records: list[dict]) -> dict[str, str]:
     edges = {}
     for point, chosen in chosen_rates(records).items():
         grid = tried.get(point, [])
-        if len(grid) >= 2 and chosen == grid[-1]:
+        asked = (planned or {}).get(point, [])
+        run = [r for r in asked if any(math.isclose(r, t, rel_tol=1e-9) for t in grid)]
+        if len(run) < len(asked):
+            edges[point] = f"{len(run)} of {len(asked)} rates run"
+        elif len(grid) >= 2 and chosen == grid[-1]:
             edges[point] = "top of grid"
         elif len(grid) >= 2 and chosen == grid[0]:
             edges[point] = "bottom of grid"
@@ -234,8 +252,10 @@ def _get(record, dotted):
     return report.get(record, dotted)
 
 
-def point_rows(records: list[dict], *, ttq_fraction: float = 0.95) -> list[dict]:
-    """One row per sweep point with mean and 95% CI of every figure, vs standard, and significance."""
+def point_rows(records: list[dict], *, ttq_fraction: float = 0.95,
+               planned: dict[str, list[float]] | None = None) -> list[dict]:
+    """One row per sweep point with mean and 95% CI of every figure, vs standard, and significance.
+    ``planned``: the grids the job's sweeps asked for (results.manifest_grids), for the lr mark."""
     runs = selected(records)
     points = defaultdict(list)
     for r in runs:
@@ -247,7 +267,7 @@ def point_rows(records: list[dict], *, ttq_fraction: float = 0.95) -> list[dict]
     std_wall = stats.t_interval([_get(r, "timings.train_wall_s") for r in points.get(ref, [])])["mean"]
     std_final_val = stats.t_interval([_get(r, "quality.validation_spearman")
                                       for r in points.get(ref, [])])["mean"]
-    edges = grid_edges(records)
+    edges = grid_edges(records, planned)
     rows = []
     for point in sorted(points, key=lambda p: methods.sort_key(points[p][0]["spec"])):
         group = sorted(points[point], key=lambda r: r["spec"]["seed"])
@@ -387,7 +407,8 @@ def sweep_markdown(rows: list[dict], pareto_table, records: list[dict]) -> str:
              "difference on the same side as the mean.",
              "- Learning rate: with an lr grid, the rate with the best validation Spearman on the first seed, "
              "per point; the other seeds use it. Tuning runs stay in runs/. (top of grid) or (bottom of grid): "
-             "the chosen rate is an end of the grid, so a rate beyond it was not tried and might do better.",
+             "the chosen rate is an end of the grid, so a rate beyond it was not tried and might do better. "
+             "(K of N rates run): the grid is not finished yet, so the rate is the best of those run so far.",
              "- time to 95% of std: training wall time (evaluation excluded) at which validation Spearman first "
              "reached 95% of standard's final validation Spearman; median over seeds.",
              "- merge: peft's LoraLayer.merge folds the adapter into the base weights; max abs diff is the largest "
@@ -408,7 +429,7 @@ def write_sweep(out, records: list[dict]) -> list:
 
     from harness import plots
     out = Path(out)
-    rows = point_rows(records)
+    rows = point_rows(records, planned=results.manifest_grids(out))
     frame = pd.DataFrame(rows)
     results.frame_to_csv_atomic(frame, out / "sweep.csv", index=False)
     written = [out / "sweep.csv"]

@@ -61,6 +61,44 @@ def test_lr_grid_runs_on_the_first_seed_and_the_best_validation_rate_is_chosen()
     assert len(sweep.selected(records)) == 2
 
 
+def test_a_grid_that_is_not_finished_is_marked_with_the_rates_run_not_as_a_choice():
+    """The manifest's grids (what the command asked for) against the records (what ran): a point that has
+    run 1 of its 3 rates is marked so, whatever its one rate scored; a finished grid keeps its edge mark;
+    a point with one fixed rate (no grid for its method) is complete after one run."""
+    grid = sweep.parse_lr_grid("lora=1e-4,2e-4,5e-4")  # standard stays at its one default rate
+    specs = sweep.sweep_specs(dataset="dating", ranks=[8], seeds=[0, 1], lr_grid=grid)
+    planned = sweep.planned_grids(specs)
+    std_rate = next(s.learning_rate for s in specs if s.arm == "standard")
+    assert planned == {"standard": [std_rate], "lora r=8": [1e-4, 2e-4, 5e-4]}
+
+    def record(spec, val):
+        return {"status": "success", "method": spec.arm, "spec": spec.to_dict(),
+                "quality": {"validation_spearman": val}}
+    trained = [s for s in specs if s.arm != "baseline"]
+    records = [record(s, s.learning_rate * 1000) for s in trained if s.learning_rate in (std_rate, 1e-4)]
+    assert sweep.grid_edges(records, planned) == {"lora r=8": "1 of 3 rates run"}
+    assert sweep.grid_edges(records) == {}  # without the manifest a single rate looks like a choice
+    records += [record(s, s.learning_rate * 1000) for s in trained if s.learning_rate in (2e-4, 5e-4)]
+    assert sweep.grid_edges(records, planned) == sweep.grid_edges(records) == {"lora r=8": "top of grid"}
+    row = {"learning_rate": 1e-4, "lr_grid_edge": sweep.grid_edges(records[:2], planned)["lora r=8"]}
+    assert sweep._cell(row, "learning_rate") == "0.0001 (1 of 3 rates run)"  # the table cell
+
+
+def test_the_manifest_keeps_the_union_of_the_grids_asked_for_and_ignores_a_bad_one(tmp_path):
+    from harness import results
+    results.write_manifest(tmp_path, kind="sweep", argv=["sweep"], lr_grids={"lora r=8": [1e-4, 2e-4]})
+    results.write_manifest(tmp_path, kind="sweep", argv=["sweep"], lr_grids={"lora r=8": [2e-4, 5e-4],
+                                                                             "ia3": [1e-3]})
+    results.write_manifest(tmp_path, kind="run", argv=["run"])  # a command without grids keeps them
+    manifest = json.loads((tmp_path / "job.json").read_text())
+    assert len(manifest["commands"]) == 3
+    assert results.manifest_grids(tmp_path) == {"lora r=8": [1e-4, 2e-4, 5e-4], "ia3": [1e-3]}
+    manifest["lr_grids"]["ia3"] = "fast"
+    (tmp_path / "job.json").write_text(json.dumps(manifest))
+    with pytest.warns(UserWarning, match=r"lr_grids\['ia3'\] = 'fast' is not a list of rates"):
+        assert results.manifest_grids(tmp_path) == {"lora r=8": [1e-4, 2e-4, 5e-4]}
+
+
 def test_a_grid_whose_end_wins_extends_one_step_past_it_until_the_choice_is_inside():
     grid = sweep.parse_lr_grid("standard=1e-5,2e-5;lora=1e-4,2e-4,5e-4")
     specs = sweep.sweep_specs(dataset="dating", ranks=[8], seeds=[0, 1], lr_grid=grid)
@@ -187,9 +225,21 @@ def test_an_extended_grid_and_its_second_seed_resume_without_rerunning(tmp_path,
     with (out / "sweep.csv").open() as f:  # the table marks an end of the grid as the records say
         marks = {r["point"]: r["lr_grid_edge"] for r in csv.DictReader(f) if r["point"] != "baseline"}
     assert marks == {p: sweep.grid_edges(records).get(p, "") for p in ("standard", "lora r=2")}
+    manifest = json.loads((out / "job.json").read_text())  # the grids asked for, before any extension
+    assert manifest["lr_grids"] == {"standard": [1e-5, 2e-5], "lora r=2": [1e-4, 2e-4]}
 
     again = run_cli(*args)
     assert again.returncode == 0, again.stderr[-2000:]
     assert again.stdout.count("kept existing success result") == len(records)
     assert "running it again" not in again.stdout and " new] " not in again.stdout
     assert sorted(p.name for p in (out / "runs").glob("*.json")) == sorted(f"{r['run_id']}.json" for r in records)
+
+    # a grid rate whose record is gone (a sweep stopped mid-grid): report marks the point, not a choice
+    gone = next(r for r in records if r["method"] == "lora" and r["spec"]["seed"] == 0
+                and r["spec"]["learning_rate"] != chosen["lora r=2"] and r["spec"]["learning_rate"] in (1e-4, 2e-4))
+    (out / "runs" / f"{gone['run_id']}.json").unlink()
+    report = run_cli("report", str(out))
+    assert report.returncode == 0, report.stderr[-2000:]
+    with (out / "sweep.csv").open() as f:
+        marks = {r["point"]: r["lr_grid_edge"] for r in csv.DictReader(f)}
+    assert marks["lora r=2"] == "1 of 2 rates run" and "(1 of 2 rates run)" in (out / "sweep.md").read_text()
