@@ -349,14 +349,15 @@ def manifest_grids(out, manifest: dict | None = None) -> dict[str, list[float]]:
     raw = (manifest or {}).get("lr_grids")
     if raw is None:
         return {}
+    if not isinstance(raw, dict):
+        warnings.warn(f"{Path(out) / MANIFEST}: lr_grids is not a table of point: rates; ignored", stacklevel=2)
+        return {}
     good = {}
-    for point, rates in (raw.items() if isinstance(raw, dict) else []):
+    for point, rates in raw.items():
         if isinstance(rates, list) and rates and all(
                 isinstance(r, (int, float)) and not isinstance(r, bool) and r > 0 for r in rates):
             good[str(point)] = sorted(float(r) for r in rates)
         else:
             warnings.warn(f"{Path(out) / MANIFEST}: lr_grids[{point!r}] = {rates!r} is not a list of rates; "
                           "ignored", stacklevel=2)
-    if not isinstance(raw, dict):
-        warnings.warn(f"{Path(out) / MANIFEST}: lr_grids is not a table of point: rates; ignored", stacklevel=2)
     return good

@@ -163,15 +163,25 @@ def _first_seed_rates(records: list[dict]) -> dict[str, list[float]]:
     return out
 
 
+def _first_seed_specs(specs: list[RunSpec]) -> list[RunSpec]:
+    """The trained specs of the sweep's first seed: the ones that carry the learning-rate grid."""
+    trained = [s for s in specs if s.arm != "baseline"]
+    first_seed = min((s.seed for s in trained), default=None)
+    return [s for s in trained if s.seed == first_seed]
+
+
+def _among(rate: float, rates: list[float]) -> bool:
+    """Whether a learning rate is one of ``rates`` (up to float rounding: 1.25e-3 written back as text)."""
+    return any(math.isclose(rate, t, rel_tol=1e-9) for t in rates)
+
+
 def planned_grids(specs: list[RunSpec]) -> dict[str, list[float]]:
     """Per sweep point, the learning rates its first seed is to run: the grid the command asked for.
     The sweep records it in the job manifest (results.write_manifest), so that a table made while the
     grid is still running (or after it was stopped) can say so (grid_edges)."""
-    first_seed = min((s.seed for s in specs if s.arm != "baseline"), default=None)
     grids = defaultdict(set)
-    for spec in specs:
-        if spec.arm != "baseline" and spec.seed == first_seed:
-            grids[group_key(spec.to_dict())].add(spec.learning_rate)
+    for spec in _first_seed_specs(specs):
+        grids[group_key(spec.to_dict())].add(spec.learning_rate)
     return {point: sorted(rates) for point, rates in grids.items()}
 
 
@@ -187,7 +197,7 @@ def grid_edges(records: list[dict], planned: dict[str, list[float]] | None = Non
     for point, chosen in chosen_rates(records).items():
         grid = tried.get(point, [])
         asked = (planned or {}).get(point, [])
-        run = [r for r in asked if any(math.isclose(r, t, rel_tol=1e-9) for t in grid)]
+        run = [r for r in asked if _among(r, grid)]
         if len(run) < len(asked):
             edges[point] = f"{len(run)} of {len(asked)} rates run"
         elif len(grid) >= 2 and chosen == grid[-1]:
@@ -203,10 +213,9 @@ def extend_grid(specs: list[RunSpec], records: list[dict]) -> list[RunSpec]:
     1.25e-3). Run them, then call again to go on while the new end keeps winning (``--lr-extend N``
     rounds at most). Deterministic from the records, so a resumed sweep proposes the same runs."""
     tried = _first_seed_rates(records)
-    first_seed = min((s.seed for s in specs if s.arm != "baseline"), default=None)
     edges = grid_edges(records)
     out, seen = [], set()
-    for spec in (s for s in specs if s.arm != "baseline" and s.seed == first_seed):
+    for spec in _first_seed_specs(specs):
         point = group_key(spec.to_dict())
         edge = edges.get(point)
         grid = tried.get(point, [])
@@ -215,7 +224,7 @@ def extend_grid(specs: list[RunSpec], records: list[dict]) -> list[RunSpec]:
         seen.add(point)
         rate = grid[-1] * grid[-1] / grid[-2] if edge == "top of grid" else grid[0] * grid[0] / grid[1]
         rate = float(f"{rate:.3g}")
-        if not any(math.isclose(rate, t, rel_tol=1e-9) for t in grid):
+        if not _among(rate, grid):
             out.append(dataclasses.replace(spec, learning_rate=rate))
     return out
 
