@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import shutil
 import warnings
 from pathlib import Path
@@ -103,8 +104,33 @@ def headline(records: list[dict]) -> dict:
     }
 
 
-def reproduce_command(records: list[dict], job: str) -> str:
-    """The command that reproduces a job, from the specs its records carry."""
+# Sweep options that shape the specs but that the records cannot tell apart from the defaults: how the
+# learning rate was tuned (--lr-grid, --lr-extend) and the LoRA alpha and targets as the command gave
+# them. The reproduce command copies them from the job manifest's latest sweep command.
+_SWEEP_OPTIONS = ("--alpha-policy", "--targets", "--lr-grid", "--lr-extend")
+
+
+def _manifest_options(manifest: dict | None) -> str:
+    """``_SWEEP_OPTIONS`` as the latest sweep command in the job manifest (job.json) gave them."""
+    commands = [c for c in (manifest or {}).get("commands", []) if c.get("kind") == "sweep"]
+    if not commands:
+        return ""
+    try:
+        argv = shlex.split(commands[-1].get("command", ""))
+    except ValueError:
+        return ""
+    given = {}
+    for i, token in enumerate(argv):
+        flag, eq, value = token.partition("=")
+        if flag in _SWEEP_OPTIONS:
+            value = value if eq else (argv[i + 1] if i + 1 < len(argv) else "")
+            given[flag] = value
+    return "".join(f" {flag} {shlex.quote(given[flag])}" for flag in _SWEEP_OPTIONS if given.get(flag))
+
+
+def reproduce_command(records: list[dict], job: str, manifest: dict | None = None) -> str:
+    """The command that reproduces a job, from the specs its records carry, and for a sweep, the
+    learning-rate tuning options of its manifest's latest sweep command (``manifest``: its job.json)."""
     first = records[0]
     # the --dataset value: a schema-1 record's "dating" is today's dating-v1
     dataset = results.data_version(first) if first.get("schema_version") == 1 else first["spec"]["dataset"]
@@ -119,6 +145,7 @@ def reproduce_command(records: list[dict], job: str) -> str:
         extra = "" if swept == ["lora"] else f" --methods {','.join(swept)}"
         extra += f" --ranks {','.join(map(str, ranks))}" if ranks else ""
         extra += "" if precisions == ["fp32"] else f" --precisions {','.join(precisions)}"
+        extra += _manifest_options(manifest)
         return f"python -m harness sweep --dataset {dataset}{extra} --seeds {seeds} --out out/{dataset}-{job}"
     arms = ",".join(dict.fromkeys(r["method"] for r in sorted(records, key=lambda r: methods.sort_key(r["spec"]))))
     return (f"python -m harness run --dataset {dataset} --arms {arms} --profile adr --seeds {seeds}"
@@ -190,7 +217,8 @@ def index_markdown(results_root: Path) -> str:
                      f"{h['lora_label'] or '—'} | {_fmt(h['lora_time_pct'], 'pct')} | "
                      f"{_fmt(h['lora_memory_pct'], 'pct')} | {_fmt(h['lora_energy_pct'], 'pct')} | "
                      f"{_fmt(h['lora_trainable_params'], 'int')} / {_fmt(h['standard_trainable_params'], 'int')} |")
-        details += [f"### {hw} / {dataset} / {job}", "", f"Reproduce: `{reproduce_command(records, job)}`", ""]
+        command = reproduce_command(records, job, results.read_manifest(folder))
+        details += [f"### {hw} / {dataset} / {job}", "", f"Reproduce: `{command}`", ""]
         details += [f"- {n}" for n in report.method_notes(records)] + [""]
     lines += ["", "When a job holds several LoRA ranks, the LoRA columns show the lowest rank; see its sweep.md.",
               "Energy is labelled an estimate wherever codecarbon had no hardware counters.", "",

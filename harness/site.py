@@ -130,8 +130,9 @@ def job_page(folder: Path, root: Path, site: Path, records: list[dict]) -> tuple
     img_dir = site / "img" / slug
     for png in sorted((folder / "plots").glob("*.png")) if (folder / "plots").is_dir() else []:
         images.append(png)
+    command = publish.reproduce_command(records, job, results.read_manifest(folder))
     parts = [f"<h1>{html.escape(hw)} / {html.escape(dataset)} / {html.escape(job)}</h1>",
-             f"<p>Reproduce: <code>{html.escape(publish.reproduce_command(records, job))}</code></p>"]
+             f"<p>Reproduce: <code>{html.escape(command)}</code></p>"]
     for name in ("methods.md", "sweep.md", "tradeoffs.md"):
         if (folder / name).is_file():
             parts += [f'<h2>{name}</h2><div class="wide">', _markdown((folder / name).read_text()), "</div>"]

@@ -141,3 +141,29 @@ def test_reproduce_command_of_a_method_sweep_names_methods_ranks_and_precisions(
     lora_only = [r for r in records if r["method"] != "ia3" and r["spec"]["precision"] == "fp32"]
     assert publish.reproduce_command(lora_only, "sweep") == (
         "python -m harness sweep --dataset dating --ranks 8,16 --seeds 0,1 --out out/dating-sweep")
+
+
+def test_reproduce_command_of_a_tuned_sweep_copies_how_its_learning_rate_was_tuned_from_the_manifest():
+    """The records cannot tell a sweep tuned on a learning-rate grid from one at the default rate; the
+    job manifest's latest sweep command can. Its --out (a path on the machine that ran it) is not
+    copied, and an earlier command's options give way to the latest's."""
+    from harness import publish, sweep
+    specs = sweep.sweep_specs(dataset="dating", ranks=[8], seeds=[0], method_names=["lora"],
+                              overrides=["eval_every_steps=50"])
+    records = [{"schema_version": 3, "method": s.arm, "spec": s.to_dict()} for s in specs]
+    manifest = {"kinds": ["sweep"], "commands": [
+        {"kind": "sweep", "command": "python -m harness sweep --lr-grid registry --lr-extend 2 --out /a/b"},
+        {"kind": "run", "command": "python -m harness run --arms lora --out /a/b"},
+        {"kind": "sweep", "command": "python -m harness sweep --methods all --lr-grid=registry "
+                                     "--targets 'query,value' --lr-extend 4 --out /root/jobs/methods"}]}
+    assert publish.reproduce_command(records, "sweep", manifest) == (
+        "python -m harness sweep --dataset dating --ranks 8 --targets query,value --lr-grid registry "
+        "--lr-extend 4 --seeds 0 --out out/dating-sweep")
+    untuned = {"kinds": ["sweep"], "commands": [{"kind": "sweep", "command": "python -m harness sweep --out x"}]}
+    assert publish.reproduce_command(records, "sweep", untuned) == publish.reproduce_command(records, "sweep")
+
+
+def test_the_published_method_study_says_how_to_reproduce_its_learning_rate_tuning():
+    readme = (RESULTS / "README.md").read_text()
+    section = readme.split("### cpu-amd-epyc-2c / dating-v2 / methods", 1)[1].split("###", 1)[0]
+    assert "--lr-grid registry --lr-extend 4" in section
