@@ -7,6 +7,8 @@ plots) under the hardware id derived from its records; ``publish`` alone regener
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import re
 import shlex
@@ -107,25 +109,28 @@ def headline(records: list[dict]) -> dict:
 # Sweep options that shape the specs but that the records cannot tell apart from the defaults: how the
 # learning rate was tuned (--lr-grid, --lr-extend) and the LoRA alpha and targets as the command gave
 # them. The reproduce command copies them from the job manifest's latest sweep command.
-_SWEEP_OPTIONS = ("--alpha-policy", "--targets", "--lr-grid", "--lr-extend")
+_SWEEP_OPTIONS = ("alpha_policy", "targets", "lr_grid", "lr_extend")
 
 
 def _manifest_options(manifest: dict | None) -> str:
-    """``_SWEEP_OPTIONS`` as the latest sweep command in the job manifest (job.json) gave them."""
+    """``_SWEEP_OPTIONS`` as the latest sweep command in the job manifest (job.json) gave them, read
+    with the command line's own parser (so ``--lr-grid=registry`` and abbreviations read as they ran)."""
+    from harness.__main__ import build_parser
     commands = [c for c in (manifest or {}).get("commands", []) if c.get("kind") == "sweep"]
     if not commands:
         return ""
+    command = commands[-1].get("command", "")
     try:
-        argv = shlex.split(commands[-1].get("command", ""))
-    except ValueError:
+        with contextlib.redirect_stderr(io.StringIO()) as err:  # argparse's own message goes in the warning
+            args, _ = build_parser().parse_known_args(shlex.split(command)[3:])  # after "python -m harness"
+    except (ValueError, SystemExit) as exc:
+        why = err.getvalue().strip() if isinstance(exc, SystemExit) else str(exc)
+        warnings.warn(f"job manifest: cannot read the sweep command {command!r} ({why}); its learning-rate "
+                      "options are left out of the reproduce command", stacklevel=2)
         return ""
-    given = {}
-    for i, token in enumerate(argv):
-        flag, eq, value = token.partition("=")
-        if flag in _SWEEP_OPTIONS:
-            value = value if eq else (argv[i + 1] if i + 1 < len(argv) else "")
-            given[flag] = value
-    return "".join(f" {flag} {shlex.quote(given[flag])}" for flag in _SWEEP_OPTIONS if given.get(flag))
+    given = {option: getattr(args, option, None) for option in _SWEEP_OPTIONS}
+    return "".join(f" --{option.replace('_', '-')} {shlex.quote(str(value))}"
+                   for option, value in given.items() if value is not None)
 
 
 def reproduce_command(records: list[dict], job: str, manifest: dict | None = None) -> str:

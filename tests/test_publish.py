@@ -161,6 +161,14 @@ def test_reproduce_command_of_a_tuned_sweep_copies_how_its_learning_rate_was_tun
         "--lr-extend 4 --seeds 0 --out out/dating-sweep")
     untuned = {"kinds": ["sweep"], "commands": [{"kind": "sweep", "command": "python -m harness sweep --out x"}]}
     assert publish.reproduce_command(records, "sweep", untuned) == publish.reproduce_command(records, "sweep")
+    abbreviated = {"kinds": ["sweep"], "commands": [  # argparse takes a unique prefix; so does the copy
+        {"kind": "sweep", "command": "python -m harness sweep --lr-g registry --lr-ext 4 --out x"}]}
+    assert publish.reproduce_command(records, "sweep", abbreviated) == (
+        "python -m harness sweep --dataset dating --ranks 8 --lr-grid registry --lr-extend 4 --seeds 0 "
+        "--out out/dating-sweep")
+    unreadable = {"kinds": ["sweep"], "commands": [{"kind": "sweep", "command": "python -m harness sweep --ranks"}]}
+    with pytest.warns(UserWarning, match=r"cannot read the sweep command .*--ranks: expected one argument"):
+        assert publish.reproduce_command(records, "sweep", unreadable) == publish.reproduce_command(records, "sweep")
 
 
 def test_the_published_method_study_says_how_to_reproduce_its_learning_rate_tuning():
