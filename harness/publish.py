@@ -73,6 +73,17 @@ def job_folders(results_root: Path) -> list[Path]:
     return sorted(p.parent for p in results_root.glob("*/*/*/runs") if p.is_dir())
 
 
+def published_records(folder: Path) -> list[dict]:
+    """The runs a published job reports on, the same for the index, the ADR page and the site: its
+    successful runs and, in a sweep (as its manifest says, or several ranks or seeds), each point at
+    its chosen learning rate only; a run file that cannot be read is skipped here (report names it)."""
+    from harness import sweep
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        records = [r for r in results.load_runs(folder) if r["status"] == "success"]
+    return sweep.selected(records) if sweep.is_sweep(records, folder) else records
+
+
 def _pct(a, b):
     return None if a is None or b in (None, 0) else 100.0 * a / b
 
@@ -120,9 +131,13 @@ def _manifest_options(manifest: dict | None) -> str:
     if not commands:
         return ""
     command = commands[-1].get("command", "")
+    prefix = shlex.split(results.CLI)  # how write_manifest records a command line
     try:
+        words = shlex.split(command)
+        if words[:len(prefix)] != prefix:
+            raise ValueError(f"it does not start with {results.CLI!r}")
         with contextlib.redirect_stderr(io.StringIO()) as err:  # argparse's own message goes in the warning
-            args, _ = build_parser().parse_known_args(shlex.split(command)[3:])  # after "python -m harness"
+            args, _ = build_parser().parse_known_args(words[len(prefix):])
     except (ValueError, SystemExit) as exc:
         why = err.getvalue().strip() if isinstance(exc, SystemExit) else str(exc)
         warnings.warn(f"job manifest: cannot read the sweep command {command!r} ({why}); its learning-rate "
@@ -140,7 +155,9 @@ def reproduce_command(records: list[dict], job: str, manifest: dict | None = Non
     # the --dataset value: a schema-1 record's "dating" is today's dating-v1
     dataset = results.data_version(first) if first.get("schema_version") == 1 else first["spec"]["dataset"]
     seeds = ",".join(map(str, sorted({r["spec"]["seed"] for r in records})))
-    if any(r["spec"].get("eval_every_steps") for r in records):
+    # a sweep: its manifest says so (as sweep.is_sweep reads it), or (folders made before manifests) its
+    # records evaluate during training, which only the sweep asks for
+    if "sweep" in (manifest or {}).get("kinds", []) or any(r["spec"].get("eval_every_steps") for r in records):
         ordered = sorted(records, key=lambda r: methods.sort_key(r["spec"]))
         ranks = sorted({r["spec"]["lora"]["r"] for r in records
                         if r["spec"].get("lora") and methods.get(r["method"]).ranked})
@@ -207,14 +224,9 @@ def index_markdown(results_root: Path) -> str:
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     details = []
     for folder in job_folders(results_root):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            records = [r for r in results.load_runs(folder) if r["status"] == "success"]
+        records = published_records(folder)
         if not records:
             continue
-        from harness import sweep
-        if sweep.is_sweep(records):
-            records = sweep.selected(records)
         hw, dataset, job = folder.relative_to(results_root).parts
         h = headline(records)
         lines.append(f"| {hw} | {dataset} | [{job}]({hw}/{dataset}/{job}/tradeoffs.md) | "
@@ -242,9 +254,7 @@ def adr_comparison_markdown(results_root: Path) -> str:
         hw, dataset, job = folder.relative_to(results_root).parts
         if not dataset.startswith("dating") or job != "adr":
             continue
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            records = [r for r in results.load_runs(folder) if r["status"] == "success"]
+        records = published_records(folder)
         h = headline(records)
         lora = next((r for r in records if r["method"] == "lora"), None)
         standard = next((r for r in records if r["method"] == "standard"), None)

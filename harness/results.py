@@ -316,6 +316,10 @@ def read_manifest(out) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
+# How job.json records a command line: this prefix, then the arguments (publish reads them back after it).
+CLI = "python -m harness"
+
+
 def write_manifest(out, *, kind: str, argv: list[str], lr_grids: dict[str, list[float]] | None = None) -> Path:
     """Add this command to OUT/job.json: which kinds of job wrote here, each exact command line, and
     the harness version, so that report and publish need not guess what a folder holds. ``lr_grids``
@@ -329,7 +333,7 @@ def write_manifest(out, *, kind: str, argv: list[str], lr_grids: dict[str, list[
     commands = old.get("commands") if isinstance(old.get("commands"), list) else []
     kinds = old.get("kinds") if isinstance(old.get("kinds"), list) else []
     manifest = {"kinds": sorted({*kinds, kind}), "created_at": old.get("created_at", now()),
-                "commands": [*commands, {"kind": kind, "command": "python -m harness " + shlex.join(argv),
+                "commands": [*commands, {"kind": kind, "command": f"{CLI} {shlex.join(argv)}",
                                          "harness_version": __version__, "at": now()}]}
     grids = manifest_grids(out, old)
     for point, rates in (lr_grids or {}).items():

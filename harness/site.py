@@ -20,7 +20,6 @@ from __future__ import annotations
 import html
 import json
 import shutil
-import warnings
 from pathlib import Path
 
 from harness import figures, methods, publish, report, results, stats
@@ -64,14 +63,6 @@ def _json_script(name: str, value) -> str:
 
 def _slug(folder: Path, root: Path) -> str:
     return "--".join(folder.relative_to(root).parts)
-
-
-def _records(folder: Path) -> list[dict]:
-    from harness import sweep
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        records = [r for r in results.load_runs(folder) if r["status"] == "success"]
-    return sweep.selected(records) if sweep.is_sweep(records, folder) else records
 
 
 def _finite(value):
@@ -264,7 +255,8 @@ def build(root: Path, site: Path | None = None) -> list[Path]:
     write(site / "assets" / "plotly.min.js", get_plotlyjs())
     write(site / "assets" / "explorer.js", (Path(__file__).parent / "site_explorer.js").read_text())
     write(site / "assets" / "site.css", CSS)
-    jobs = [(folder, records) for folder in publish.job_folders(root) if (records := _records(folder))]
+    jobs = [(folder, records) for folder in publish.job_folders(root)
+            if (records := publish.published_records(folder))]
     all_points = []
     for folder, records in jobs:
         text, images = job_page(folder, root, site, records)

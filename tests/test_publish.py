@@ -169,9 +169,49 @@ def test_reproduce_command_of_a_tuned_sweep_copies_how_its_learning_rate_was_tun
     unreadable = {"kinds": ["sweep"], "commands": [{"kind": "sweep", "command": "python -m harness sweep --ranks"}]}
     with pytest.warns(UserWarning, match=r"cannot read the sweep command .*--ranks: expected one argument"):
         assert publish.reproduce_command(records, "sweep", unreadable) == publish.reproduce_command(records, "sweep")
+    foreign = {"kinds": ["sweep"],
+               "commands": [{"kind": "sweep", "command": "lora-bench sweep --lr-grid registry"}]}
+    with pytest.warns(UserWarning, match=r"cannot read .*does not start with 'python -m harness'"):
+        assert publish.reproduce_command(records, "sweep", foreign) == publish.reproduce_command(records, "sweep")
+
+
+def test_the_job_manifest_records_a_command_that_publish_reads_back(tmp_path):
+    """write_manifest and publish share one prefix (results.CLI); a sweep recorded by the one is read by
+    the other with its learning-rate options intact."""
+    from harness import publish, results, sweep
+    argv = ["sweep", "--lr-grid", "registry", "--lr-extend", "3", "--out", "x y"]
+    results.write_manifest(tmp_path, kind="sweep", argv=argv)
+    manifest = results.read_manifest(tmp_path)
+    assert manifest["commands"][-1]["command"].startswith(results.CLI + " sweep ")
+    specs = sweep.sweep_specs(dataset="dating", ranks=[8], seeds=[0], method_names=["lora"])
+    records = [{"schema_version": 3, "method": s.arm, "spec": s.to_dict()} for s in specs]
+    assert "--lr-grid registry --lr-extend 3 " in publish.reproduce_command(records, "sweep", manifest)
 
 
 def test_the_published_method_study_says_how_to_reproduce_its_learning_rate_tuning():
     readme = (RESULTS / "README.md").read_text()
     section = readme.split("### cpu-amd-epyc-2c / dating-v2 / methods", 1)[1].split("###", 1)[0]
     assert "--lr-grid registry --lr-extend 4" in section
+
+
+def test_a_tuned_sweep_of_one_rank_and_seed_is_published_at_its_chosen_rate_everywhere(tmp_path):
+    """A sweep tuned on a learning-rate grid at one rank and one seed: its records alone look like a
+    single run job, but its manifest says sweep. The index, the ADR page and the site read the same
+    runs (publish.published_records): each point at its chosen rate, not a mean over the grid."""
+    from harness import results, sweep
+    source = RESULTS / "cpu-amd-epyc-2c" / "dating-v2" / "methods"
+    job = tmp_path / "cpu-amd-epyc-2c" / "dating-v2" / "methods"
+    (job / "runs").mkdir(parents=True)
+    shutil.copy(source / "job.json", job / "job.json")
+    for name in ("baseline-dating-s0-*.json", "standard-dating-s0-*.json", "lora-r8-dating-s0-*.json"):
+        for f in (source / "runs").glob(name):
+            shutil.copy(f, job / "runs" / f.name)
+    everything = [r for r in results.load_runs(job) if r["status"] == "success"]
+    lora = [r for r in everything if r["method"] == "lora"]
+    assert len({r["spec"]["learning_rate"] for r in lora}) > 1  # a grid, or the test proves nothing
+    assert not sweep.is_sweep(everything)  # its records alone do not say sweep
+    chosen = publish.published_records(job)
+    assert chosen == sweep.selected(everything)
+    [lora_chosen] = [r for r in chosen if r["method"] == "lora"]
+    row = next(line for line in publish.index_markdown(tmp_path).splitlines() if "[methods]" in line)
+    assert f"| {lora_chosen['quality']['spearman']:.3f} | lora r=8 |" in row

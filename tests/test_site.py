@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import site
+from harness import publish, site
 from tests.conftest import REPO
 
 RESULTS = REPO / "results"
@@ -44,7 +44,7 @@ def test_the_published_site_is_up_to_date(tmp_path):
 
 def test_every_run_of_a_job_is_a_point_and_the_front_is_stats_pareto_front():
     folder = next(f for f in site.publish.job_folders(RESULTS) if f.name == "adr")
-    records = site._records(folder)
+    records = publish.published_records(folder)
     points = site.run_points(folder, RESULTS, records)
     assert sorted(p["run_id"] for p in points) == sorted(r["run_id"] for r in records)
     front = site.front_of(points, "train_wall_s", "spearman")
