@@ -18,8 +18,6 @@ from harness.publish import hardware_id
 
 HARDWARE_FIELDS = {"device"}
 QUALITY_TOLERANCE = 0.02  # Spearman gap between machines above which a row is flagged
-SOFTWARE_FIELDS = ("torch_build", "torch_cuda", "transformers_version", "peft_version", "sentence-transformers_version",
-                   "tokenizers_version", "accelerate_version", "python")
 FIGURES = [(figures.FIGURES[k].short, figures.FIGURES[k].path, figures.FIGURES[k].scale) for k in figures.COMPARE]
 
 
@@ -60,7 +58,7 @@ def check_same_specs(machines: list[tuple[str, str, dict]]) -> None:
 def software_differences(machines: list[tuple[str, str, dict]]) -> list[str]:
     """Library versions that differ between the machines: the comparison is of hardware *and* these."""
     lines = []
-    for field in SOFTWARE_FIELDS:
+    for field in results.SOFTWARE_FIELDS:
         seen = {name: sorted({_recorded(r["environment"], field) for rs in by.values() for r in rs})
                 for name, _, by in machines}
         if len({tuple(v) for v in seen.values()}) > 1:

@@ -73,8 +73,10 @@ def precision_rows(records: list[dict]) -> list[dict]:
         seeds = sorted(set(mine) & set(theirs))
         if not seeds:
             continue
+        differ = sorted({f for s in seeds for f in results.setup_differences(mine[s].get("environment", {}),
+                                                                          theirs[s].get("environment", {}))})
         row = {"point": point, "against": against, "precision": spec["precision"], "seeds": len(seeds),
-               "sort": methods.sort_key(spec)}
+               "setup_differs": ", ".join(differ), "sort": methods.sort_key(spec)}
         for key, path, _ in PRECISION_RATIOS:
             pairs = [(report.get(mine[s], path), report.get(theirs[s], path)) for s in seeds]
             ratios = [a / b for a, b in pairs if a is not None and b]
@@ -109,9 +111,11 @@ def precision_markdown(rows: list[dict]) -> list[str]:
             mark = "sig." if r["spearman_diff_significant"] else "n.s."
             diff = (f"{r['spearman_diff']:+.3f} [{r['spearman_diff_lo']:+.3f}, {r['spearman_diff_hi']:+.3f}] "
                     f"p={r['spearman_diff_p']:.3f} ({mark})")
-        body.append([r["point"], r["against"], str(r["seeds"]), *ratios, _num(r.get("spearman_ratio"), ".3f"), diff])
+        measured = f"across setups ({r['setup_differs']} differ)" if r["setup_differs"] else "side by side"
+        body.append([r["point"], r["against"], str(r["seeds"]), *ratios, _num(r.get("spearman_ratio"), ".3f"), diff,
+                     measured])
     headers = ["variant", "against", "seeds", *[f"{label} ratio" for _, _, label in PRECISION_RATIOS],
-               "Spearman ratio", "Spearman Δ (95% CI, p)"]
+               "Spearman ratio", "Spearman Δ (95% CI, p)", "measured"]
     return ["## Precision: each lower-precision variant against the same variant in fp32", "",
             tabulate(body, headers=headers, tablefmt="github", disable_numparse=True), "",
             "- Ratios are lower precision / fp32, per seed (seeds paired), mean with a Student-t 95% CI over "
@@ -119,7 +123,11 @@ def precision_markdown(rows: list[dict]) -> list[str]:
             "(burn-in excluded); peak memory as in the table above.",
             "- Spearman ratio: mean test Spearman over the mean in fp32. Spearman Δ: lower precision minus fp32 "
             "by the paired cluster bootstrap over the same test groups (and seeds). Evaluation runs in fp32 "
-            "(then a difference comes from training) unless a note below says otherwise.", ""]
+            "(then a difference comes from training) unless a note below says otherwise.",
+            "- Measured: side by side when both runs of every pair share one setup (machine, library versions "
+            "and harness commit, from their records); otherwise the cost ratios span two setups (two leases of "
+            "a GPU, two sessions of a study) and the fields that differ are named. A speed ratio measured side "
+            "by side in one run is the bench suite's (`pytest bench --benchmark-only`).", ""]
 
 
 def _num(value, fmt: str = ".3g") -> str:

@@ -30,6 +30,26 @@ SCHEMA_DIR = Path(__file__).parent / "schema"
 SCHEMA_FILE = SCHEMA_DIR / f"run-v{SCHEMA_VERSION}.schema.json"
 
 
+# Library versions that can move a figure while the spec stays the same (compare lists those that differ).
+SOFTWARE_FIELDS = ("torch_build", "torch_cuda", "transformers_version", "peft_version", "sentence-transformers_version",
+                   "tokenizers_version", "accelerate_version", "python")
+# What two runs must share to count as measured on one setup: the machine, its software and the code.
+SETUP_FIELDS = ("hostname", "cpu_model", "device_name", *SOFTWARE_FIELDS)
+
+
+def code_commit(env: dict) -> str | None:
+    """The harness commit a run's code came from: the one named by whoever copied the tree, else git's."""
+    return env.get("source_commit") or env.get("git_commit")
+
+
+def setup_differences(a: dict, b: dict) -> list[str]:
+    """The environment fields in which two runs differ (SETUP_FIELDS, and ``commit`` for the code);
+    empty when both ran on one setup. Two leases of a GPU kind, or two sessions of a study, differ at
+    least in the commit, so a cost ratio between them is not a side-by-side measurement."""
+    out = [f for f in SETUP_FIELDS if a.get(f) != b.get(f)]
+    return out + (["commit"] if code_commit(a) != code_commit(b) else [])
+
+
 def schema_file(version: int) -> Path:
     return SCHEMA_DIR / f"run-v{version}.schema.json"
 
@@ -314,6 +334,11 @@ def read_manifest(out) -> dict | None:
         warnings.warn(f"{path}: unreadable job manifest, ignored ({exc})", stacklevel=2)
         return None
     return data if isinstance(data, dict) else None
+
+
+def manifest_says(manifest: dict | None, kind: str) -> bool:
+    """Whether a job's manifest (its job.json, or None) records a command of ``kind`` (run, sweep)."""
+    return kind in (manifest or {}).get("kinds", [])
 
 
 # How job.json records a command line: this prefix, then the arguments (publish reads them back after it).

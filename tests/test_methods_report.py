@@ -71,6 +71,23 @@ def test_the_precision_section_sets_bf16_against_the_same_variant_in_fp32(tmp_pa
                  if c[1:3] == ["dora r=8 bf16", "dora r=8"])
     assert cells[3:7] == ["1", "0.500", "1.000", "0.750"]
     assert cells[8].startswith("+0.000") and cells[8].endswith("(n.s.)")
+    assert cells[9] == "side by side" and row["setup_differs"] == ""  # one machine, one commit
+
+
+def test_a_precision_pair_from_two_setups_says_what_differs(tmp_path):
+    # e.g. fp32 on one lease of a GPU and bf16 on a later one: same kind and hostname, other code and tokenizers
+    out = _job(tmp_path)
+    path = out / "runs" / "dora-r8-dating-s0-0000000000.json"
+    bf16 = json.loads(path.read_text())
+    bf16["environment"]["source_commit"] = "f" * 40
+    bf16["environment"]["tokenizers_version"] = "0.0.1"
+    path.write_text(json.dumps(bf16))
+    assert run_cli("report", str(out)).returncode == 0
+    with (out / "precision.csv").open() as f:
+        (row,) = list(csv.DictReader(f))
+    assert row["setup_differs"] == "commit, tokenizers_version"
+    table = (out / "methods.md").read_text()
+    assert "| across setups (commit, tokenizers_version differ) |" in table
 
 
 def test_one_adapter_method_in_one_precision_gets_no_methods_table(tmp_path):
