@@ -297,10 +297,11 @@ def cmd_publish(args) -> int:
             raise InputError(str(exc)) from None
         print(f"published {args.add} -> {dest}")
     root.mkdir(parents=True, exist_ok=True)
-    for path in publish.write_index(root):
+    jobs = publish.published_jobs(root)  # each job folder read once, for the index and the site
+    for path in publish.write_index(root, jobs):
         print(f"wrote {path}")
     from harness import site
-    written = site.build(root)
+    written = site.build(root, jobs=jobs)
     print(f"wrote {root / site.SITE}/ ({len(written)} files; open {root / site.SITE / 'index.html'})")
     return EXIT_OK
 

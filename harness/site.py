@@ -114,14 +114,15 @@ def _explorer(points: list[dict], *, depth: int, hardware_filter: bool) -> str:
               ' <button id="download">Download the shown runs (CSV)</button></p>')
 
 
-def job_page(folder: Path, root: Path, site: Path, records: list[dict]) -> tuple[str, list[Path]]:
+def job_page(folder: Path, root: Path, site: Path, records: list[dict],
+             manifest: dict | None = None) -> tuple[str, list[Path]]:
     slug = _slug(folder, root)
     hw, dataset, job = folder.relative_to(root).parts
     images = []
     img_dir = site / "img" / slug
     for png in sorted((folder / "plots").glob("*.png")) if (folder / "plots").is_dir() else []:
         images.append(png)
-    command = publish.reproduce_command(records, job, results.read_manifest(folder))
+    command = publish.reproduce_command(records, job, manifest)
     parts = [f"<h1>{html.escape(hw)} / {html.escape(dataset)} / {html.escape(job)}</h1>",
              f"<p>Reproduce: <code>{html.escape(command)}</code></p>"]
     for name in ("methods.md", "sweep.md", "tradeoffs.md"):
@@ -142,9 +143,9 @@ def job_page(folder: Path, root: Path, site: Path, records: list[dict]) -> tuple
                  scripts=("plotly.min.js", "explorer.js")), written
 
 
-def index_page(jobs: list[tuple[Path, list[dict]]], root: Path) -> str:
+def index_page(jobs: list[publish.Job], root: Path) -> str:
     rows = []
-    for folder, records in jobs:
+    for folder, records, _ in jobs:
         hw, dataset, job = folder.relative_to(root).parts
         h = publish.headline(records)
         cells = [f'<a href="jobs/{_slug(folder, root)}.html">{html.escape(f"{hw} / {dataset} / {job}")}</a>',
@@ -156,7 +157,7 @@ def index_page(jobs: list[tuple[Path, list[dict]]], root: Path) -> str:
     head = ["job", "Spearman baseline", "standard", "LoRA", "LoRA variant", "LoRA time % of std",
             "LoRA memory % of std", "LoRA energy % of std", "runs"]
     notes = []
-    for folder, records in jobs:
+    for folder, records, _ in jobs:
         hw, dataset, job = folder.relative_to(root).parts
         notes.append(f"<h3>{html.escape(f'{hw} / {dataset} / {job}')}</h3><ul>"
                      + "".join(f"<li>{html.escape(n)}</li>" for n in report.method_notes(records)) + "</ul>")
@@ -167,11 +168,11 @@ def index_page(jobs: list[tuple[Path, list[dict]]], root: Path) -> str:
     return _page("Published results", body)
 
 
-def hardware_page(jobs: list[tuple[Path, list[dict]]], root: Path) -> str:
+def hardware_page(jobs: list[publish.Job], root: Path) -> str:
     """compare's tables for every (dataset, job) that more than one machine ran with the same specs."""
     from harness import compare
     by_job: dict[tuple[str, str], list[Path]] = {}
-    for folder, _ in jobs:
+    for folder, _, _ in jobs:
         hw, dataset, job = folder.relative_to(root).parts
         by_job.setdefault((dataset, job), []).append(folder)
     parts = ["<h1>Hardware comparisons</h1><p>For every job that several machines ran with the same specs "
@@ -238,8 +239,9 @@ def benchmarks_page(root: Path) -> str:
     return _page("Benchmark history", body, scripts=("plotly.min.js", "explorer.js"))
 
 
-def build(root: Path, site: Path | None = None) -> list[Path]:
-    """Write ``root/site/`` (or ``site``) from the run files under ``root``; returns the files written."""
+def build(root: Path, site: Path | None = None, jobs: list[publish.Job] | None = None) -> list[Path]:
+    """Write ``root/site/`` (or ``site``) from the run files under ``root`` (``jobs``: publish.published_jobs
+    of it, where the caller has read them already); returns the files written."""
     site = site or root / SITE
     if site.exists():
         shutil.rmtree(site)
@@ -255,11 +257,10 @@ def build(root: Path, site: Path | None = None) -> list[Path]:
     write(site / "assets" / "plotly.min.js", get_plotlyjs())
     write(site / "assets" / "explorer.js", (Path(__file__).parent / "site_explorer.js").read_text())
     write(site / "assets" / "site.css", CSS)
-    jobs = [(folder, records) for folder in publish.job_folders(root)
-            if (records := publish.published_records(folder))]
+    jobs = publish.published_jobs(root) if jobs is None else jobs
     all_points = []
-    for folder, records in jobs:
-        text, images = job_page(folder, root, site, records)
+    for folder, records, manifest in jobs:
+        text, images = job_page(folder, root, site, records, manifest)
         write(site / "jobs" / f"{_slug(folder, root)}.html", text)
         written += images
         all_points += run_points(folder, root, records)

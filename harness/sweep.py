@@ -462,11 +462,12 @@ def write_sweep(out, records: list[dict]) -> list:
     return [out / "sweep.md", *written]
 
 
-def is_sweep(records: list[dict], out=None) -> bool:
-    """Whether a folder gets the sweep's files: its manifest says a sweep ran there, or (folders made
-    before manifests) its records hold several ranks or seeds."""
-    manifest = results.read_manifest(out) if out is not None else None
-    if manifest and "sweep" in manifest.get("kinds", []):
+def is_sweep(records: list[dict], out=None, *, manifest: dict | None = None) -> bool:
+    """Whether a folder gets the sweep's files: its manifest (``manifest``, else read from ``out``)
+    says a sweep ran there, or (folders made before manifests) its records hold several ranks or seeds."""
+    if manifest is None and out is not None:
+        manifest = results.read_manifest(out)
+    if results.manifest_says(manifest, "sweep"):
         return True
     ranks = {r["spec"]["lora"]["r"] for r in records if r["spec"].get("lora")}
     seeds = {r["spec"]["seed"] for r in records}
