@@ -2,6 +2,7 @@
 
 The folders must hold the same specs; only hardware may differ (the ``device`` field, and the
 recorded environment). Anything else that differs is an error listing each differing field.
+In a tuned sweep each arm counts only at its chosen learning rate (load_machine).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from harness import figures, report, results
+from harness import figures, report, results, sweep
 from harness.publish import hardware_id
 
 HARDWARE_FIELDS = {"device"}
@@ -21,22 +22,31 @@ QUALITY_TOLERANCE = 0.02  # Spearman gap between machines above which a row is f
 FIGURES = [(figures.FIGURES[k].short, figures.FIGURES[k].path, figures.FIGURES[k].scale) for k in figures.COMPARE]
 
 
+TUNED_NOTE = ("Tuned sweeps: each arm counts only its runs at its chosen learning rate (the best validation "
+              "Spearman on its first seed); successful runs at other rates left out: ")
+
+
 class CompareError(ValueError):
     """Folders that did not run the same spec."""
 
 
-def load_machine(folder: Path) -> tuple[str, dict[str, list[dict]]]:
+def load_machine(folder: Path) -> tuple[str, dict[str, list[dict]], int]:
+    """(hardware id, successful runs by arm label, successful runs left out) of one folder. Where an
+    arm ran at several learning rates (a tuned sweep), only the runs at its chosen rate count
+    (``sweep.selected``, the runs its own tables report), so that a figure is never a mean over the
+    rate grid; the third item counts the runs at other rates."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        records = [r for r in results.load_runs(folder) if r["status"] == "success"]
+        succeeded = [r for r in results.load_runs(folder) if r["status"] == "success"]
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
-    if not records:
+    if not succeeded:
         raise CompareError(f"{folder}: no successful run records in {results.runs_dir(folder)}")
+    records = sweep.selected(succeeded)
     by_label: dict[str, list[dict]] = {}
     for r in records:
         by_label.setdefault(report.label_of(r), []).append(r)
-    return hardware_id(records[0]["environment"]), by_label
+    return hardware_id(records[0]["environment"]), by_label, len(succeeded) - len(records)
 
 
 def check_same_specs(machines: list[tuple[str, str, dict]]) -> None:
@@ -132,15 +142,18 @@ def bar_chart(per_arm: pd.DataFrame, names: list[str], out: Path) -> list[Path]:
 
 
 def run(folders: list[Path], *, out: Path, tolerance: float = QUALITY_TOLERANCE) -> dict[str, Path]:
-    machines = []
+    machines, left_out = [], {}
     for folder in folders:
-        hw, by = load_machine(Path(folder))
+        hw, by, others = load_machine(Path(folder))
         name = hw if hw not in [m[0] for m in machines] else f"{hw} ({Path(folder).name})"
         machines.append((name, str(folder), by))
+        left_out[name] = others
     check_same_specs(machines)
     t = tables(machines, tolerance=tolerance)
     out.mkdir(parents=True, exist_ok=True)
     md = ["# Hardware comparison", "", "Folders: " + ", ".join(f"`{f}` ({n})" for n, f, _ in machines), "",
+          *([TUNED_NOTE + "; ".join(f"{n}: {k}" for n, k in left_out.items()) + ".", ""]
+            if any(left_out.values()) else []),
           "## Per arm", "", tabulate(t["per_arm"].values.tolist(), headers=list(t["per_arm"].columns),
                                      tablefmt="github", floatfmt=".4g"), "",
           "## LoRA against standard, per machine", "",

@@ -181,10 +181,11 @@ def hardware_page(jobs: list[publish.Job], root: Path) -> str:
     for (dataset, job), folders in sorted(by_job.items()):
         if len(folders) < 2:
             continue
-        machines = []
+        machines, left_out = [], 0
         for folder in folders:
-            hw, by = compare.load_machine(folder)
+            hw, by, others = compare.load_machine(folder)
             machines.append((hw, str(folder), by))
+            left_out += others
         try:
             compare.check_same_specs(machines)
         except compare.CompareError as exc:
@@ -195,6 +196,8 @@ def hardware_page(jobs: list[publish.Job], root: Path) -> str:
         t = compare.tables(machines)
         parts.append(f"<h2>{html.escape(f'{dataset} / {job}')}: " + " vs ".join(html.escape(m[0]) for m in machines)
                      + "</h2>")
+        if left_out:
+            parts.append(f"<p class='note'>{html.escape(compare.TUNED_NOTE)}{left_out} in all.</p>")
         for name, title in (("per_arm", "Per arm"), ("ratios", "LoRA against standard, per machine"),
                             ("quality", "Quality (test Spearman)")):
             parts += [f"<h3>{title}</h3>", t[name].to_html(index=False, na_rep="—", float_format=lambda v: f"{v:.4g}")]

@@ -121,6 +121,32 @@ def test_compare_refuses_a_mismatched_pair(tmp_path):
     assert not (tmp_path / "c" / "compare.md").exists()
 
 
+def test_compare_counts_a_tuned_arm_at_its_chosen_rate_only(tmp_path):
+    """A tuned sweep holds an arm at several learning rates. compare reports the runs at the chosen
+    rate (the best validation Spearman on the first seed), as the folder's own tables do, and says how
+    many it left out; before, it averaged over the whole grid."""
+    import pandas as pd
+    tuned = tmp_path / "tuned"
+    shutil.copytree(FIXTURES / "compare-gpu", tuned)
+    record = json.loads(next((tuned / "runs").glob("lora-*.json")).read_text())
+    chosen_s = record["timings"]["train_wall_s"]
+    record["run_id"] = "lora-r8-dating-s0-0000000000"
+    record["spec"]["learning_rate"] = 2e-3  # a rate that lost on validation, and ran three times as long
+    record["quality"]["validation_spearman"] -= 0.2
+    record["timings"]["train_wall_s"] = 3 * chosen_s
+    (tuned / "runs" / f"{record['run_id']}.json").write_text(json.dumps(record))
+
+    proc = run_cli("compare", str(FIXTURES / "compare-gpu"), str(tuned), "--out", str(tmp_path / "c"))
+    assert proc.returncode == 0, proc.stderr
+    md = (tmp_path / "c" / "compare.md").read_text()
+    assert ("successful runs at other rates left out: cuda-nvidia-h100-80gb-hbm3-79gb: 0; "
+            "cuda-nvidia-h100-80gb-hbm3-79gb (tuned): 1.") in md
+    per_arm = pd.read_csv(tmp_path / "c" / "compare.csv")
+    row = per_arm[(per_arm["arm"] == "lora r=8") & (per_arm["figure"] == "train wall time (s)")].iloc[0]
+    assert row["cuda-nvidia-h100-80gb-hbm3-79gb (tuned)"] == pytest.approx(chosen_s)  # not (1 + 3) / 2 of it
+    assert row["cuda-nvidia-h100-80gb-hbm3-79gb"] == pytest.approx(chosen_s)
+
+
 def test_readme_claims_about_the_v1_sweep_match_its_generated_table():
     """README: the earlier claim that LoRA r=64 beat standard significantly does not survive the
     clustered statistics (66 independent pairs under 500 rows)."""
