@@ -2,7 +2,7 @@
 
 The folders must hold the same specs; only hardware may differ (the ``device`` field, and the
 recorded environment). Anything else that differs is an error listing each differing field.
-In a tuned sweep each arm counts only at its chosen learning rate (load_machine).
+In a tuned sweep each arm counts only at its chosen learning rate (sweep.reported).
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ class CompareError(ValueError):
 
 
 def load_machine(folder: Path) -> tuple[str, dict[str, list[dict]], int]:
-    """(hardware id, successful runs by arm label, successful runs left out) of one folder. Where an
-    arm ran at several learning rates (a tuned sweep), only the runs at its chosen rate count
-    (``sweep.selected``, the runs its own tables report), so that a figure is never a mean over the
-    rate grid; the third item counts the runs at other rates."""
+    """(hardware id, successful runs by arm label, successful runs left out) of one folder: the runs
+    its own tables report (sweep.reported), so that where an arm ran at several learning rates (a
+    tuned sweep) a figure is never a mean over the rate grid; the third item counts the runs at
+    other rates."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         succeeded = [r for r in results.load_runs(folder) if r["status"] == "success"]
@@ -42,11 +42,16 @@ def load_machine(folder: Path) -> tuple[str, dict[str, list[dict]], int]:
         print(f"warning: {w.message}", file=sys.stderr)
     if not succeeded:
         raise CompareError(f"{folder}: no successful run records in {results.runs_dir(folder)}")
-    records = sweep.selected(succeeded)
+    records = sweep.reported(succeeded, folder)
+    return hardware_id(records[0]["environment"]), by_arm(records), len(succeeded) - len(records)
+
+
+def by_arm(records: list[dict]) -> dict[str, list[dict]]:
+    """One folder's reported runs by arm label."""
     by_label: dict[str, list[dict]] = {}
     for r in records:
         by_label.setdefault(report.label_of(r), []).append(r)
-    return hardware_id(records[0]["environment"]), by_label, len(succeeded) - len(records)
+    return by_label
 
 
 def check_same_specs(machines: list[tuple[str, str, dict]]) -> None:

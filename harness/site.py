@@ -145,7 +145,7 @@ def job_page(folder: Path, root: Path, site: Path, records: list[dict],
 
 def index_page(jobs: list[publish.Job], root: Path) -> str:
     rows = []
-    for folder, records, _ in jobs:
+    for folder, records, _, _ in jobs:
         hw, dataset, job = folder.relative_to(root).parts
         h = publish.headline(records)
         cells = [f'<a href="jobs/{_slug(folder, root)}.html">{html.escape(f"{hw} / {dataset} / {job}")}</a>',
@@ -157,7 +157,7 @@ def index_page(jobs: list[publish.Job], root: Path) -> str:
     head = ["job", "Spearman baseline", "standard", "LoRA", "LoRA variant", "LoRA time % of std",
             "LoRA memory % of std", "LoRA energy % of std", "runs"]
     notes = []
-    for folder, records, _ in jobs:
+    for folder, records, _, _ in jobs:
         hw, dataset, job = folder.relative_to(root).parts
         notes.append(f"<h3>{html.escape(f'{hw} / {dataset} / {job}')}</h3><ul>"
                      + "".join(f"<li>{html.escape(n)}</li>" for n in report.method_notes(records)) + "</ul>")
@@ -171,21 +171,19 @@ def index_page(jobs: list[publish.Job], root: Path) -> str:
 def hardware_page(jobs: list[publish.Job], root: Path) -> str:
     """compare's tables for every (dataset, job) that more than one machine ran with the same specs."""
     from harness import compare
-    by_job: dict[tuple[str, str], list[Path]] = {}
-    for folder, _, _ in jobs:
-        hw, dataset, job = folder.relative_to(root).parts
-        by_job.setdefault((dataset, job), []).append(folder)
+    by_job: dict[tuple[str, str], list[publish.Job]] = {}
+    for j in jobs:  # the runs each job reports on, as the index shows them (sweep.reported)
+        _, dataset, job = j.folder.relative_to(root).parts
+        by_job.setdefault((dataset, job), []).append(j)
     parts = ["<h1>Hardware comparisons</h1><p>For every job that several machines ran with the same specs "
              "(only the hardware differs), the tables of <code>python -m harness compare</code>.</p>"]
     found = 0
-    for (dataset, job), folders in sorted(by_job.items()):
-        if len(folders) < 2:
+    for (dataset, job), same in sorted(by_job.items()):
+        if len(same) < 2:
             continue
-        machines, left_out = [], 0
-        for folder in folders:
-            hw, by, others = compare.load_machine(folder)
-            machines.append((hw, str(folder), by))
-            left_out += others
+        # each machine named by its folder (publish --add named it by the hardware id of its runs)
+        machines = [(j.folder.relative_to(root).parts[0], str(j.folder), compare.by_arm(j.records)) for j in same]
+        left_out = sum(j.left_out for j in same)
         try:
             compare.check_same_specs(machines)
         except compare.CompareError as exc:
@@ -262,7 +260,7 @@ def build(root: Path, site: Path | None = None, jobs: list[publish.Job] | None =
     write(site / "assets" / "site.css", CSS)
     jobs = publish.published_jobs(root) if jobs is None else jobs
     all_points = []
-    for folder, records, manifest in jobs:
+    for folder, records, manifest, _ in jobs:
         text, images = job_page(folder, root, site, records, manifest)
         write(site / "jobs" / f"{_slug(folder, root)}.html", text)
         written += images

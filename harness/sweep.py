@@ -464,11 +464,23 @@ def write_sweep(out, records: list[dict]) -> list:
 
 def is_sweep(records: list[dict], out=None, *, manifest: dict | None = None) -> bool:
     """Whether a folder gets the sweep's files: its manifest (``manifest``, else read from ``out``)
-    says a sweep ran there, or (folders made before manifests) its records hold several ranks or seeds."""
+    says a sweep ran there, or its records hold several ranks or seeds (folders made before manifests),
+    or one arm at several learning rates (a rate grid, whatever ran it: a mean over it means nothing)."""
     if manifest is None and out is not None:
         manifest = results.read_manifest(out)
     if results.manifest_says(manifest, "sweep"):
         return True
     ranks = {r["spec"]["lora"]["r"] for r in records if r["spec"].get("lora")}
     seeds = {r["spec"]["seed"] for r in records}
-    return len(ranks) > 1 or len(seeds) > 1
+    rates = defaultdict(set)
+    for r in records:
+        if r["status"] == "success" and r["method"] != "baseline":
+            rates[group_key(r["spec"])].add(r["spec"]["learning_rate"])
+    return len(ranks) > 1 or len(seeds) > 1 or any(len(v) > 1 for v in rates.values())
+
+
+def reported(records: list[dict], out=None, *, manifest: dict | None = None) -> list[dict]:
+    """The successful runs a folder's tables report on, the one rule that report, publish, compare and
+    the site share: in a sweep (is_sweep) each point at its chosen learning rate only, else all of them."""
+    ok = [r for r in records if r["status"] == "success"]
+    return selected(ok) if is_sweep(records, out, manifest=manifest) else ok

@@ -121,20 +121,27 @@ def test_compare_refuses_a_mismatched_pair(tmp_path):
     assert not (tmp_path / "c" / "compare.md").exists()
 
 
+def _copy_with_a_losing_rate(folder: Path) -> tuple[dict, float]:
+    """The compare-gpu fixture copied to ``folder``, plus its LoRA arm at a second learning rate that
+    lost on validation and ran three times as long: (that record, the chosen rate's train wall time)."""
+    shutil.copytree(FIXTURES / "compare-gpu", folder)
+    record = json.loads(next((folder / "runs").glob("lora-*.json")).read_text())
+    chosen_s = record["timings"]["train_wall_s"]
+    record["run_id"] = "lora-r8-dating-s0-0000000000"
+    record["spec"]["learning_rate"] = 2e-3
+    record["quality"]["validation_spearman"] -= 0.2
+    record["timings"]["train_wall_s"] = 3 * chosen_s
+    (folder / "runs" / f"{record['run_id']}.json").write_text(json.dumps(record))
+    return record, chosen_s
+
+
 def test_compare_counts_a_tuned_arm_at_its_chosen_rate_only(tmp_path):
     """A tuned sweep holds an arm at several learning rates. compare reports the runs at the chosen
     rate (the best validation Spearman on the first seed), as the folder's own tables do, and says how
     many it left out; before, it averaged over the whole grid."""
     import pandas as pd
     tuned = tmp_path / "tuned"
-    shutil.copytree(FIXTURES / "compare-gpu", tuned)
-    record = json.loads(next((tuned / "runs").glob("lora-*.json")).read_text())
-    chosen_s = record["timings"]["train_wall_s"]
-    record["run_id"] = "lora-r8-dating-s0-0000000000"
-    record["spec"]["learning_rate"] = 2e-3  # a rate that lost on validation, and ran three times as long
-    record["quality"]["validation_spearman"] -= 0.2
-    record["timings"]["train_wall_s"] = 3 * chosen_s
-    (tuned / "runs" / f"{record['run_id']}.json").write_text(json.dumps(record))
+    _, chosen_s = _copy_with_a_losing_rate(tuned)
 
     proc = run_cli("compare", str(FIXTURES / "compare-gpu"), str(tuned), "--out", str(tmp_path / "c"))
     assert proc.returncode == 0, proc.stderr
@@ -145,6 +152,32 @@ def test_compare_counts_a_tuned_arm_at_its_chosen_rate_only(tmp_path):
     row = per_arm[(per_arm["arm"] == "lora r=8") & (per_arm["figure"] == "train wall time (s)")].iloc[0]
     assert row["cuda-nvidia-h100-80gb-hbm3-79gb (tuned)"] == pytest.approx(chosen_s)  # not (1 + 3) / 2 of it
     assert row["cuda-nvidia-h100-80gb-hbm3-79gb"] == pytest.approx(chosen_s)
+
+
+def test_report_publish_compare_and_the_site_report_the_same_runs_of_a_rate_grid(tmp_path):
+    """One arm run at two learning rates in a folder that no sweep manifest marks (two `run`
+    commands, say): every reader of the folder reports the same runs, the chosen rate only
+    (sweep.reported). Before, compare chose a rate while the index and the site averaged both."""
+    from harness import compare, results, site, sweep
+    root = tmp_path / "results"
+    plain = root / "cuda-a" / "dating-v2" / "adr"
+    tuned = root / "cuda-b" / "dating-v2" / "adr"
+    shutil.copytree(FIXTURES / "compare-gpu", plain)
+    record, chosen_s = _copy_with_a_losing_rate(tuned)
+    assert results.read_manifest(tuned) is None  # no manifest: the records alone say "rate grid"
+
+    everything = results.load_runs(tuned)
+    assert sweep.is_sweep(everything, tuned)  # so `report` writes the sweep's tables for it
+    jobs = {j.folder: j for j in publish.published_jobs(root)}
+    _, by_label, left_out = compare.load_machine(tuned)
+    ids = sorted(r["run_id"] for r in jobs[tuned].records)
+    assert ids == sorted(r["run_id"] for rs in by_label.values() for r in rs) == sorted(
+        r["run_id"] for r in sweep.selected(everything))
+    assert record["run_id"] not in ids and left_out == jobs[tuned].left_out == 1 and jobs[plain].left_out == 0
+
+    page = site.hardware_page(list(jobs.values()), root)
+    assert f"{compare.TUNED_NOTE}1 in all." in page
+    assert f"<td>{chosen_s:.4g}</td>" in page and f"<td>{2 * chosen_s:.4g}</td>" not in page  # not (1 + 3) / 2
 
 
 def test_readme_claims_about_the_v1_sweep_match_its_generated_table():
@@ -221,9 +254,10 @@ def test_the_published_method_study_says_how_to_reproduce_its_learning_rate_tuni
 
 
 def test_a_tuned_sweep_of_one_rank_and_seed_is_published_at_its_chosen_rate_everywhere(tmp_path):
-    """A sweep tuned on a learning-rate grid at one rank and one seed: its records alone look like a
-    single run job, but its manifest says sweep. The index, the ADR page and the site read the same
-    runs (publish.published_records): each point at its chosen rate, not a mean over the grid."""
+    """A sweep tuned on a learning-rate grid at one rank and one seed (one rank and one seed look like
+    a single run job; its rate grid and its manifest both say sweep). The index, the ADR page and the
+    site read the same runs (publish.published_records): each point at its chosen rate, not a mean
+    over the grid."""
     from harness import results, sweep
     source = RESULTS / "cpu-amd-epyc-2c" / "dating-v2" / "methods"
     job = tmp_path / "cpu-amd-epyc-2c" / "dating-v2" / "methods"
@@ -235,7 +269,7 @@ def test_a_tuned_sweep_of_one_rank_and_seed_is_published_at_its_chosen_rate_ever
     everything = [r for r in results.load_runs(job) if r["status"] == "success"]
     lora = [r for r in everything if r["method"] == "lora"]
     assert len({r["spec"]["learning_rate"] for r in lora}) > 1  # a grid, or the test proves nothing
-    assert not sweep.is_sweep(everything)  # its records alone do not say sweep
+    assert sweep.is_sweep(everything)  # its records alone say so: one arm at several rates
     chosen = publish.published_records(job)
     assert chosen == sweep.selected(everything)
     [lora_chosen] = [r for r in chosen if r["method"] == "lora"]
