@@ -47,12 +47,15 @@ PRECISION_RATIOS = [("step_s_median", "timings.step_s_median", "step time"),
                     ("peak_memory", "memory.peak_memory_bytes", "peak memory")]
 
 
-def precision_rows(records: list[dict]) -> list[dict]:
+def precision_rows(records: list[dict], planned: dict[str, list[float]] | None = None) -> list[dict]:
     """Each variant trained in a precision other than fp32, set against the same variant in fp32.
 
     Seeds are paired: the cost ratios are per seed (bf16 run / fp32 run of the same seed), with a
     Student-t 95% CI over seeds; quality is the Spearman difference by the paired cluster bootstrap
-    over the same test groups (stats.paired_spearman_test) and the ratio of the mean Spearmans."""
+    over the same test groups (stats.paired_spearman_test) and the ratio of the mean Spearmans.
+    Where either side's learning-rate grid is not finished (``planned``: the manifest's grids), its
+    rate is not yet the tuned one, so the quality comparison would measure the rate, not the
+    precision: the row keeps its cost ratios and says ``unfinished`` instead of a quality figure."""
     from collections import defaultdict
 
     import numpy as np
@@ -63,6 +66,7 @@ def precision_rows(records: list[dict]) -> list[dict]:
     for r in runs:
         by_point[sweep.group_key(r["spec"])][r["spec"]["seed"]] = r
     evalset = results.evaluation_set(runs)
+    edges = sweep.grid_edges(records, planned)
     rows = []
     for point, mine in by_point.items():
         spec = next(iter(mine.values()))["spec"]
@@ -75,13 +79,18 @@ def precision_rows(records: list[dict]) -> list[dict]:
             continue
         differ = sorted({f for s in seeds for f in results.setup_differences(mine[s].get("environment", {}),
                                                                           theirs[s].get("environment", {}))})
+        unfinished = "; ".join(f"{p}: {edges[p]}" for p in (point, against) if "rates run" in edges.get(p, ""))
         row = {"point": point, "against": against, "precision": spec["precision"], "seeds": len(seeds),
-               "setup_differs": ", ".join(differ), "sort": methods.sort_key(spec)}
+               "setup_differs": ", ".join(differ), "unfinished": unfinished, "sort": methods.sort_key(spec)}
         for key, path, _ in PRECISION_RATIOS:
             pairs = [(report.get(mine[s], path), report.get(theirs[s], path)) for s in seeds]
             ratios = [a / b for a, b in pairs if a is not None and b]
             row.update(sweep.ci_columns(f"{key}_ratio", stats.t_interval(ratios)))
         row["spearman_ratio"] = None  # only where fp32's mean Spearman is positive: else a ratio misleads
+        if unfinished:
+            rows.append({**row, **dict.fromkeys(("spearman_diff", "spearman_diff_lo", "spearman_diff_hi",
+                                                  "spearman_diff_p", "spearman_diff_significant"))})
+            continue
         spear = [(report.get(mine[s], "quality.spearman"), report.get(theirs[s], "quality.spearman")) for s in seeds]
         if all(a is not None and b is not None for a, b in spear) and np.mean([b for _, b in spear]) > 0:
             row["spearman_ratio"] = float(np.mean([a for a, _ in spear]) / np.mean([b for _, b in spear]))
@@ -106,7 +115,7 @@ def precision_markdown(rows: list[dict]) -> list[str]:
     body = []
     for r in rows:
         ratios = [_ci(r, f"{k}_ratio") for k, _, _ in PRECISION_RATIOS]
-        diff = "—"
+        diff = f"— (grid unfinished: {r['unfinished']})" if r.get("unfinished") else "—"
         if r.get("spearman_diff") is not None:
             mark = "sig." if r["spearman_diff_significant"] else "n.s."
             diff = (f"{r['spearman_diff']:+.3f} [{r['spearman_diff_lo']:+.3f}, {r['spearman_diff_hi']:+.3f}] "
@@ -227,7 +236,7 @@ def write_methods(out, records: list[dict]) -> list[Path]:
         written += plots.quality_vs_params(frame, out / "plots")
         paths, _ = plots.pareto(frame, out / "plots")
         written += paths
-    precision = precision_rows(runs)
+    precision = precision_rows(records, planned=results.manifest_grids(out))
     if precision:
         results.frame_to_csv_atomic(pd.DataFrame(precision), out / "precision.csv", index=False)
         written.append(out / "precision.csv")

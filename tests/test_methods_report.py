@@ -114,3 +114,22 @@ def test_a_chosen_rate_at_the_end_of_the_rates_tried_is_marked(tmp_path):
     cells = {c[1]: c[2] for c in ([x.strip() for x in line.split("|")] for line in table.splitlines()) if len(c) > 2}
     assert cells["standard"] == f"{standard['spec']['learning_rate']:g} (top of grid)"
     assert cells["dora r=8"] == f"{json.loads((FIXTURES / 'run-v3-dora.json').read_text())['spec']['learning_rate']:g}"
+
+
+def test_a_precision_pair_whose_grid_is_unfinished_keeps_its_costs_but_no_quality(tmp_path):
+    """A bf16 variant tuned on a rate grid of which one rate has run (a study resumed across
+    sessions): its rate is not the tuned one yet, so setting its Spearman against fp32's tuned rate
+    would measure the rate, not the precision. The row keeps its cost ratios and says why it has no
+    quality figure."""
+    out = _job(tmp_path)
+    bf16 = json.loads((out / "runs" / "dora-r8-dating-s0-0000000000.json").read_text())
+    rate = bf16["spec"]["learning_rate"]
+    (out / "job.json").write_text(json.dumps({"lr_grids": {"dora r=8 bf16": [rate, 2 * rate, 5 * rate]}}))
+    assert run_cli("report", str(out)).returncode == 0
+    with (out / "precision.csv").open() as f:
+        (row,) = list(csv.DictReader(f))
+    assert row["unfinished"] == "dora r=8 bf16: 1 of 3 rates run"
+    assert row["spearman_diff"] == "" and row["spearman_ratio"] == ""
+    assert abs(float(row["train_wall_s_ratio_mean"]) - 1.0) < 1e-12  # the costs stay
+    table = (out / "methods.md").read_text()
+    assert "| — (grid unfinished: dora r=8 bf16: 1 of 3 rates run) |" in table
