@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from harness import figures, report, results, sweep
+from harness import figures, publish, report, results
 from harness.publish import hardware_id
 
 HARDWARE_FIELDS = {"device"}
@@ -37,13 +37,12 @@ def load_machine(folder: Path) -> tuple[str, dict[str, list[dict]], int]:
     other rates."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        succeeded = [r for r in results.load_runs(folder) if r["status"] == "success"]
+        job = publish.read_job(folder, quiet=False)
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
-    if not succeeded:
+    if not job.records:
         raise CompareError(f"{folder}: no successful run records in {results.runs_dir(folder)}")
-    records = sweep.reported(succeeded, folder)
-    return hardware_id(records[0]["environment"]), by_arm(records), len(succeeded) - len(records)
+    return hardware_id(job.records[0]["environment"]), by_arm(job.records), job.left_out
 
 
 def by_arm(records: list[dict]) -> dict[str, list[dict]]:

@@ -47,15 +47,16 @@ PRECISION_RATIOS = [("step_s_median", "timings.step_s_median", "step time"),
                     ("peak_memory", "memory.peak_memory_bytes", "peak memory")]
 
 
-def precision_rows(records: list[dict], planned: dict[str, list[float]] | None = None) -> list[dict]:
+def precision_rows(records: list[dict], edges: dict[str, str | None] | None = None) -> list[dict]:
     """Each variant trained in a precision other than fp32, set against the same variant in fp32.
 
     Seeds are paired: the cost ratios are per seed (bf16 run / fp32 run of the same seed), with a
     Student-t 95% CI over seeds; quality is the Spearman difference by the paired cluster bootstrap
     over the same test groups (stats.paired_spearman_test) and the ratio of the mean Spearmans.
-    Where either side's learning-rate grid is not finished (``planned``: the manifest's grids), its
-    rate is not yet the tuned one, so the quality comparison would measure the rate, not the
-    precision: the row keeps its cost ratios and says ``unfinished`` instead of a quality figure."""
+    Where either side's learning-rate grid is not finished (``edges``: each point's grid mark,
+    sweep.grid_edges, as sweep.point_rows gives it), its rate is not yet the tuned one, so the quality
+    comparison would measure the rate, not the precision: the row keeps its cost ratios and says
+    ``unfinished`` instead of a quality figure."""
     from collections import defaultdict
 
     import numpy as np
@@ -66,7 +67,7 @@ def precision_rows(records: list[dict], planned: dict[str, list[float]] | None =
     for r in runs:
         by_point[sweep.group_key(r["spec"])][r["spec"]["seed"]] = r
     evalset = results.evaluation_set(runs)
-    edges = sweep.grid_edges(records, planned)
+    edges = edges or {}
     rows = []
     for point, mine in by_point.items():
         spec = next(iter(mine.values()))["spec"]
@@ -79,7 +80,7 @@ def precision_rows(records: list[dict], planned: dict[str, list[float]] | None =
             continue
         differ = sorted({f for s in seeds for f in results.setup_differences(mine[s].get("environment", {}),
                                                                           theirs[s].get("environment", {}))})
-        unfinished = "; ".join(f"{p}: {edges[p]}" for p in (point, against) if "rates run" in edges.get(p, ""))
+        unfinished = "; ".join(f"{p}: {edges[p]}" for p in (point, against) if sweep.grid_unfinished(edges.get(p)))
         row = {"point": point, "against": against, "precision": spec["precision"], "seeds": len(seeds),
                "setup_differs": ", ".join(differ), "unfinished": unfinished, "sort": methods.sort_key(spec)}
         for key, path, _ in PRECISION_RATIOS:
@@ -228,7 +229,8 @@ def write_methods(out, records: list[dict]) -> list[Path]:
     from harness import plots, sweep
     out = Path(out)
     runs = sweep.selected(records)
-    rows = method_rows(sweep.point_rows(records, planned=results.manifest_grids(out)), runs)
+    points = sweep.point_rows(records, planned=results.manifest_grids(out))
+    rows = method_rows(points, runs)
     frame = pd.DataFrame(rows)
     results.frame_to_csv_atomic(frame, out / "methods.csv", index=False)
     written = [out / "methods.csv"]
@@ -236,7 +238,7 @@ def write_methods(out, records: list[dict]) -> list[Path]:
         written += plots.quality_vs_params(frame, out / "plots")
         paths, _ = plots.pareto(frame, out / "plots")
         written += paths
-    precision = precision_rows(records, planned=results.manifest_grids(out))
+    precision = precision_rows(runs, edges={p["point"]: p["lr_grid_edge"] for p in points})
     if precision:
         results.frame_to_csv_atomic(pd.DataFrame(precision), out / "precision.csv", index=False)
         written.append(out / "precision.csv")

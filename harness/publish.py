@@ -82,12 +82,14 @@ def published_records(folder: Path, manifest: dict | None = None) -> list[dict]:
     return read_job(folder, manifest).records
 
 
-def read_job(folder: Path, manifest: dict | None = None) -> Job:
+def read_job(folder: Path, manifest: dict | None = None, *, quiet: bool = True) -> Job:
     """One job folder as publish, compare and the site read it: the runs it reports on
-    (sweep.reported), and how many successful runs at a rate not chosen it leaves out."""
+    (sweep.reported), and how many successful runs at a rate not chosen it leaves out. ``quiet``:
+    a run file that cannot be read is skipped without its warning (report names it)."""
     from harness import sweep
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        if quiet:
+            warnings.simplefilter("ignore")
         succeeded = [r for r in results.load_runs(folder) if r["status"] == "success"]
     records = sweep.reported(succeeded, folder, manifest=manifest)
     return Job(folder, records, manifest, len(succeeded) - len(records))

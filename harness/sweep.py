@@ -207,6 +207,11 @@ def grid_edges(records: list[dict], planned: dict[str, list[float]] | None = Non
     return edges
 
 
+def grid_unfinished(edge: str | None) -> bool:
+    """Whether a grid_edges mark says the point's grid has rates still to run (its rate is not tuned yet)."""
+    return bool(edge) and edge.endswith(" rates run")
+
+
 def extend_grid(specs: list[RunSpec], records: list[dict]) -> list[RunSpec]:
     """One more first-seed run per point whose chosen rate is an end of its grid: one step past that
     end, the step being the ratio of the grid's two rates at that end (5e-4 after 2e-4, 5e-4 gives
@@ -480,7 +485,8 @@ def is_sweep(records: list[dict], out=None, *, manifest: dict | None = None) -> 
 
 
 def reported(records: list[dict], out=None, *, manifest: dict | None = None) -> list[dict]:
-    """The successful runs a folder's tables report on, the one rule that report, publish, compare and
-    the site share: in a sweep (is_sweep) each point at its chosen learning rate only, else all of them."""
+    """The successful runs a folder's tables report on, the one rule that publish, compare and the site
+    share (report applies it too, keeping the failed runs beside them): in a sweep (is_sweep) each point
+    at its chosen learning rate only, else all of them."""
     ok = [r for r in records if r["status"] == "success"]
     return selected(ok) if is_sweep(records, out, manifest=manifest) else ok
