@@ -81,7 +81,9 @@ def precision_rows(records: list[dict], edges: dict[str, str | None] | None = No
         differ = sorted({f for s in seeds for f in results.setup_differences(mine[s].get("environment", {}),
                                                                           theirs[s].get("environment", {}))})
         unfinished = "; ".join(f"{p}: {edges[p]}" for p in (point, against) if sweep.grid_unfinished(edges.get(p)))
+        rate, their_rate = spec["learning_rate"], theirs[seeds[0]]["spec"]["learning_rate"]
         row = {"point": point, "against": against, "precision": spec["precision"], "seeds": len(seeds),
+               "learning_rate": rate, "against_learning_rate": their_rate,
                "setup_differs": ", ".join(differ), "unfinished": unfinished, "sort": methods.sort_key(spec)}
         for key, path, _ in PRECISION_RATIOS:
             pairs = [(report.get(mine[s], path), report.get(theirs[s], path)) for s in seeds]
@@ -121,10 +123,13 @@ def precision_markdown(rows: list[dict]) -> list[str]:
             mark = "sig." if r["spearman_diff_significant"] else "n.s."
             diff = (f"{r['spearman_diff']:+.3f} [{r['spearman_diff_lo']:+.3f}, {r['spearman_diff_hi']:+.3f}] "
                     f"p={r['spearman_diff_p']:.3f} ({mark})")
-        measured = f"across setups ({r['setup_differs']} differ)" if r["setup_differs"] else "side by side"
-        body.append([r["point"], r["against"], str(r["seeds"]), *ratios, _num(r.get("spearman_ratio"), ".3f"), diff,
-                     measured])
-    headers = ["variant", "against", "seeds", *[f"{label} ratio" for _, _, label in PRECISION_RATIOS],
+        verb = "differ" if "," in r["setup_differs"] else "differs"
+        measured = f"across setups ({r['setup_differs']} {verb})" if r["setup_differs"] else "side by side"
+        rates = f"{_num(r['learning_rate'], 'g')} / {_num(r['against_learning_rate'], 'g')}"
+        body.append([r["point"], r["against"], rates, str(r["seeds"]), *ratios, _num(r.get("spearman_ratio"), ".3f"),
+                     diff, measured])
+    headers = ["variant", "against", "lr (variant / against)", "seeds",
+               *[f"{label} ratio" for _, _, label in PRECISION_RATIOS],
                "Spearman ratio", "Spearman Δ (95% CI, p)", "measured"]
     return ["## Precision: each lower-precision variant against the same variant in fp32", "",
             tabulate(body, headers=headers, tablefmt="github", disable_numparse=True), "",
@@ -134,6 +139,9 @@ def precision_markdown(rows: list[dict]) -> list[str]:
             "- Spearman ratio: mean test Spearman over the mean in fp32. Spearman Δ: lower precision minus fp32 "
             "by the paired cluster bootstrap over the same test groups (and seeds). Evaluation runs in fp32 "
             "(then a difference comes from training) unless a note below says otherwise.",
+            "- lr: each side trains at its own learning rate (with a grid: chosen on validation on the first "
+            "seed, in its own precision). Where the two differ, the Spearman figures compare the two tuned "
+            "recipes, rate choice included, not precision at one rate.",
             "- Measured: side by side when both runs of every pair share one setup (machine, library versions "
             "and harness commit, from their records); otherwise the cost ratios span two setups (two leases of "
             "a GPU, two sessions of a study) and the fields that differ are named. A speed ratio measured side "
@@ -157,6 +165,8 @@ def _ci(row: dict, key: str, fmt: str = ".3f") -> str:
 def _vs_standard(row: dict) -> str:
     d = row.get("vs_standard_spearman_diff")
     if d is None:
+        if row.get("vs_standard_withheld"):
+            return f"— ({row['vs_standard_withheld']})"
         return "reference" if row.get("is_reference") else "—"
     mark = "sig." if row.get("vs_standard_significant") else "n.s."
     if not row.get("vs_standard_seeds_agree", True):
@@ -210,7 +220,9 @@ def methods_markdown(rows: list[dict], records: list[dict], precision: list[dict
              "- lr: the learning rate the variant trained with (with an lr grid: chosen on validation on the "
              "first seed). LoRA+'s is the rate of its A matrices. (top of grid) or (bottom of grid): the chosen "
              "rate is an end of the grid, so a rate beyond it was not tried and might do better. (K of N rates "
-             "run): the grid is not finished yet, so the rate is the best of those run so far.",
+             "run): the grid is not finished yet, so the rate is the best of those run so far, and the "
+             "variant gets no Δ vs standard (nor does any while standard's grid is unfinished): it would "
+             "measure the rate, not the method.",
              "- merges: peft folded the adapter into the base weights; max abs diff is the largest embedding "
              "difference merged against unmerged (float32). enc/s: single passes over the test texts.", "",
              "## The methods", ""]

@@ -301,7 +301,13 @@ def point_rows(records: list[dict], *, ttq_fraction: float = 0.95,
         for name, path, scale in EFFICIENCY:
             vals = [_get(r, path) for r in group]
             row.update(ci_columns(name, stats.t_interval([v * scale if v is not None else None for v in vals])))
-        if point != ref and std_cos and gold is not None and cos:
+        # a point (or standard) whose grid is unfinished trains at a rate not yet tuned: its difference
+        # would measure the rate, not the method, so the tables withhold it (as the precision table does)
+        unfinished = "; ".join(f"{p}: {edges[p]}" for p in dict.fromkeys((point, ref))
+                               if grid_unfinished(edges.get(p)))
+        if point != ref and unfinished:
+            row["vs_standard_withheld"] = f"grid unfinished: {unfinished}"
+        elif point != ref and std_cos and gold is not None and cos:
             test = stats.paired_spearman_test(cos, std_cos, gold, groups=groups)
             row.update(vs_standard_spearman_diff=test["diff"], vs_standard_diff_lo=test["lo"],
                        vs_standard_diff_hi=test["hi"], vs_standard_p=test["p_value"],
@@ -388,6 +394,8 @@ def _cell(row: dict, key: str) -> str:
         return f"{row['test_pairs']} / {row['test_groups']}" if row.get("test_pairs") else "—"
     if key == "vs_standard_diff":
         d = row.get("vs_standard_spearman_diff")
+        if d is None and row.get("vs_standard_withheld"):
+            return f"— ({row['vs_standard_withheld']})"
         return "—" if d is None else f"{d:+.3f} [{row['vs_standard_diff_lo']:+.3f}, {row['vs_standard_diff_hi']:+.3f}]"
     value = row.get(key)
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -422,7 +430,9 @@ def sweep_markdown(rows: list[dict], pareto_table, records: list[dict]) -> str:
              "- Learning rate: with an lr grid, the rate with the best validation Spearman on the first seed, "
              "per point; the other seeds use it. Tuning runs stay in runs/. (top of grid) or (bottom of grid): "
              "the chosen rate is an end of the grid, so a rate beyond it was not tried and might do better. "
-             "(K of N rates run): the grid is not finished yet, so the rate is the best of those run so far.",
+             "(K of N rates run): the grid is not finished yet, so the rate is the best of those run so far, "
+             "and no Δ vs std is given for it (nor for any point while standard's own grid is unfinished): it "
+             "would measure the rate, not the method.",
              "- time to 95% of std: training wall time (evaluation excluded) at which validation Spearman first "
              "reached 95% of standard's final validation Spearman; median over seeds.",
              "- merge: peft's LoraLayer.merge folds the adapter into the base weights; max abs diff is the largest "

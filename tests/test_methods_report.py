@@ -69,9 +69,10 @@ def test_the_precision_section_sets_bf16_against_the_same_variant_in_fp32(tmp_pa
     table = (out / "methods.md").read_text()
     cells = next(c for c in ([x.strip() for x in line.split("|")] for line in table.splitlines())
                  if c[1:3] == ["dora r=8 bf16", "dora r=8"])
-    assert cells[3:7] == ["1", "0.500", "1.000", "0.750"]
-    assert cells[8].startswith("+0.000") and cells[8].endswith("(n.s.)")
-    assert cells[9] == "side by side" and row["setup_differs"] == ""  # one machine, one commit
+    rate = f"{fp32['spec']['learning_rate']:g}"
+    assert cells[3:8] == [f"{rate} / {rate}", "1", "0.500", "1.000", "0.750"]
+    assert cells[9].startswith("+0.000") and cells[9].endswith("(n.s.)")
+    assert cells[10] == "side by side" and row["setup_differs"] == ""  # one machine, one commit
 
 
 def test_a_precision_pair_from_two_setups_says_what_differs(tmp_path):
@@ -133,3 +134,25 @@ def test_a_precision_pair_whose_grid_is_unfinished_keeps_its_costs_but_no_qualit
     assert abs(float(row["train_wall_s_ratio_mean"]) - 1.0) < 1e-12  # the costs stay
     table = (out / "methods.md").read_text()
     assert "| — (grid unfinished: dora r=8 bf16: 1 of 3 rates run) |" in table
+
+
+def test_a_variant_whose_grid_is_unfinished_gets_no_difference_from_standard_in_any_table(tmp_path):
+    """The main methods table and the sweep table treat an unfinished grid as the precision table does:
+    the variant's Spearman is shown (the best so far), its Δ vs standard is withheld and says why.
+    The other variants, on finished grids, keep theirs."""
+    out = _job(tmp_path)
+    bf16 = json.loads((out / "runs" / "dora-r8-dating-s0-0000000000.json").read_text())
+    rate = bf16["spec"]["learning_rate"]
+    (out / "job.json").write_text(json.dumps({"kinds": ["sweep"],
+                                              "lr_grids": {"dora r=8 bf16": [rate, 2 * rate, 5 * rate]}}))
+    assert run_cli("report", str(out)).returncode == 0
+    with (out / "methods.csv").open() as f:
+        rows = {r["point"]: r for r in csv.DictReader(f)}
+    assert rows["dora r=8 bf16"]["vs_standard_spearman_diff"] == ""
+    assert rows["dora r=8 bf16"]["vs_standard_withheld"] == "grid unfinished: dora r=8 bf16: 1 of 3 rates run"
+    assert rows["dora r=8"]["vs_standard_spearman_diff"] != ""  # a finished grid keeps its difference
+    for name in ("methods.md", "sweep.md"):
+        table = (out / name).read_text().split("## ")[0]
+        line = next(x for x in table.splitlines() if x.startswith("| dora r=8 bf16 "))
+        assert "— (grid unfinished: dora r=8 bf16: 1 of 3 rates run)" in line, (name, line)
+        assert "sig." not in line
