@@ -171,10 +171,10 @@ def index_page(jobs: list[publish.Job], root: Path) -> str:
 def hardware_page(jobs: list[publish.Job], root: Path) -> str:
     """compare's tables for every (dataset, job) that more than one machine ran with the same specs."""
     from harness import compare
-    by_job: dict[tuple[str, str], list[publish.Job]] = {}
+    by_job: dict[tuple[str, str], list[tuple[str, publish.Job]]] = {}
     for j in jobs:  # the runs each job reports on, as the index shows them (sweep.reported)
-        _, dataset, job = j.folder.relative_to(root).parts
-        by_job.setdefault((dataset, job), []).append(j)
+        hw, dataset, job = j.folder.relative_to(root).parts
+        by_job.setdefault((dataset, job), []).append((hw, j))
     parts = ["<h1>Hardware comparisons</h1><p>For every job that several machines ran with the same specs "
              "(only the hardware differs), the tables of <code>python -m harness compare</code>.</p>"]
     found = 0
@@ -182,8 +182,8 @@ def hardware_page(jobs: list[publish.Job], root: Path) -> str:
         if len(same) < 2:
             continue
         # each machine named by its folder (publish --add named it by the hardware id of its runs)
-        machines = [(j.folder.relative_to(root).parts[0], str(j.folder), compare.by_arm(j.records)) for j in same]
-        left_out = sum(j.left_out for j in same)
+        machines = [(hw, str(j.folder), compare.by_arm(j.records)) for hw, j in same]
+        left_out = sum(j.left_out for _, j in same)
         try:
             compare.check_same_specs(machines)
         except compare.CompareError as exc:
@@ -242,10 +242,28 @@ def benchmarks_page(root: Path) -> str:
 
 def build(root: Path, site: Path | None = None, jobs: list[publish.Job] | None = None) -> list[Path]:
     """Write ``root/site/`` (or ``site``) from the run files under ``root`` (``jobs``: publish.published_jobs
-    of it, where the caller has read them already); returns the files written."""
+    of it, where the caller has read them already); returns the files written.
+
+    The new site is built in a folder beside the old one and swapped in when complete, so that a build
+    that fails part way leaves the previous site whole (and no half-built folder)."""
     site = site or root / SITE
+    building, old = site.with_name(f".{site.name}.building"), site.with_name(f".{site.name}.old")
+    for leftover in (building, old):  # from a build killed before it could clean up
+        if leftover.exists():
+            shutil.rmtree(leftover)
+    try:
+        written = _build_into(building, root, jobs)
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
     if site.exists():
-        shutil.rmtree(site)
+        site.rename(old)
+    building.rename(site)
+    shutil.rmtree(old, ignore_errors=True)
+    return [site / p.relative_to(building) for p in written]
+
+
+def _build_into(site: Path, root: Path, jobs: list[publish.Job] | None) -> list[Path]:
     (site / "assets").mkdir(parents=True)
     (site / "jobs").mkdir()
     written = []

@@ -42,6 +42,23 @@ def test_the_published_site_is_up_to_date(tmp_path):
     assert set(jobs) <= set(pages) and {"index.html", "explorer.html", "hardware.html", "benchmarks.html"} <= set(pages)
 
 
+def test_a_build_that_fails_part_way_leaves_the_previous_site_whole(tmp_path):
+    """The site is built beside the old one and swapped in: a build that raises after writing some
+    files (here a job folder outside the results root, found only once the assets are written) leaves
+    the previous site as it was and no half-built folder."""
+    root = tmp_path / "results"
+    root.mkdir()
+    built = site.build(root)
+    assert built and all(p.is_file() and p.is_relative_to(root / site.SITE) for p in built)
+    before = {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    stray = publish.Job(tmp_path / "elsewhere" / "hw" / "data" / "job", [], None, 0)
+    with pytest.raises(ValueError):
+        site.build(root, jobs=[stray])
+    after = {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    assert after == before
+    assert sorted(p.name for p in root.iterdir()) == [site.SITE]
+
+
 def test_every_run_of_a_job_is_a_point_and_the_front_is_stats_pareto_front():
     folder = next(f for f in site.publish.job_folders(RESULTS) if f.name == "adr")
     records = publish.published_records(folder)
