@@ -189,20 +189,43 @@ def reproduce_command(records: list[dict], job: str, manifest: dict | None = Non
     # a sweep: its manifest says so (as sweep.is_sweep reads it), or (folders made before manifests) its
     # records evaluate during training, which only the sweep asks for
     if results.manifest_says(manifest, "sweep") or any(r["spec"].get("eval_every_steps") for r in records):
-        ordered = sorted(records, key=lambda r: methods.sort_key(r["spec"]))
-        ranks = sorted({r["spec"]["lora"]["r"] for r in records
-                        if r["spec"].get("lora") and methods.get(r["method"]).ranked})
-        swept = [m for m in dict.fromkeys(r["method"] for r in ordered) if m not in ("baseline", "standard")]
-        precisions = list(dict.fromkeys(r["spec"].get("precision", "fp32") for r in ordered
-                                        if r["method"] != "baseline"))
-        extra = "" if swept == ["lora"] else f" --methods {','.join(swept)}"
-        extra += f" --ranks {','.join(map(str, ranks))}" if ranks else ""
-        extra += "" if precisions == ["fp32"] else f" --precisions {','.join(precisions)}"
-        extra += _manifest_options(manifest)
-        return f"python -m harness sweep --dataset {dataset}{extra} --seeds {seeds} --out out/{dataset}-{job}"
+        options = _manifest_options(manifest)
+        return " && ".join(
+            f"python -m harness sweep --dataset {dataset}{_sweep_options(swept, ranks, precisions)}{options} "
+            f"--seeds {seeds} --out out/{dataset}-{job}" for (swept, ranks), precisions in _sweeps(records))
     arms = ",".join(dict.fromkeys(r["method"] for r in sorted(records, key=lambda r: methods.sort_key(r["spec"]))))
     return (f"python -m harness run --dataset {dataset} --arms {arms} --profile adr --seeds {seeds}"
             f"{_set_options(records, dataset)} --out out/{dataset}-{job}")
+
+
+def _sweeps(records: list[dict]) -> list[tuple[tuple[tuple[str, ...], tuple[int, ...]], list[str]]]:
+    """The sweeps a job's records came from: precisions that swept the same methods at the same ranks
+    share one sweep (``--precisions fp32,bf16``); a precision that swept fewer (bf16 on LoRA only,
+    beside every method in fp32) gets its own. A precision holding only the reference arm (no method
+    swept yet: a study stopped early) goes with the first sweep. Each: ((methods, ranks), precisions)."""
+    ordered = sorted(records, key=lambda r: methods.sort_key(r["spec"]))
+    by_precision: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {}
+    for precision in dict.fromkeys(r["spec"].get("precision", "fp32") for r in ordered if r["method"] != "baseline"):
+        mine = [r for r in ordered if r["spec"].get("precision", "fp32") == precision]
+        swept = tuple(m for m in dict.fromkeys(r["method"] for r in mine) if m not in ("baseline", "standard"))
+        ranks = tuple(sorted({r["spec"]["lora"]["r"] for r in mine
+                              if r["spec"].get("lora") and methods.get(r["method"]).ranked}))
+        by_precision[precision] = (swept, ranks)
+    groups: dict[tuple, list[str]] = {}
+    for precision, key in by_precision.items():
+        if key[0]:
+            groups.setdefault(key, []).append(precision)
+    if not groups:
+        return [(((), ()), list(by_precision) or ["fp32"])]
+    first = next(iter(groups))
+    groups[first] += [p for p, key in by_precision.items() if not key[0]]
+    return list(groups.items())
+
+
+def _sweep_options(swept: tuple[str, ...], ranks: tuple[int, ...], precisions: list[str]) -> str:
+    extra = "" if swept in (("lora",), ()) else f" --methods {','.join(swept)}"
+    extra += f" --ranks {','.join(map(str, ranks))}" if ranks else ""
+    return extra + ("" if precisions == ["fp32"] else f" --precisions {','.join(precisions)}")
 
 
 # Fields the command line carries by other means (--arms, --seeds, --dataset, --ranks) or per arm.

@@ -200,6 +200,17 @@ def test_reproduce_command_of_a_method_sweep_names_methods_ranks_and_precisions(
     lora_only = [r for r in records if r["method"] != "ia3" and r["spec"]["precision"] == "fp32"]
     assert publish.reproduce_command(lora_only, "sweep") == (
         "python -m harness sweep --dataset dating --ranks 8,16 --seeds 0,1 --out out/dating-sweep")
+    # bf16 on LoRA r=8 only, beside both methods at both ranks in fp32: two sweeps into one folder
+    fewer = [r for r in records if r["spec"]["precision"] == "fp32" or r["method"] in ("baseline", "standard")
+             or (r["method"] == "lora" and r["spec"]["lora"]["r"] == 8)]
+    assert publish.reproduce_command(fewer, "methods") == (
+        "python -m harness sweep --dataset dating --methods lora,ia3 --ranks 8,16 --seeds 0,1 --out out/dating-methods"
+        " && python -m harness sweep --dataset dating --ranks 8 --precisions bf16 --seeds 0,1 --out out/dating-methods")
+    # a precision with only the reference arm run so far goes with the first sweep
+    early = [r for r in fewer if r["spec"]["precision"] == "fp32" or r["method"] != "lora"]
+    assert publish.reproduce_command(early, "methods") == (
+        "python -m harness sweep --dataset dating --methods lora,ia3 --ranks 8,16 --precisions fp32,bf16 "
+        "--seeds 0,1 --out out/dating-methods")
 
 
 def test_reproduce_command_of_a_tuned_sweep_copies_how_its_learning_rate_was_tuned_from_the_manifest():
@@ -264,8 +275,9 @@ def test_a_tuned_sweep_of_one_rank_and_seed_is_published_at_its_chosen_rate_ever
     (job / "runs").mkdir(parents=True)
     shutil.copy(source / "job.json", job / "job.json")
     for name in ("baseline-dating-s0-*.json", "standard-dating-s0-*.json", "lora-r8-dating-s0-*.json"):
-        for f in (source / "runs").glob(name):
-            shutil.copy(f, job / "runs" / f.name)
+        for f in (source / "runs").glob(name):  # fp32 only: one variant per arm
+            if json.loads(f.read_text())["spec"].get("precision", "fp32") == "fp32":
+                shutil.copy(f, job / "runs" / f.name)
     everything = [r for r in results.load_runs(job) if r["status"] == "success"]
     lora = [r for r in everything if r["method"] == "lora"]
     assert len({r["spec"]["learning_rate"] for r in lora}) > 1  # a grid, or the test proves nothing
