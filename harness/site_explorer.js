@@ -3,6 +3,11 @@
 "use strict";
 
 const SYMBOLS = {fp32: "circle", bf16: "diamond", fp16: "square"};
+// One colour per method, fixed by the method's first appearance among all the points (not among those
+// shown), so that a method keeps its colour when the axes or filters change. plotly's default cycle has
+// ten colours and the registry, with baseline and standard, twelve: two more keep them apart.
+const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+  "#bcbd22", "#17becf", "#000080", "#b8860b"];
 
 // Non-dominated points, as harness/stats.py pareto_front: no other point has cost <= and
 // quality >= with one of them strictly better. ys are already signed so that higher is better.
@@ -35,12 +40,14 @@ function drawExplorer() {
   const e = window.EXPLORER;
   const s = explorerState();
   const traces = [];
+  const every = [...new Set(e.points.map((p) => p.method))];
   const methods = [...new Set(s.shown.map((p) => p.method))];
   for (const m of methods) {
+    const color = PALETTE[every.indexOf(m) % PALETTE.length];
     const pts = s.shown.filter((p) => p.method === m);
     traces.push({type: "scatter", mode: "markers", name: m, x: pts.map((p) => p[s.x]), y: pts.map((p) => p[s.y]),
       text: pts.map((p) => hoverText(p, s.y)), hoverinfo: "text", customdata: pts.map((p) => p.id),
-      marker: {size: 10, symbol: pts.map((p) => SYMBOLS[p.precision] || "circle")}});
+      marker: {size: 10, color, symbol: pts.map((p) => SYMBOLS[p.precision] || "circle")}});
   }
   const front = [...s.front].sort((a, b) => a[s.x] - b[s.x]);
   traces.push({type: "scatter", mode: "lines", name: "Pareto front", x: front.map((p) => p[s.x]),
