@@ -80,7 +80,7 @@ def precision_rows(records: list[dict], edges: dict[str, str | None] | None = No
             continue
         differ = sorted({f for s in seeds for f in results.setup_differences(mine[s].get("environment", {}),
                                                                           theirs[s].get("environment", {}))})
-        unfinished = "; ".join(f"{p}: {edges[p]}" for p in (point, against) if sweep.grid_unfinished(edges.get(p)))
+        unfinished = sweep.unfinished_grids(edges, (point, against))
         rate, their_rate = spec["learning_rate"], theirs[seeds[0]]["spec"]["learning_rate"]
         row = {"point": point, "against": against, "precision": spec["precision"], "seeds": len(seeds),
                "learning_rate": rate, "against_learning_rate": their_rate,

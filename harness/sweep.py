@@ -212,6 +212,12 @@ def grid_unfinished(edge: str | None) -> bool:
     return bool(edge) and edge.endswith(" rates run")
 
 
+def unfinished_grids(edges: dict[str, str | None], points) -> str:
+    """Which of ``points`` have an unfinished grid (grid_edges' marks in ``edges``), as the tables say
+    it: "point: K of N rates run", joined by "; "; "" where every grid is finished."""
+    return "; ".join(f"{p}: {edges[p]}" for p in dict.fromkeys(points) if grid_unfinished(edges.get(p)))
+
+
 def extend_grid(specs: list[RunSpec], records: list[dict]) -> list[RunSpec]:
     """One more first-seed run per point whose chosen rate is an end of its grid: one step past that
     end, the step being the ratio of the grid's two rates at that end (5e-4 after 2e-4, 5e-4 gives
@@ -303,8 +309,7 @@ def point_rows(records: list[dict], *, ttq_fraction: float = 0.95,
             row.update(ci_columns(name, stats.t_interval([v * scale if v is not None else None for v in vals])))
         # a point (or standard) whose grid is unfinished trains at a rate not yet tuned: its difference
         # would measure the rate, not the method, so the tables withhold it (as the precision table does)
-        unfinished = "; ".join(f"{p}: {edges[p]}" for p in dict.fromkeys((point, ref))
-                               if grid_unfinished(edges.get(p)))
+        unfinished = unfinished_grids(edges, (point, ref))
         if point != ref and unfinished:
             row["vs_standard_withheld"] = f"grid unfinished: {unfinished}"
         elif point != ref and std_cos and gold is not None and cos:
