@@ -12,7 +12,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from harness import report, results, runner
+from harness import report, results, runner, stats, tuning
 from harness.spec import ARMS, PROFILES, SpecError, build_specs
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "runs/superseded/, never deleted)")
     run.add_argument("--no-retry-failed", action="store_true",
                      help="keep earlier failed results instead of rerunning them")
+    _margin_option(run)
     _executor_options(run)
 
     sw = sub.add_parser(
@@ -87,6 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--lr-grid", help="tune each method's learning rate on validation, e.g. "
                                       "'standard=1e-5,2e-5,5e-5;lora=1e-4,2e-4,5e-4', or registry for each "
                                       "method's own grid (first seed only)")
+    sw.add_argument("--lr-select", choices=tuning.RULES,
+                    help="with --lr-grid, how each variant's rate is chosen: mean (the default: best mean "
+                         "validation Spearman over every seed, among the stable rates; the first seed screens the "
+                         "grid and its best --lr-screen rates run on the other seeds) or first-seed (best "
+                         "validation on the first seed alone, for quick exploration)")
+    sw.add_argument("--lr-screen", type=int, help="with --lr-select mean: how many of the first seed's best stable "
+                                                 "rates run on the other seeds (default: 2; at least 2)")
     sw.add_argument("--lr-extend", type=int, help="with --lr-grid: when a point's best validation rate is an end "
                                                  "of its grid, try one step past it, up to N times (default: 0)")
     sw.add_argument("--eval-every", type=int, help="validation Spearman every N steps for time-to-quality "
@@ -98,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="override a spec field, as in `run` (repeatable)")
     sw.add_argument("--force", action="store_true", help="rerun finished runs too (old files are kept aside)")
     sw.add_argument("--no-retry-failed", action="store_true", help="keep earlier failed results, do not rerun them")
+    _margin_option(sw)
     _executor_options(sw)
 
     pub = sub.add_parser("publish",
@@ -134,6 +143,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _margin_option(parser) -> None:
+    parser.add_argument("--margin", type=float, help="the smallest difference in test Spearman that counts: a "
+                        "difference whose 95%% CI lies within +-MARGIN is reported as equivalent (default: "
+                        f"{stats.SPEARMAN_MARGIN}; kept in the folder's job.json for report and publish)")
+
+
+def _check_margin(args) -> None:
+    import math
+    if args.margin is not None and not (math.isfinite(args.margin) and 0 <= args.margin < 1):
+        raise InputError(f"--margin {args.margin}: expected a difference in Spearman in [0, 1), e.g. 0.02")
+
+
 def _executor_options(parser) -> None:
     parser.add_argument("--executor", choices=["local", "ray"], default="local",
                         help="local: one worker subprocess at a time here (default); ray: one Ray task per run, "
@@ -159,6 +180,7 @@ def cmd_run(args) -> int:
     import dataclasses
 
     from harness import sweep
+    _check_margin(args)
     arms = [a.strip() for a in args.arms.split(",") if a.strip()]
     specs = build_specs(arms=arms, dataset=args.dataset, profile=args.profile, config_path=args.config,
                         overrides=args.overrides)
@@ -167,7 +189,7 @@ def cmd_run(args) -> int:
         specs = [dataclasses.replace(spec, seed=seed) for seed in seeds for spec in specs]
     fingerprints = preflight(specs)
     out = Path(args.out or f"out/{specs[0].dataset_name}-{args.profile}")
-    with claim(out, kind="run", argv=args.argv):
+    with claim(out, kind="run", argv=args.argv, margin=args.margin):
         records = runner.run_all(specs, out=out, force=args.force, retry_failed=not args.no_retry_failed,
                                  log=lambda m: print(m, flush=True), executor=make_executor(args),
                                  fingerprints=fingerprints)
@@ -175,16 +197,18 @@ def cmd_run(args) -> int:
 
 
 @contextlib.contextmanager
-def claim(out: Path, *, kind: str, argv: list[str], lr_grids: dict[str, list[float]] | None = None):
+def claim(out: Path, *, kind: str, argv: list[str], lr_grids: dict[str, list[float]] | None = None,
+          lr_selection: tuning.Selection | None = None, margin: float | None = None):
     """The output folder, checked writable and locked for this process, before any worker starts;
-    its manifest (OUT/job.json) gains this command (and a sweep's learning-rate grids)."""
+    its manifest (OUT/job.json) gains this command (and a sweep's learning-rate grids and rule)."""
     try:
         lock = runner.check_out(out)
         lock.__enter__()
     except ValueError as exc:
         raise InputError(str(exc)) from None
     try:
-        results.write_manifest(out, kind=kind, argv=argv, lr_grids=lr_grids)
+        results.write_manifest(out, kind=kind, argv=argv, lr_grids=lr_grids, lr_selection=lr_selection,
+                               margin=margin)
         yield
     finally:
         lock.__exit__(None, None, None)
@@ -192,7 +216,7 @@ def claim(out: Path, *, kind: str, argv: list[str], lr_grids: dict[str, list[flo
 
 SWEEP_DEFAULTS = {"methods": "lora", "ranks": "1,2,4,8,16,32,64", "precisions": None, "seeds": "0",
                   "alpha_policy": "2r", "targets": "query,value", "lr_grid": None, "lr_extend": 0,
-                  "eval_every_steps": 50}
+                  "lr_select": tuning.DEFAULT_RULE, "lr_screen": tuning.DEFAULT_SCREEN, "eval_every_steps": 50}
 
 
 def _ints(v) -> bool:
@@ -213,12 +237,15 @@ SWEEP_TYPES = {  # what a [sweep] table in --config may hold: (check, descriptio
                 "a string or a list of module names"),
     "lr_grid": (lambda v: isinstance(v, str), "a string such as \"standard=1e-5,2e-5;lora=1e-4,2e-4\""),
     "lr_extend": (lambda v: type(v) is int and v >= 0, "an integer >= 0"),
+    "lr_select": (lambda v: v in tuning.RULES, " or ".join(tuning.RULES)),
+    "lr_screen": (lambda v: type(v) is int and v >= 2, "an integer >= 2"),
     "eval_every_steps": (lambda v: type(v) is int and v >= 0, "an integer >= 0"),
 }
 
 
 def cmd_sweep(args) -> int:
     from harness import sweep
+    _check_margin(args)
     from harness.spec import load_toml
     table = dict(load_toml(args.config).get("sweep", {})) if args.config else {}
     unknown = [k for k in table if k not in SWEEP_DEFAULTS]
@@ -234,8 +261,9 @@ def cmd_sweep(args) -> int:
             opts[key] = getattr(args, key)
     if args.eval_every is not None:
         opts["eval_every_steps"] = args.eval_every
-    if args.lr_extend is not None:
-        opts["lr_extend"] = args.lr_extend
+    for key in ("lr_extend", "lr_select", "lr_screen"):
+        if getattr(args, key) is not None:
+            opts[key] = getattr(args, key)
     method_names = sweep.parse_methods(str(opts["methods"]))
     ranks = sweep.parse_ints(str(opts["ranks"]), name="ranks", minimum=1)
     precisions = sweep.parse_precisions(str(opts["precisions"])) if opts["precisions"] else None
@@ -245,6 +273,9 @@ def cmd_sweep(args) -> int:
     if extend < 0 or (extend and not grid):
         raise SpecError([f"lr-extend = {extend}: " + ("must be >= 0" if extend < 0 else
                                                       "extends a learning-rate grid; give --lr-grid too")])
+    if int(opts["lr_screen"]) < 2:
+        raise SpecError([f"lr-screen = {opts['lr_screen']}: must be at least 2 (a choice between one rate is none)"])
+    selection = tuning.Selection(str(opts["lr_select"]), tuple(seeds), int(opts["lr_screen"])) if grid else None
     overrides = [*args.overrides, f"eval_every_steps={int(opts['eval_every_steps'])}"]
     targets = _targets(str(opts["targets"]), args, overrides)
     specs = sweep.sweep_specs(dataset=args.dataset, ranks=ranks, seeds=seeds, method_names=method_names,
@@ -254,7 +285,10 @@ def cmd_sweep(args) -> int:
     fingerprints = preflight(specs)
     out = Path(args.out or f"out/{specs[0].dataset_name}-sweep")
     log = lambda m: print(m, flush=True)  # noqa: E731
-    with claim(out, kind="sweep", argv=args.argv, lr_grids=sweep.planned_grids(specs) if grid else None):
+    if selection is not None:
+        _same_rule(out, selection)
+    with claim(out, kind="sweep", argv=args.argv, lr_grids=sweep.planned_grids(specs) if grid else None,
+               lr_selection=selection, margin=args.margin):
         options = {"out": out, "force": args.force, "retry_failed": not args.no_retry_failed, "log": log,
                    "executor": make_executor(args), "fingerprints": fingerprints}
         records = runner.run_all(specs, **options)
@@ -265,11 +299,36 @@ def cmd_sweep(args) -> int:
             log("best validation rate at an end of the grid; one step past it: "
                 + ", ".join(f"{s.label} at {s.learning_rate:g}" for s in more))
             records += runner.run_all(more, **options)
-        if grid and len(seeds) > 1:
+        if grid and len(seeds) > 1 and selection.rule == "first-seed":
             later = sweep.second_phase(specs, records, seeds)
-            log(f"learning rates chosen on validation: {sweep.chosen_rates(records)}; {len(later)} more runs")
+            log(f"learning rates chosen on validation of seed {seeds[0]}: {sweep.chosen_rates(records)}; "
+                f"{len(later)} more runs")
             records += runner.run_all(later, **options)
+        proposed = None
+        while grid and len(seeds) > 1 and selection.rule == "mean":
+            # screening: the first seed's best stable rates on the other seeds, until every variant's
+            # candidates have run everywhere (one that proves unstable gives its place to the next)
+            later = tuning.screening_runs(specs, records, seeds, selection.screen)
+            if not later or later == proposed:  # done, or the same runs failed again (not for their rate)
+                break
+            proposed = later
+            log(f"screening: the best {selection.screen} stable rates of seed {seeds[0]} on the other seeds; "
+                f"{len(later)} more runs")
+            records += runner.run_all(later, **options)
+        if selection is not None and len(seeds) > 1:
+            log(f"learning rates chosen ({selection.rule}): {sweep.chosen_rates(records, selection)}")
         return _report(out, list({r["run_id"]: r for r in records}.values()))
+
+
+def _same_rule(out: Path, selection: tuning.Selection) -> None:
+    """A folder's rates are chosen by one rule: resuming it under another would change every chosen rate."""
+    manifest = results.read_manifest(out)
+    if manifest is None or not manifest.get("lr_grids"):
+        return
+    theirs = tuning.Selection.from_manifest(manifest)
+    if theirs.rule != selection.rule:
+        raise InputError(f"{out}: its learning rates are chosen by the {theirs.rule} rule (job.json); resume it "
+                         f"with --lr-select {theirs.rule}, or give another --out for the {selection.rule} rule")
 
 
 def _targets(text: str, args, overrides) -> tuple[str, ...]:
@@ -429,9 +488,10 @@ def _report(out: Path, records: list[dict]) -> int:
     tuned = records  # the sweep and methods tables choose from every rate tried (and mark a grid's end)
     is_sweep = sweep.is_sweep(records, out)
     if is_sweep:  # tuning runs at rates that were not chosen stay out of the tables
-        records = [*sweep.selected(records), *[r for r in records if r["status"] != "success"]]
+        records = [*sweep.selected(records, sweep.job_selection(out)),
+                   *[r for r in records if r["status"] != "success"]]
     try:
-        stats_rows = report.spearman_stats(records)
+        stats_rows = report.spearman_stats(records, margin=results.manifest_margin(out))
     except results.ResultError as exc:
         raise InputError(str(exc)) from None
     paths = report.write_report(out, records, stats_rows=stats_rows)

@@ -21,6 +21,10 @@ class Figure:
     scale: float = 1.0
     unit: str = ""
     better: str | None = None  # "higher", "lower" or None (a size, not a goal)
+    # how the tradeoff table sets an arm against standard: "ratio" (% of standard: only for figures that
+    # are positive, costs and sizes), "gain" (share of standard's gain over the untrained baseline: signed
+    # quality figures) or "difference" (signed figures near zero: forgetting, drift, counts that can be 0)
+    relative: str = "ratio"
 
     def value(self, record: dict):
         node = lookup(record, self.path)
@@ -38,24 +42,25 @@ def lookup(record: dict, dotted: str):
 
 
 _ALL = (
-    Figure("spearman", "Spearman (test)", "Spearman (test)", "quality.spearman", better="higher"),
-    Figure("pearson", "Pearson (test)", "Pearson (test)", "quality.pearson", better="higher"),
-    Figure("margin", "Compatibility margin (cos)", "margin", "quality.margin", unit="cos", better="higher"),
-    Figure("cohens_d", "Cohen's d", "Cohen's d", "quality.cohens_d", better="higher"),
-    Figure("auc_roc", "AUC-ROC", "AUC-ROC", "quality.auc_roc", better="higher"),
-    Figure("f1", "F1 (threshold from validation)", "F1", "quality.f1", better="higher"),
+    Figure("spearman", "Spearman (test)", "Spearman (test)", "quality.spearman", better="higher", relative="gain"),
+    Figure("pearson", "Pearson (test)", "Pearson (test)", "quality.pearson", better="higher", relative="gain"),
+    Figure("margin", "Compatibility margin (cos)", "margin", "quality.margin", unit="cos", better="higher",
+           relative="gain"),
+    Figure("cohens_d", "Cohen's d", "Cohen's d", "quality.cohens_d", better="higher", relative="gain"),
+    Figure("auc_roc", "AUC-ROC", "AUC-ROC", "quality.auc_roc", better="higher", relative="gain"),
+    Figure("f1", "F1 (threshold from validation)", "F1", "quality.f1", better="higher", relative="gain"),
     Figure("best_f1_oracle", "Best F1 (oracle threshold on test)", "best F1 (oracle)", "quality.best_f1_oracle",
-           better="higher"),
+           better="higher", relative="gain"),
     Figure("cluster_purity", "Cluster purity (compatible vs not, 2-means)", "cluster purity",
-           "quality.cluster_purity", better="higher"),
+           "quality.cluster_purity", better="higher", relative="gain"),
     Figure("false_positives", "False positives (count)", "false positives", "quality.false_positives.count",
-           better="lower"),
+           better="lower", relative="difference"),
     Figure("reference_spearman", "Spearman on the forgetting reference (zero-shot)", "reference Spearman",
-           "quality.forgetting.spearman", better="higher"),
+           "quality.forgetting.spearman", better="higher", relative="gain"),
     Figure("forgetting", "Forgetting (reference Spearman lost vs the base model)", "forgetting",
-           "quality.forgetting.forgetting", better="lower"),
+           "quality.forgetting.forgetting", better="lower", relative="difference"),
     Figure("drift_mean_cos", "Drift (mean cos of base vs tuned reference embeddings)", "drift (mean cos)",
-           "quality.forgetting.drift_mean_cos"),
+           "quality.forgetting.drift_mean_cos", relative="difference"),
     Figure("trainable_params", "Trainable parameters", "trainable parameters", "params.trainable_params"),
     Figure("trainable_pct", "Trainable parameters (% of total)", "trainable %", "params.trainable_pct", unit="%"),
     Figure("total_params", "Total parameters", "total parameters", "params.total_params"),

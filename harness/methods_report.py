@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness import methods, results
+from harness import cells, methods, results
 
 # (column key in methods.csv, header); costs are also shown as "% of standard"
 COSTS = ["train_wall_s", "peak_memory_mib", "energy_wh", "artifact_mib"]
+_num, _ci = cells.num, cells.interval
 
 
 def wanted(records: list[dict]) -> bool:
@@ -34,6 +35,9 @@ def method_rows(point_rows: list[dict], records: list[dict]) -> list[dict]:
         for key in COSTS:
             mine, theirs = row.get(f"{key}_mean"), (ref or {}).get(f"{key}_mean")
             row[f"{key}_pct_of_standard"] = 100 * mine / theirs if mine is not None and theirs else None
+        if row.get("forgetting_mean") is not None and (ref or {}).get("forgetting_mean") is not None \
+                and not row.get("is_reference") and row["method"] != "baseline":
+            row["forgetting_vs_standard"] = row["forgetting_mean"] - ref["forgetting_mean"]  # a difference
         method = methods.METHODS.get(row["method"])
         row["merges"] = None if method is None or not method.adapter else method.merges
         row["summary"] = method.summary if method else ""
@@ -47,7 +51,8 @@ PRECISION_RATIOS = [("step_s_median", "timings.step_s_median", "step time"),
                     ("peak_memory", "memory.peak_memory_bytes", "peak memory")]
 
 
-def precision_rows(records: list[dict], edges: dict[str, str | None] | None = None) -> list[dict]:
+def precision_rows(records: list[dict], edges: dict[str, str | None] | None = None, *,
+                   margin: float | None = None) -> list[dict]:
     """Each variant trained in a precision other than fp32, set against the same variant in fp32.
 
     Seeds are paired: the cost ratios are per seed (bf16 run / fp32 run of the same seed), with a
@@ -56,7 +61,8 @@ def precision_rows(records: list[dict], edges: dict[str, str | None] | None = No
     Where either side's learning-rate grid is not finished (``edges``: each point's grid mark,
     sweep.grid_edges, as sweep.point_rows gives it), its rate is not yet the tuned one, so the quality
     comparison would measure the rate, not the precision: the row keeps its cost ratios and says
-    ``unfinished`` instead of a quality figure."""
+    ``unfinished`` instead of a quality figure. ``margin``: the smallest difference of interest of the
+    four-way verdict (stats.verdict)."""
     from collections import defaultdict
 
     import numpy as np
@@ -68,6 +74,7 @@ def precision_rows(records: list[dict], edges: dict[str, str | None] | None = No
         by_point[sweep.group_key(r["spec"])][r["spec"]["seed"]] = r
     evalset = results.evaluation_set(runs)
     edges = edges or {}
+    margin = stats.SPEARMAN_MARGIN if margin is None else margin
     rows = []
     for point, mine in by_point.items():
         spec = next(iter(mine.values()))["spec"]
@@ -89,14 +96,11 @@ def precision_rows(records: list[dict], edges: dict[str, str | None] | None = No
             pairs = [(report.get(mine[s], path), report.get(theirs[s], path)) for s in seeds]
             ratios = [a / b for a, b in pairs if a is not None and b]
             row.update(sweep.ci_columns(f"{key}_ratio", stats.t_interval(ratios)))
-        row["spearman_ratio"] = None  # only where fp32's mean Spearman is positive: else a ratio misleads
         if unfinished:
             rows.append({**row, **dict.fromkeys(("spearman_diff", "spearman_diff_lo", "spearman_diff_hi",
-                                                  "spearman_diff_p", "spearman_diff_significant"))})
+                                                  "spearman_diff_p", "spearman_diff_significant",
+                                                  "spearman_diff_verdict"))})
             continue
-        spear = [(report.get(mine[s], "quality.spearman"), report.get(theirs[s], "quality.spearman")) for s in seeds]
-        if all(a is not None and b is not None for a, b in spear) and np.mean([b for _, b in spear]) > 0:
-            row["spearman_ratio"] = float(np.mean([a for a, _ in spear]) / np.mean([b for _, b in spear]))
         cos_a = [mine[s]["quality"].get("test_cos") for s in seeds]
         cos_b = [theirs[s]["quality"].get("test_cos") for s in seeds]
         if evalset and all(cos_a) and all(cos_b):
@@ -104,7 +108,8 @@ def precision_rows(records: list[dict], edges: dict[str, str | None] | None = No
             test = stats.paired_spearman_test([np.array(c) for c in cos_a], [np.array(c) for c in cos_b],
                                               np.array(gold), groups=groups)
             row.update(spearman_diff=test["diff"], spearman_diff_lo=test["lo"], spearman_diff_hi=test["hi"],
-                       spearman_diff_p=test["p_value"], spearman_diff_significant=test["significant"])
+                       spearman_diff_p=test["p_value"], spearman_diff_significant=test["significant"],
+                       spearman_diff_verdict=stats.verdict(test, margin), spearman_diff_margin=margin)
         rows.append(row)
     rows.sort(key=lambda r: r.pop("sort"))
     return rows
@@ -120,59 +125,33 @@ def precision_markdown(rows: list[dict]) -> list[str]:
         ratios = [_ci(r, f"{k}_ratio") for k, _, _ in PRECISION_RATIOS]
         diff = f"— (grid unfinished: {r['unfinished']})" if r.get("unfinished") else "—"
         if r.get("spearman_diff") is not None:
-            mark = "sig." if r["spearman_diff_significant"] else "n.s."
+            mark = r["spearman_diff_verdict"]
+            if mark == "equivalent":
+                mark = f"equivalent within ±{r['spearman_diff_margin']:g}"
             diff = (f"{r['spearman_diff']:+.3f} [{r['spearman_diff_lo']:+.3f}, {r['spearman_diff_hi']:+.3f}] "
                     f"p={r['spearman_diff_p']:.3f} ({mark})")
         verb = "differ" if "," in r["setup_differs"] else "differs"
         measured = f"across setups ({r['setup_differs']} {verb})" if r["setup_differs"] else "side by side"
         rates = f"{_num(r['learning_rate'], 'g')} / {_num(r['against_learning_rate'], 'g')}"
-        body.append([r["point"], r["against"], rates, str(r["seeds"]), *ratios, _num(r.get("spearman_ratio"), ".3f"),
-                     diff, measured])
+        body.append([r["point"], r["against"], rates, str(r["seeds"]), *ratios, diff, measured])
     headers = ["variant", "against", "lr (variant / against)", "seeds",
                *[f"{label} ratio" for _, _, label in PRECISION_RATIOS],
-               "Spearman ratio", "Spearman Δ (95% CI, p)", "measured"]
+               "Spearman Δ (95% CI, p, verdict)", "measured"]
     return ["## Precision: each lower-precision variant against the same variant in fp32", "",
             tabulate(body, headers=headers, tablefmt="github", disable_numparse=True), "",
             "- Ratios are lower precision / fp32, per seed (seeds paired), mean with a Student-t 95% CI over "
             "seeds (no CI with one seed); below 1 means cheaper. Step time: median step of trainer.train() "
             "(burn-in excluded); peak memory as in the table above.",
-            "- Spearman ratio: mean test Spearman over the mean in fp32. Spearman Δ: lower precision minus fp32 "
-            "by the paired cluster bootstrap over the same test groups (and seeds). Evaluation runs in fp32 "
-            "(then a difference comes from training) unless a note below says otherwise.",
-            "- lr: each side trains at its own learning rate (with a grid: chosen on validation on the first "
-            "seed, in its own precision). Where the two differ, the Spearman figures compare the two tuned "
-            "recipes, rate choice included, not precision at one rate.",
+            "- Spearman Δ: lower precision minus fp32 by the paired cluster bootstrap over the same test groups "
+            "(and seeds), with the verdict of the table above (no ratio: Spearman is signed). Evaluation runs in "
+            "fp32 (then a difference comes from training) unless a note below says otherwise.",
+            "- lr: each side trains at its own learning rate (with a grid: chosen by the job's rule, in its own "
+            "precision). Where the two differ, the Spearman figures compare the two tuned recipes, rate choice "
+            "included, not precision at one rate.",
             "- Measured: side by side when both runs of every pair share one setup (machine, library versions "
             "and harness commit, from their records); otherwise the cost ratios span two setups (two leases of "
             "a GPU, two sessions of a study) and the fields that differ are named. A speed ratio measured side "
             "by side in one run is the bench suite's (`pytest bench --benchmark-only`).", ""]
-
-
-def _num(value, fmt: str = ".3g") -> str:
-    import math
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "—"
-    return format(value, fmt)
-
-
-def _ci(row: dict, key: str, fmt: str = ".3f") -> str:
-    mean, lo, hi = row.get(f"{key}_mean"), row.get(f"{key}_lo"), row.get(f"{key}_hi")
-    if mean is None:
-        return "—"
-    return _num(mean, fmt) + (f" [{_num(lo, fmt)}, {_num(hi, fmt)}]" if lo is not None else "")
-
-
-def _vs_standard(row: dict) -> str:
-    d = row.get("vs_standard_spearman_diff")
-    if d is None:
-        if row.get("vs_standard_withheld"):
-            return f"— ({row['vs_standard_withheld']})"
-        return "reference" if row.get("is_reference") else "—"
-    mark = "sig." if row.get("vs_standard_significant") else "n.s."
-    if not row.get("vs_standard_seeds_agree", True):
-        mark = "n.s.: seeds disagree"
-    return (f"{d:+.3f} [{row['vs_standard_diff_lo']:+.3f}, {row['vs_standard_diff_hi']:+.3f}] "
-            f"p={row['vs_standard_p']:.3f} ({mark})")
 
 
 def _cost(row: dict, key: str) -> str:
@@ -185,21 +164,21 @@ def _cost(row: dict, key: str) -> str:
     return _num(mean) + (f" ({pct:.0f}%)" if pct >= 10 else f" ({pct:.2g}%)")  # 0.33%, never 0%
 
 
-HEADERS = ["variant", "lr", "seeds", "trainable params", "Spearman (95% CI)", "Δ vs standard (95% CI, p)",
-           "forgetting", "train time (s)", "peak mem (MiB)", "energy (Wh)", "artifact (MiB)", "enc/s unmerged",
-           "enc/s merged", "merges"]
+HEADERS = ["variant", "lr", "lr rule", "stable lr range", "lr × standard's", "seeds", "trainable params",
+           "Spearman (95% CI)", "Δ vs standard (95% CI, p, verdict)", "share of standard's gain", "converged",
+           "forgetting", "Δ forgetting vs standard", "train time (s)", "peak mem (MiB)", "energy (Wh)",
+           "artifact (MiB)", "enc/s unmerged", "enc/s merged", "merges", "tuning cost"]
 
 
 def _cells(row: dict) -> list[str]:
-    merges = {None: "—", True: "yes", False: "no (unmerged)"}[row["merges"]]
-    if row["merges"] and row.get("merge_max_abs_diff") is not None:
-        merges = f"yes (max abs diff {row['merge_max_abs_diff']:.1e})"
-    lr = _num(row.get("learning_rate"), "g") + (f" ({row['lr_grid_edge']})" if row.get("lr_grid_edge") else "")
-    return [row["point"], lr, str(row.get("seeds", "")),
+    return [row["point"], cells.rate(row), row.get("lr_rule") or "—", cells.stable_range(row),
+            cells.times_standard(row), str(row.get("seeds", "")),
             "—" if row.get("trainable_params") is None else f"{row['trainable_params']:,}",
-            _ci(row, "spearman"), _vs_standard(row), _ci(row, "forgetting"),
+            _ci(row, "spearman"), cells.versus_standard(row), cells.gain_share(row), cells.converged(row),
+            _ci(row, "forgetting"), _num(row.get("forgetting_vs_standard"), "+.3f"),
             *[_cost(row, key) for key in COSTS],
-            _num(row.get("unmerged_sentences_per_s"), ".0f"), _num(row.get("merged_sentences_per_s"), ".0f"), merges]
+            _num(row.get("unmerged_sentences_per_s"), ".0f"), _num(row.get("merged_sentences_per_s"), ".0f"),
+            cells.merge(row, row["merges"]), cells.tuning_cost(row)]
 
 
 def methods_markdown(rows: list[dict], records: list[dict], precision: list[dict] = ()) -> str:
@@ -207,25 +186,35 @@ def methods_markdown(rows: list[dict], records: list[dict], precision: list[dict
 
     from harness.report import method_notes
     seen = [m for m in dict.fromkeys(r["method"] for r in rows) if m in methods.METHODS]
-    parts = ["# Methods: quality against cost, each set against full fine-tuning (standard)", "",
+    from harness import sweep
+    parts = [f"# {sweep.title(rows, records)}", "",
              tabulate([_cells(r) for r in rows], headers=HEADERS, tablefmt="github", disable_numparse=True), "",
              "## How to read it", "",
              "- Spearman: test split, mean over seeds, cluster-bootstrap 95% CI (groups and seeds resampled). "
-             "Δ vs standard: paired cluster bootstrap over the same groups, seeds paired; (sig.) needs p < 0.05 "
-             "and, with several seeds, every seed's own difference on the same side.",
-             "- Costs: mean over seeds; in brackets, % of standard's mean. Training time, memory and energy cover "
-             "trainer.train() only; energy is labelled an estimate where it is one (see the notes below).",
+             "Δ vs standard: paired cluster bootstrap over the same groups, seeds paired.",
+             *[f"- {line}" for line in sweep.protocol_notes(rows)],
+             "- lr: the learning rate the variant trained with; LoRA+'s is the rate of its A matrices. lr × "
+             "standard's: the chosen rate over standard's chosen rate in the same precision.",
+             "- Costs: mean over seeds; in brackets, % of standard's mean (costs are positive, so a ratio means "
+             "something). Training time, memory and energy cover trainer.train() only; energy is labelled an "
+             "estimate where it is one (see the notes below).",
              "- forgetting: the reference benchmark's Spearman lost against the untrained model (positive: "
-             "general quality lost).",
-             "- lr: the learning rate the variant trained with (with an lr grid: chosen on validation on the "
-             "first seed). LoRA+'s is the rate of its A matrices. (top of grid) or (bottom of grid): the chosen "
-             "rate is an end of the grid, so a rate beyond it was not tried and might do better. (K of N rates "
-             "run): the grid is not finished yet, so the rate is the best of those run so far, and the "
-             "variant gets no Δ vs standard (nor does any while standard's grid is unfinished): it would "
-             "measure the rate, not the method.",
+             "general quality lost); Δ forgetting vs standard: the difference of the means (never a ratio: "
+             "forgetting is signed and can be near zero).",
              "- merges: peft folded the adapter into the base weights; max abs diff is the largest embedding "
-             "difference merged against unmerged (float32). enc/s: single passes over the test texts.", "",
-             "## The methods", ""]
+             "difference merged against unmerged (float32); \"no\" where any seed's merge was out of tolerance. "
+             "enc/s: single passes over the test texts.", ""]
+    pending = [f"{r['point']}: {r['lr_pending']}" for r in rows if r.get("lr_pending")]
+    if pending:
+        parts += ["Rates not final yet: " + "; ".join(pending) + ".", ""]
+    costed = [r for r in rows if r.get("tuning_runs") is not None]
+    if costed:
+        parts += [f"Tuning cost of the whole job: {sum(r['tuning_runs'] for r in costed)} runs and "
+                  f"{sum(r['tuning_hours'] for r in costed):.1f} h at rates that were not chosen, beside "
+                  f"{sum(r['final_runs'] for r in costed)} runs and {sum(r['final_hours'] for r in costed):.1f} h "
+                  "at the chosen rates (hours of the machine that ran them, from each worker's start to its "
+                  "record).", ""]
+    parts += ["## The methods", ""]
     for name in seen:
         m = methods.METHODS[name]
         parts.append(f"- **{name}**: {m.summary}." + (f" {m.notes}." if m.notes else ""))
@@ -240,8 +229,10 @@ def write_methods(out, records: list[dict]) -> list[Path]:
 
     from harness import plots, sweep
     out = Path(out)
-    runs = sweep.selected(records)
-    points = sweep.point_rows(records, planned=results.manifest_grids(out))
+    selection = sweep.job_selection(out)
+    runs = sweep.selected(records, selection)
+    margin = results.manifest_margin(out)
+    points = sweep.point_rows(records, planned=results.manifest_grids(out), selection=selection, margin=margin)
     rows = method_rows(points, runs)
     frame = pd.DataFrame(rows)
     results.frame_to_csv_atomic(frame, out / "methods.csv", index=False)
@@ -250,7 +241,7 @@ def write_methods(out, records: list[dict]) -> list[Path]:
         written += plots.quality_vs_params(frame, out / "plots")
         paths, _ = plots.pareto(frame, out / "plots")
         written += paths
-    precision = precision_rows(runs, edges={p["point"]: p["lr_grid_edge"] for p in points})
+    precision = precision_rows(runs, edges={p["point"]: p["lr_grid_edge"] for p in points}, margin=margin)
     if precision:
         results.frame_to_csv_atomic(pd.DataFrame(precision), out / "precision.csv", index=False)
         written.append(out / "precision.csv")

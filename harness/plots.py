@@ -133,7 +133,7 @@ def time_to_quality(curves: pd.DataFrame, out: Path, *, target: float | None) ->
     for (point, seed), group in curves.groupby(["point", "seed"], sort=False):
         ax.plot(group["train_s"], group["val_spearman"], marker=".", label=f"{point} (seed {seed})")
     if target is not None:
-        ax.axhline(target, color="black", linestyle=":", label="95% of standard's final validation Spearman")
+        ax.axhline(target, color="black", linestyle=":", label="95% of standard's gain over the untrained model")
     ax.set_xlabel("training wall time, evaluation excluded (s)")
     ax.set_ylabel("Spearman (validation)")
     ax.legend(fontsize=7)
@@ -164,3 +164,40 @@ def quality_vs_forgetting(rows: pd.DataFrame, out: Path) -> list[Path]:
     cols = ["point", "spearman_mean", "spearman_lo", "spearman_hi", "forgetting_mean", "forgetting_lo",
             "forgetting_hi", "drift_mean_cos_mean"]
     return _save(fig, ok[[c for c in cols if c in ok]], out, "quality_vs_forgetting")
+
+
+def lr_sensitivity(frame: pd.DataFrame, out: Path) -> list[Path]:
+    """Validation and test Spearman against the learning rate, one panel per variant: one point per seed,
+    the mean over seeds joined, unstable rates marked with a red cross, the chosen rate with a line
+    (tuning.sensitivity_rows)."""
+    import math
+
+    import numpy as np
+    variants = list(dict.fromkeys(frame["point"]))
+    cols = min(4, max(1, len(variants)))
+    rows = math.ceil(len(variants) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.8 * rows), squeeze=False, sharey=True)
+    for ax in axes.flat[len(variants):]:
+        ax.set_visible(False)
+    for ax, variant in zip(axes.flat, variants, strict=False):
+        sub = frame[frame["point"] == variant]
+        for column, color, marker, label in (("val_spearman", "tab:blue", "o", "validation"),
+                                             ("test_spearman", "tab:orange", "^", "test")):
+            ax.scatter(sub["learning_rate"], sub[column], color=color, marker=marker, s=14, alpha=0.7, label=label)
+            means = sub.groupby("learning_rate")[column].mean()
+            ax.plot(means.index, means.values, color=color, linewidth=1)
+        bad = sub[sub["unstable"].astype(bool)]
+        if not bad.empty:
+            y = bad["val_spearman"].where(bad["val_spearman"].notna(), np.nanmin(frame["val_spearman"]))
+            ax.scatter(bad["learning_rate"], y, color="tab:red", marker="x", s=40, label="unstable rate")
+        chosen = sub[sub["chosen"].astype(bool)]["learning_rate"]
+        if not chosen.empty:
+            ax.axvline(chosen.iloc[0], color="black", linestyle=":", linewidth=1, label="chosen rate")
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor labels collide on short grids
+        ax.set_title(variant, fontsize=9)
+        ax.tick_params(labelsize=7)
+    axes.flat[0].set_ylabel("Spearman")
+    axes.flat[0].legend(fontsize=6)
+    fig.supxlabel("learning rate (log)", fontsize=9)
+    return _save(fig, frame, out, "lr_sensitivity")

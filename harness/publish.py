@@ -90,8 +90,9 @@ def read_job(folder: Path, manifest: dict | None = None, *, quiet: bool = True) 
     with warnings.catch_warnings():
         if quiet:
             warnings.simplefilter("ignore")
-        succeeded = [r for r in results.load_runs(folder) if r["status"] == "success"]
-    records = sweep.reported(succeeded, folder, manifest=manifest)
+        loaded = results.load_runs(folder)
+    succeeded = [r for r in loaded if r["status"] == "success"]
+    records = sweep.reported(loaded, folder, manifest=manifest)  # a diverged run makes its rate unstable
     return Job(folder, records, manifest, len(succeeded) - len(records))
 
 
@@ -117,6 +118,15 @@ def published_jobs(results_root: Path) -> list[Job]:
 
 def _pct(a, b):
     return None if a is None or b in (None, 0) else 100.0 * a / b
+
+
+def _gain_pct(h: dict):
+    """LoRA's share of standard's Spearman gain over the baseline, in %, from a headline; None where
+    standard gained nothing to share (report.GAIN_FLOOR)."""
+    lora, std, base = h.get("lora_spearman"), h.get("standard_spearman"), h.get("baseline_spearman")
+    if None in (lora, std, base) or not std - base > report.GAIN_FLOOR:
+        return None
+    return 100 * (lora - base) / (std - base)
 
 
 def headline(records: list[dict]) -> dict:
@@ -151,7 +161,7 @@ def headline(records: list[dict]) -> dict:
 # Sweep options that shape the specs but that the records cannot tell apart from the defaults: how the
 # learning rate was tuned (--lr-grid, --lr-extend) and the LoRA alpha and targets as the command gave
 # them. The reproduce command copies them from the job manifest's latest sweep command.
-_SWEEP_OPTIONS = ("alpha_policy", "targets", "lr_grid", "lr_extend")
+_SWEEP_OPTIONS = ("alpha_policy", "targets", "lr_grid", "lr_extend", "lr_select", "lr_screen")
 
 
 def _manifest_options(manifest: dict | None) -> str:
@@ -175,6 +185,10 @@ def _manifest_options(manifest: dict | None) -> str:
                       "options are left out of the reproduce command", stacklevel=2)
         return ""
     given = {option: getattr(args, option, None) for option in _SWEEP_OPTIONS}
+    if given["lr_grid"] is not None and given["lr_select"] is None:  # a folder keeps its rule (job.json)
+        from harness import tuning
+        rule = tuning.Selection.from_manifest(manifest).rule
+        given["lr_select"] = None if rule == tuning.DEFAULT_RULE else rule
     return "".join(f" --{option.replace('_', '-')} {shlex.quote(str(value))}"
                    for option, value in given.items() if value is not None)
 
@@ -287,6 +301,11 @@ def index_markdown(results_root: Path, jobs: list[Job] | None = None) -> str:
                      f"{_fmt(h['lora_trainable_params'], 'int')} / {_fmt(h['standard_trainable_params'], 'int')} |")
         command = reproduce_command(records, job, manifest)
         details += [f"### {hw} / {dataset} / {job}", "", f"Reproduce: `{command}`", ""]
+        tables = [name for name in ("methods.md", "sweep.md") if (folder / name).is_file()]
+        if h["lora_label"]:
+            details += [f"The LoRA columns above show **{h['lora_label']}**: the lowest-rank LoRA variant of this "
+                        "job, fp32 first, at its chosen rate" + (f"; every variant is in {' and '.join(tables)}"
+                                                                 if tables else "") + ".", ""]
         details += [f"- {n}" for n in report.method_notes(records)] + [""]
     lines += ["", "When a job holds several LoRA ranks, the LoRA columns show the lowest rank; see its sweep.md.",
               "Energy is labelled an estimate wherever codecarbon had no hardware counters.", "",
@@ -334,8 +353,10 @@ def adr_comparison_markdown(results_root: Path, jobs: list[Job] | None = None) -
                   f"| LoRA Spearman | {ADR_001['lora_spearman']} (training metric) | "
                   f"{_fmt(h['lora_spearman'])} (test) | "
                   "ADR compared a training figure with a test figure; ours are both test |",
-                  f"| LoRA % of standard (Spearman) | 96.9% | "
-                  f"{_fmt(_pct(h['lora_spearman'], h['standard_spearman']), 'pct')} | |", ""]
+                  f"| LoRA against standard (Spearman) | 96.9% of standard's Spearman | "
+                  f"{_fmt(_gain_pct(h), 'pct')} of standard's gain over the baseline | the ADR divided one "
+                  "Spearman by another; Spearman is signed (both baselines are negative), so ours is the share "
+                  "of the gain, (LoRA - baseline) / (standard - baseline) |", ""]
     return "\n".join(lines)
 
 

@@ -1,7 +1,10 @@
 """Tradeoff tables from run records: pure functions over DataFrames, thin writers at the end.
 
 The table has one row per metric and one column per arm (baseline | standard | lora r=N), plus
-"<lora> % of standard" columns, like ADR-001's table, with efficiency and quality joined.
+"<lora> vs standard" columns, like ADR-001's table, with efficiency and quality joined. How a column
+sets an arm against standard follows the figure (figures.Figure.relative): a cost or size as % of
+standard (they are positive), a quality figure as the share of standard's gain over the untrained
+baseline (they are signed), a figure near zero (forgetting, drift, counts) as the difference.
 """
 
 from __future__ import annotations
@@ -52,8 +55,14 @@ def reference_label(records: list[dict]) -> str | None:
     return methods.reference_label([r["spec"] for r in records])
 
 
+VERSUS = " vs "  # the comparison columns: "<arm> vs <standard>"
+RELATIVE = {figures.FIGURES[k].label: figures.FIGURES[k].relative for k in figures.TRADEOFF_ROWS}
+
+
 def tradeoff_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """Rows = metrics, columns = arms (mean over successful runs of each arm) and LoRA % of standard."""
+    """Rows = metrics, columns = arms (mean over successful runs of each arm) and each arm against
+    standard: a ratio (%) for costs, the share of standard's gain over the baseline for quality (only
+    where standard moved it: a gain of 1e-5 has no shares), the difference for figures near zero."""
     ok = frame[frame["status"] == "success"]
     metrics = [name for name, _, _ in ROWS]
     table = pd.DataFrame(index=metrics)
@@ -64,11 +73,42 @@ def tradeoff_table(frame: pd.DataFrame) -> pd.DataFrame:
                       key=lambda lab: ok[ok["label"] == lab]["order"].iloc[0])
     if standard:
         ref = standard[0]
+        base = next((lab for lab in labels if (ok[ok["label"] == lab]["method"] == "baseline").all()), None)
         for label in [c for c in labels if c != ref and not (ok[ok["label"] == c]["method"] == "baseline").all()]:
-            table[f"{label} % of {ref}"] = 100 * table[label] / table[ref].where(table[ref] != 0)
+            table[f"{label}{VERSUS}{ref}"] = [_relative(metric, table.loc[metric, label], table.loc[metric, ref],
+                                                        table.loc[metric, base] if base else None)
+                                              for metric in table.index]
     table.index.name = "metric"
     # a figure that no record carries (forgetting in records made before it existed) gets no row
     return table.dropna(how="all")
+
+
+GAIN_FLOOR = 0.01  # standard must move a quality figure by more than this (in its unit) for a share of it
+
+
+def _relative(metric: str, mine, theirs, base):
+    """One comparison cell's value: a ratio in %, a share of the gain (a fraction) or a difference."""
+    kind = RELATIVE.get(metric, "ratio")
+    if any(v is None or pd.isna(v) for v in (mine, theirs)):
+        return None
+    if kind == "ratio":
+        return 100 * mine / theirs if theirs > 0 and mine >= 0 else None
+    if kind == "gain":
+        if base is None or pd.isna(base) or not theirs - base > GAIN_FLOOR:
+            return None
+        return (mine - base) / (theirs - base)
+    return mine - theirs
+
+
+def _fmt_relative(value, metric: str) -> str:
+    if value is None or pd.isna(value):
+        return "—"
+    kind = RELATIVE.get(metric, "ratio")
+    if kind == "ratio":
+        return _fmt_pct(value)
+    if kind == "gain":
+        return f"{100 * value:.0f}% of gain"
+    return f"{value:+,.0f}" if "count" in metric else f"{value:+.3f}"
 
 
 def _fmt(value, metric: str) -> str:
@@ -91,7 +131,7 @@ def _fmt_pct(value) -> str:
 
 
 def format_table(table: pd.DataFrame, *, fmt: str = "github") -> str:
-    cells = [[metric] + [(_fmt_pct(v) if "% of" in col else _fmt(v, metric)) for col, v in row.items()]
+    cells = [[metric] + [(_fmt_relative(v, metric) if VERSUS in col else _fmt(v, metric)) for col, v in row.items()]
              for metric, row in table.iterrows()]
     return tabulate(cells, headers=["metric", *table.columns], tablefmt=fmt, disable_numparse=True)
 
@@ -164,9 +204,10 @@ def ordered(records: list[dict]) -> list[dict]:
     return sorted(records, key=lambda r: (methods.sort_key(r["spec"]), r["run_id"]))
 
 
-def spearman_stats(records: list[dict]) -> list[dict]:
+def spearman_stats(records: list[dict], *, margin: float | None = None) -> list[dict]:
     """Per arm: mean test Spearman over seeds with its cluster-bootstrap 95% CI, and the paired test
-    against standard (harness/stats.py). Empty when the records carry no per-pair scores."""
+    against standard with its four-way verdict at ``margin`` (harness/stats.py). Empty when the records
+    carry no per-pair scores."""
     from harness import stats
     ok = [r for r in ordered(records) if r["status"] == "success" and r["quality"].get("test_cos")]
     evalset = results.evaluation_set(ok)
@@ -182,6 +223,8 @@ def spearman_stats(records: list[dict]) -> list[dict]:
         row = {"label": label, "seeds": len(cos), **stats.bootstrap_spearman(cos, gold, groups=groups)}
         if label != ref and ref in by_label:
             row["vs_standard"] = stats.paired_spearman_test(cos, by_label[ref], gold, groups=groups)
+            row["margin"] = stats.SPEARMAN_MARGIN if margin is None else margin
+            row["verdict"] = stats.verdict(row["vs_standard"], row["margin"])
         rows.append(row)
     return rows
 
@@ -189,25 +232,33 @@ def spearman_stats(records: list[dict]) -> list[dict]:
 def stats_markdown(rows: list[dict]) -> list[str]:
     if not rows:
         return []
+    from harness import stats
+    margin = next((r["margin"] for r in rows if "margin" in r), stats.SPEARMAN_MARGIN)
     body = []
     for r in rows:
         test = r.get("vs_standard")
         if test is None:
             versus = ["—", "—", "—"]
         else:
-            verdict = "yes" if test["significant"] else ("no (seeds disagree)" if not test["seeds_agree"] else "no")
+            verdict = r["verdict"]
+            if verdict == "equivalent":
+                verdict = f"equivalent within ±{r['margin']:g}"
+            elif verdict == "inconclusive" and not test["seeds_agree"]:
+                verdict = "inconclusive: seeds disagree"
             versus = [f"{test['diff']:+.3f} [{test['lo']:+.3f}, {test['hi']:+.3f}]", f"{test['p_value']:.3f}", verdict]
         body.append([r["label"], r["seeds"], f"{r['n_pairs']} / {r['n_groups']}",
                      f"{r['mean']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}]", *versus])
     lines = ["## Test Spearman with 95% confidence intervals", "",
              tabulate(body, headers=["arm", "seeds", "test pairs / groups", "Spearman [95% CI]",
-                                     "Δ vs standard [95% CI]", "p", "significant"],
+                                     "Δ vs standard [95% CI]", "p", "verdict"],
                       tablefmt="github", disable_numparse=True), "",
              "Cluster bootstrap, 2000 replicates: each replicate resamples the test *groups* (the independent "
              "units: profile pairs on dating, distinct sentence pairs on STS-B, the `group` column of a user file) "
              "and, with several seeds, the seeds. Δ is the paired difference over the same groups and seeds. "
-             "*Significant* needs p < 0.05 and, with several seeds, every seed's own difference on the same side "
-             "as the mean.", ""]
+             f"Verdict, at a smallest difference of interest of ±{margin:g} Spearman (--margin): *equivalent* "
+             "where the whole 95% CI lies within ±margin; else *better* or *worse* where the difference is "
+             "significant (p < 0.05 and, with several seeds, every seed's own difference on the side of the "
+             "mean); else *inconclusive*.", ""]
     return lines + separation_warning(rows)
 
 
@@ -235,6 +286,11 @@ def dataset_notes(records: list[dict]) -> list[str]:
     if q.get("spearman_ceiling") is not None:
         notes.append(f"Spearman cannot exceed {q['spearman_ceiling']:.3f} on this test set (ties in the gold "
                      "scores).")
+    if q.get("n_pairs") and q.get("n_compatible") is not None:
+        share = q["n_compatible"] / q["n_pairs"]
+        notes.append(f"F1 of calling every pair compatible (the trivial level): {2 * share / (1 + share):.3f} "
+                     f"({q['n_compatible']} of {q['n_pairs']} test pairs are compatible); an F1 near it separates "
+                     "nothing.")
     if q.get("cluster_purity_floor") is not None:
         notes.append(f"Cluster purity cannot fall below {q['cluster_purity_floor']:.3f} (the larger class's share); "
                      "only the part above it measures separation.")
@@ -244,10 +300,29 @@ def dataset_notes(records: list[dict]) -> list[str]:
     return notes
 
 
+def title(records: list[dict]) -> str:
+    """What the table compares and at which budget: "Tradeoffs: lora r=8 against full fine-tuning
+    (standard), at a fixed budget of 500 steps". A job trains every arm for a set number of steps, so it
+    compares where each arm got in that many steps, unless every run converged (harness/convergence.py)."""
+    from harness import convergence
+    ok = [r for r in records if r["status"] == "success"]
+    arms = [lab for lab in label_order(ok) if lab != "baseline" and lab != reference_label(ok)]
+    trained = [r for r in ok if r["method"] != "baseline"]
+    steps = sorted({s for r in trained if (s := get(r, "training.global_step"))})
+    text = f"Tradeoffs: {', '.join(arms) or 'no adapter arm'} against full fine-tuning (standard)"
+    if not steps:
+        return text
+    budget = f"{steps[0]}" if len(steps) == 1 else f"{steps[0]}-{steps[-1]}"
+    verdicts = [convergence.of_record(r) for r in trained]
+    if verdicts and all(v is not None and v["converged"] for v in verdicts):
+        return f"{text}, every run converged within {budget} steps"
+    return f"{text}, at a fixed budget of {budget} steps"
+
+
 def markdown_report(records: list[dict], *, stats_rows: list[dict] | None = None) -> str:
     records = ordered(records)
     table = tradeoff_table(runs_frame(records))
-    parts = ["# Tradeoffs: LoRA vs standard fine-tuning", "", format_table(table), ""]
+    parts = [f"# {title(records)}", "", format_table(table), ""]
     parts += stats_markdown(spearman_stats(records) if stats_rows is None else stats_rows)
     notes = dataset_notes(records)
     if notes:
@@ -261,14 +336,17 @@ def markdown_report(records: list[dict], *, stats_rows: list[dict] | None = None
     fails = failures(records)
     if fails:
         parts += ["## Failed runs", ""] + [f"- {f}" for f in fails] + [""]
-    parts += ["## Top false positives (incompatible pairs above the decision threshold)", ""]
-    for r in records:
-        if r["status"] == "success":
-            top = get(r, "quality.false_positives.top") or []
-            parts.append(f"- **{r.get('label')}**: {get(r, 'quality.false_positives.count')} of "
-                         f"{get(r, 'quality.false_positives.n_incompatible')} incompatible pairs")
-            parts += [f"  - cos {fp['cos']:.3f} ({fp['category']}): \"{fp['text_a']}\" / \"{fp['text_b']}\""
-                      for fp in top[:3]]
+    parts += ["## Top false positives (incompatible pairs above the decision threshold)", "",
+              "One block per arm, from its first seed; the count is that seed's.", ""]
+    first = {}
+    for r in sorted((r for r in records if r["status"] == "success"), key=lambda r: r["spec"]["seed"]):
+        first.setdefault(label_of(r), r)
+    for label, r in first.items():
+        top = get(r, "quality.false_positives.top") or []
+        parts.append(f"- **{label}** (seed {r['spec']['seed']}): {get(r, 'quality.false_positives.count')} of "
+                     f"{get(r, 'quality.false_positives.n_incompatible')} incompatible pairs")
+        parts += [f"  - cos {fp['cos']:.3f} ({fp['category']}): \"{fp['text_a']}\" / \"{fp['text_b']}\""
+                  for fp in top[:3]]
     return "\n".join(parts) + "\n"
 
 

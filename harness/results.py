@@ -345,12 +345,15 @@ def manifest_says(manifest: dict | None, kind: str) -> bool:
 CLI = "python -m harness"
 
 
-def write_manifest(out, *, kind: str, argv: list[str], lr_grids: dict[str, list[float]] | None = None) -> Path:
+def write_manifest(out, *, kind: str, argv: list[str], lr_grids: dict[str, list[float]] | None = None,
+                   lr_selection=None, margin: float | None = None) -> Path:
     """Add this command to OUT/job.json: which kinds of job wrote here, each exact command line, and
     the harness version, so that report and publish need not guess what a folder holds. ``lr_grids``
     (a sweep with a learning-rate grid): per sweep point, the rates its first seed is to run; the
     manifest keeps the union over every command, so the tables can tell a grid still running from one
-    that is done (see manifest_grids)."""
+    that is done (see manifest_grids). ``lr_selection`` (a tuning.Selection): the rule that chooses
+    the rates and the seeds the study reports, the union over every command. ``margin``: the smallest
+    difference in Spearman that counts (stats.verdict), where the command set one; the latest wins."""
     import shlex
 
     from harness import __version__
@@ -365,9 +368,36 @@ def write_manifest(out, *, kind: str, argv: list[str], lr_grids: dict[str, list[
         grids[point] = sorted({*grids.get(point, []), *map(float, rates)})
     if grids:
         manifest["lr_grids"] = grids
+    if lr_selection is not None:
+        from harness import tuning
+        old_selection = old.get("lr_selection")
+        if isinstance(old_selection, dict):
+            lr_selection = tuning.Selection.from_manifest(old).merged(lr_selection)
+        manifest["lr_selection"] = lr_selection.to_manifest()
+    elif "lr_selection" in old:
+        manifest["lr_selection"] = old["lr_selection"]
+    if margin is not None or "spearman_margin" in old:
+        manifest["spearman_margin"] = margin if margin is not None else old["spearman_margin"]
     path = Path(out) / MANIFEST
     write_text_atomic(path, json.dumps(manifest, indent=2) + "\n")
     return path
+
+
+def manifest_margin(out, manifest: dict | None = None) -> float:
+    """The job's smallest difference of interest in Spearman (job.json's spearman_margin, set by --margin),
+    else the documented default (stats.SPEARMAN_MARGIN); a malformed one is ignored with a warning."""
+    import math
+
+    from harness import stats
+    manifest = read_manifest(out) if manifest is None else manifest
+    value = (manifest or {}).get("spearman_margin")
+    if value is None:
+        return stats.SPEARMAN_MARGIN
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and 0 <= value < 1:
+        return float(value)
+    warnings.warn(f"{Path(out) / MANIFEST}: spearman_margin = {value!r} is not a number in [0, 1); the default "
+                  f"{stats.SPEARMAN_MARGIN} is used", stacklevel=2)
+    return stats.SPEARMAN_MARGIN
 
 
 def manifest_grids(out, manifest: dict | None = None) -> dict[str, list[float]]:

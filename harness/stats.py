@@ -146,6 +146,53 @@ def paired_spearman_test(cos_a: list[np.ndarray], cos_b: list[np.ndarray], gold:
                       "seed's difference on the side of the mean"}
 
 
+# The smallest difference in Spearman that counts (settable per job: --margin on run and sweep, kept in
+# job.json). A difference whose whole 95% CI lies within +-margin is "equivalent"; below it, a difference
+# can be significant and still not matter (three warm-up steps move Spearman by 1e-5, consistently).
+SPEARMAN_MARGIN = 0.02
+VERDICTS = ("better", "worse", "equivalent", "inconclusive")
+
+
+def verdict(test: dict, margin: float = SPEARMAN_MARGIN) -> str:
+    """The four-way verdict of a paired test (paired_spearman_test) at a smallest difference of interest:
+    **equivalent** where the whole 95% CI lies within +-margin (the two one-sided tests at 2.5% each),
+    else **better** or **worse** where the difference is significant (p < 0.05, every seed on the side of
+    the mean), else **inconclusive**."""
+    if -margin <= test["lo"] and test["hi"] <= margin:
+        return "equivalent"
+    if test["significant"]:
+        return "better" if test["diff"] > 0 else "worse"
+    return "inconclusive"
+
+
+def gain_share(cos_a: list[np.ndarray], cos_ref: list[np.ndarray], cos_base: list[np.ndarray], gold: np.ndarray,
+               *, groups=None, n_boot: int = N_BOOT, seed: int = 0) -> dict:
+    """The share of the reference's gain over the baseline that arm A recovers,
+    (S_a - S_base) / (S_ref - S_base), in Spearman, with a cluster-bootstrap 95% CI over the same groups
+    (seeds of A and the reference paired). Only where the reference's own gain is significant (its CI
+    above zero): a share of a gain that may be nothing means nothing (mean None, with the reason)."""
+    n = min(len(cos_a), len(cos_ref))
+    rng = np.random.default_rng(seed)
+    groups = _groups_or_rows(groups, len(gold))
+    weights = group_weights(groups, n_boot=n_boot, rng=rng)
+    seed_counts = _seed_draws(n, n_boot=n_boot, rng=rng)
+    a = _replicate_means([weighted_spearman(c, gold, weights) for c in cos_a[:n]], seed_counts)
+    ref = _replicate_means([weighted_spearman(c, gold, weights) for c in cos_ref[:n]], seed_counts)
+    base = np.mean([weighted_spearman(c, gold, weights) for c in cos_base], axis=0)
+    point_a = float(np.mean([fast_spearman(c, gold) for c in cos_a[:n]]))
+    point_ref = float(np.mean([fast_spearman(c, gold) for c in cos_ref[:n]]))
+    point_base = float(np.mean([fast_spearman(c, gold) for c in cos_base]))
+    ref_gain_lo = float(np.nanpercentile(ref - base, 100 * ALPHA / 2))
+    if not ref_gain_lo > 0:
+        return {"mean": None, "lo": None, "hi": None,
+                "why": f"the reference's gain over the baseline is not significant (95% CI from {ref_gain_lo:+.3f})"}
+    with np.errstate(invalid="ignore", divide="ignore"):
+        reps = (a - base) / (ref - base)
+    lo, hi = np.nanpercentile(reps, [100 * ALPHA / 2, 100 * (1 - ALPHA / 2)])
+    return {"mean": (point_a - point_base) / (point_ref - point_base), "lo": float(lo), "hi": float(hi),
+            "method": "cluster bootstrap of (S - S_baseline) / (S_standard - S_baseline) over the same groups"}
+
+
 def row_bootstrap_spearman(cos: np.ndarray, gold: np.ndarray, *, n_boot: int = N_BOOT, seed: int = 0) -> dict:
     """The old method, kept for the coverage test only: every row treated as independent."""
     return bootstrap_spearman([cos], gold, groups=None, n_boot=n_boot, seed=seed)

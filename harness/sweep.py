@@ -16,7 +16,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from harness import figures, methods, report, results, stats
+from harness import cells, convergence, figures, methods, report, results, stats, tuning
 from harness.spec import RunSpec, SpecError, build_specs
 
 TARGET_SETS = {"query,value": ("query", "value"), "query,key,value,dense": ("query", "key", "value", "dense")}
@@ -132,19 +132,12 @@ def group_key(spec: dict) -> str:
     return methods.variant_label(spec)
 
 
-def chosen_rates(records: list[dict]) -> dict[str, float]:
-    """Per sweep point, the learning rate with the best validation Spearman on the first seed."""
-    by_point = defaultdict(list)
-    for r in records:
-        if r["status"] == "success" and r["method"] != "baseline":
-            by_point[group_key(r["spec"])].append(r)
-    chosen = {}
-    for point, runs in by_point.items():
-        first_seed = min(r["spec"]["seed"] for r in runs)
-        candidates = [r for r in runs if r["spec"]["seed"] == first_seed]
-        best = max(candidates, key=lambda r: r["quality"].get("validation_spearman") or -np.inf)
-        chosen[point] = best["spec"]["learning_rate"]
-    return chosen
+def chosen_rates(records: list[dict], selection: tuning.Selection | None = None) -> dict[str, float]:
+    """Per sweep point, its chosen learning rate under the job's rule (harness/rates.py; without one,
+    the rule of folders made before rules were recorded: the best validation Spearman on the first
+    seed). A point whose rule has not chosen yet (its screening is unfinished) is left out."""
+    choices = (selection or tuning.Selection()).choose(records)
+    return {point: c.rate for point, c in choices.items() if c.rate is not None}
 
 
 def _first_seed_rates(records: list[dict]) -> dict[str, list[float]]:
@@ -185,7 +178,8 @@ def planned_grids(specs: list[RunSpec]) -> dict[str, list[float]]:
     return {point: sorted(rates) for point, rates in grids.items()}
 
 
-def grid_edges(records: list[dict], planned: dict[str, list[float]] | None = None) -> dict[str, str]:
+def grid_edges(records: list[dict], planned: dict[str, list[float]] | None = None,
+               selection: tuning.Selection | None = None) -> dict[str, str]:
     """Sweep points whose chosen rate cannot be taken as the best of a finished grid: "K of N rates run"
     where ``planned`` (the manifest's grids) names rates that its first seed has not run yet, else "top
     of grid" or "bottom of grid" where the chosen rate is an end of the rates tried.
@@ -193,13 +187,16 @@ def grid_edges(records: list[dict], planned: dict[str, list[float]] | None = Non
     The validation choice cannot see past the grid, so a rate beyond that end might do better; the
     tables say so instead of presenting the end of the grid as the method's best rate."""
     tried = _first_seed_rates(records)
+    choices = (selection or tuning.Selection()).choose(records)
     edges = {}
-    for point, chosen in chosen_rates(records).items():
-        grid = tried.get(point, [])
+    for point, choice in choices.items():
+        chosen, grid = choice.rate, tried.get(point, [])
         asked = (planned or {}).get(point, [])
         run = [r for r in asked if _among(r, grid)]
         if len(run) < len(asked):
             edges[point] = f"{len(run)} of {len(asked)} rates run"
+        elif choice.pending:
+            edges[point] = f"{SCREENING}: {choice.pending}"
         elif len(grid) >= 2 and chosen == grid[-1]:
             edges[point] = "top of grid"
         elif len(grid) >= 2 and chosen == grid[0]:
@@ -207,9 +204,13 @@ def grid_edges(records: list[dict], planned: dict[str, list[float]] | None = Non
     return edges
 
 
+SCREENING = "screening unfinished"
+
+
 def grid_unfinished(edge: str | None) -> bool:
-    """Whether a grid_edges mark says the point's grid has rates still to run (its rate is not tuned yet)."""
-    return bool(edge) and edge.endswith(" rates run")
+    """Whether a grid_edges mark says the point's grid, or its screening on the other seeds, has runs
+    still to run (its rate is not tuned yet)."""
+    return bool(edge) and (edge.endswith(" rates run") or edge.startswith(SCREENING))
 
 
 def unfinished_grids(edges: dict[str, str | None], points) -> str:
@@ -242,24 +243,24 @@ def extend_grid(specs: list[RunSpec], records: list[dict]) -> list[RunSpec]:
 
 def second_phase(specs: list[RunSpec], records: list[dict], seeds: list[int]) -> list[RunSpec]:
     """After tuning: the remaining seeds of each point at its chosen rate."""
-    rates = chosen_rates(records)
+    chosen = chosen_rates(records)
     out = []
     first = [s for s in specs if s.seed == seeds[0] and s.arm != "baseline"]
     seen = set()
     for spec in first:
         point = group_key(spec.to_dict())
-        if point in seen or point not in rates:
+        if point in seen or point not in chosen:
             continue
         seen.add(point)
-        out += [dataclasses.replace(spec, seed=s, learning_rate=rates[point]) for s in seeds[1:]]
+        out += [dataclasses.replace(spec, seed=s, learning_rate=chosen[point]) for s in seeds[1:]]
     return out
 
 
-def selected(records: list[dict]) -> list[dict]:
-    """The successful runs a sweep reports on: each point at its chosen learning rate."""
-    rates = chosen_rates(records)
+def selected(records: list[dict], selection: tuning.Selection | None = None) -> list[dict]:
+    """The successful runs a sweep reports on: each point at its chosen learning rate (the job's rule)."""
+    chosen = chosen_rates(records, selection)
     return [r for r in records if r["status"] == "success" and
-            (r["method"] == "baseline" or rates.get(group_key(r["spec"])) == r["spec"]["learning_rate"])]
+            (r["method"] == "baseline" or chosen.get(group_key(r["spec"])) == r["spec"]["learning_rate"])]
 
 
 # --- the sweep table -----------------------------------------------------------------------------
@@ -273,10 +274,17 @@ def _get(record, dotted):
 
 
 def point_rows(records: list[dict], *, ttq_fraction: float = 0.95,
-               planned: dict[str, list[float]] | None = None) -> list[dict]:
-    """One row per sweep point with mean and 95% CI of every figure, vs standard, and significance.
-    ``planned``: the grids the job's sweeps asked for (results.manifest_grids), for the lr mark."""
-    runs = selected(records)
+               planned: dict[str, list[float]] | None = None,
+               selection: tuning.Selection | None = None, margin: float = stats.SPEARMAN_MARGIN) -> list[dict]:
+    """One row per sweep point with mean and 95% CI of every figure, vs standard: the difference, its
+    four-way verdict at ``margin`` (stats.verdict) and the share of standard's gain over the baseline;
+    how its rate was chosen, its stable range and what tuning cost; whether its runs converged.
+    ``planned``: the grids the job's sweeps asked for (results.manifest_grids), for the lr mark;
+    ``selection``: the job's rate rule (job_selection)."""
+    selection = selection or tuning.Selection()
+    choices = selection.choose(records)
+    tried = tuning.points(records)
+    runs = selected(records, selection)
     points = defaultdict(list)
     for r in runs:
         points[group_key(r["spec"])].append(r)
@@ -284,10 +292,12 @@ def point_rows(records: list[dict], *, ttq_fraction: float = 0.95,
     gold, groups = evalset if evalset else (None, None)
     ref = methods.reference_label([r["spec"] for r in runs])
     std_cos = _cos_by_seed(points.get(ref, []))
+    base_cos = _cos_by_seed(points.get("baseline", []))
     std_wall = stats.t_interval([_get(r, "timings.train_wall_s") for r in points.get(ref, [])])["mean"]
     std_final_val = stats.t_interval([_get(r, "quality.validation_spearman")
                                       for r in points.get(ref, [])])["mean"]
-    edges = grid_edges(records, planned)
+    base_val = tuning.baseline_validation(runs)
+    edges = grid_edges(records, planned, selection)
     rows = []
     for point in sorted(points, key=lambda p: methods.sort_key(points[p][0]["spec"])):
         group = sorted(points[point], key=lambda r: r["spec"]["seed"])
@@ -298,6 +308,9 @@ def point_rows(records: list[dict], *, ttq_fraction: float = 0.95,
                "lr_grid_edge": edges.get(point),
                "seeds": len(group),
                "trainable_params": _get(group[0], "params.trainable_params")}
+        if point in choices:
+            row.update(_tuning_columns(choices[point], tried[point], choices, group[0]["spec"]))
+        row.update({f"convergence_{k}": v for k, v in convergence.summary(group).items()})
         cos = _cos_by_seed(group)
         if gold is not None and cos:
             ci = stats.bootstrap_spearman(cos, gold, groups=groups)
@@ -316,22 +329,51 @@ def point_rows(records: list[dict], *, ttq_fraction: float = 0.95,
             test = stats.paired_spearman_test(cos, std_cos, gold, groups=groups)
             row.update(vs_standard_spearman_diff=test["diff"], vs_standard_diff_lo=test["lo"],
                        vs_standard_diff_hi=test["hi"], vs_standard_p=test["p_value"],
-                       vs_standard_seeds_agree=test["seeds_agree"], vs_standard_significant=test["significant"])
-        std_q = next((x["spearman_mean"] for x in rows if x["point"] == ref), None)
-        if std_q and row.get("spearman_mean") is not None and group[0]["method"] != "baseline":
-            row["spearman_pct_of_standard"] = 100 * row["spearman_mean"] / std_q
+                       vs_standard_seeds_agree=test["seeds_agree"], vs_standard_significant=test["significant"],
+                       vs_standard_verdict=stats.verdict(test, margin), vs_standard_margin=margin)
+            if base_cos and group[0]["method"] != "baseline":
+                share = stats.gain_share(cos, std_cos, base_cos, gold, groups=groups)
+                row.update(ci_columns("gain_share", share), gain_share_withheld=share.get("why"))
         if std_wall and row.get("train_wall_s_mean") is not None:
             row["train_wall_pct_of_standard"] = 100 * row["train_wall_s_mean"] / std_wall
-        if std_final_val is not None:
-            row["time_to_95pct_standard_s"] = _time_to_quality(group, ttq_fraction * std_final_val)
+        target = quality_target(std_final_val, base_val, ttq_fraction)
+        if target is not None:
+            row["time_to_95pct_standard_s"] = _time_to_quality(group, target)
         merge = [_get(r, "merge") for r in group if _get(r, "merge")]
         if merge:
             row.update(merge_max_abs_diff=max(m["max_abs_diff"] for m in merge),
+                       merge_within_tolerance=all(m.get("within_tolerance", True) for m in merge),
+                       merge_tolerance=max(m.get("tolerance") or 0 for m in merge) or None,
                        unmerged_sentences_per_s=float(np.mean([m["unmerged_sentences_per_s"] for m in merge])),
                        merged_sentences_per_s=float(np.mean([m["merged_sentences_per_s"] for m in merge])),
                        base_sentences_per_s=float(np.mean([m["base_sentences_per_s"] for m in merge])))
         rows.append(row)
     return rows
+
+
+def quality_target(standard: float | None, baseline: float | None, fraction: float = 0.95) -> float | None:
+    """The validation Spearman that recovers ``fraction`` of standard's gain over the untrained model (a
+    share of a gain, never of a signed figure); None without both."""
+    if standard is None or baseline is None or not standard > baseline:
+        return None
+    return baseline + fraction * (standard - baseline)
+
+
+def _tuning_columns(choice: tuning.Choice, point: tuning.Point, choices: dict, spec: dict) -> dict:
+    """How a point's rate was chosen and what the search cost: the rule, the stable range (and its width
+    in grid steps), the unstable rates, the rate as a multiple of standard's in the same precision, and
+    the runs and hours of tuning beside those of the final runs."""
+    stable = choice.stable_range()
+    standard = methods.variant_label({**spec, "arm": "standard", "lora": None})
+    theirs = choices.get(standard)
+    return {"lr_rule": choice.rule, "lr_pending": choice.pending or None,
+            "lr_chosen_unstable": choice.unstable.get(choice.rate),  # only the first-seed rule can
+            "lr_stable_lo": stable[0] if stable else None, "lr_stable_hi": stable[1] if stable else None,
+            "lr_stable_steps": choice.stable_steps,
+            "lr_unstable": "; ".join(f"{r:g}: {why}" for r, why in sorted(choice.unstable.items())) or None,
+            "lr_x_standard": (choice.rate / theirs.rate if theirs and theirs.rate and choice.rate
+                              and standard != point.name else None),
+            **tuning.tuning_cost(point, choice.rate)}
 
 
 def ci_columns(name: str, ci: dict) -> dict:
@@ -376,20 +418,27 @@ def curves_frame(records: list[dict]):
 
 
 SWEEP_COLUMNS = [
-    ("point", "point"), ("learning_rate", "lr"), ("seeds", "seeds"), ("trainable_params", "trainable params"),
-    ("test_size", "test pairs / groups"), ("spearman", "Spearman (95% CI)"), ("vs_standard_diff", "Δ vs std (95% CI)"),
+    ("point", "point"), ("learning_rate", "lr"), ("lr_stable", "stable lr range"), ("seeds", "seeds"),
+    ("trainable_params", "trainable params"), ("test_size", "test pairs / groups"),
+    ("spearman", "Spearman (95% CI)"), ("vs_standard_diff", "Δ vs std (95% CI, verdict)"),
+    ("gain_share", "share of std's gain (95% CI)"), ("converged", "converged"),
     ("auc_roc", "AUC-ROC"), ("margin", "margin"), ("f1", "F1"), ("forgetting", "forgetting"),
-    ("spearman_pct_of_standard", "quality % of std"), ("train_wall_s", "train wall (s)"),
-    ("train_wall_pct_of_standard", "time % of std"), ("peak_memory_mib", "peak mem (MiB)"),
-    ("energy_wh", "energy (Wh)"), ("artifact_mib", "artifact (MiB)"),
-    ("time_to_95pct_standard_s", "time to 95% of std (s)"), ("vs_standard_p", "p vs std"),
+    ("train_wall_s", "train wall (s)"), ("train_wall_pct_of_standard", "time % of std"),
+    ("peak_memory_mib", "peak mem (MiB)"), ("energy_wh", "energy (Wh)"), ("artifact_mib", "artifact (MiB)"),
+    ("time_to_95pct_standard_s", "time to 95% of std's gain (s)"), ("vs_standard_p", "p vs std"),
     ("merge_max_abs_diff", "merge max abs diff"), ("unmerged_sentences_per_s", "enc/s unmerged"),
-    ("merged_sentences_per_s", "enc/s merged"),
+    ("merged_sentences_per_s", "enc/s merged"), ("tuning", "tuning cost"),
 ]
+
+_CELLS = {"learning_rate": cells.rate, "lr_stable": cells.stable_range, "gain_share": cells.gain_share,
+          "converged": cells.converged, "tuning": cells.tuning_cost,
+          "vs_standard_diff": lambda row: cells.versus_standard(row, with_p=False) if row.get("method") != "baseline"
+          or row.get("vs_standard_spearman_diff") is not None else "—"}
 
 
 def _cell(row: dict, key: str) -> str:
-    import math
+    if key in _CELLS:
+        return _CELLS[key](row)
     if f"{key}_mean" in row:
         mean, lo, hi = row[f"{key}_mean"], row[f"{key}_lo"], row[f"{key}_hi"]
         if mean is None:
@@ -397,24 +446,68 @@ def _cell(row: dict, key: str) -> str:
         return f"{mean:.3g}" + (f" [{lo:.3g}, {hi:.3g}]" if lo is not None else "")
     if key == "test_size":
         return f"{row['test_pairs']} / {row['test_groups']}" if row.get("test_pairs") else "—"
-    if key == "vs_standard_diff":
-        d = row.get("vs_standard_spearman_diff")
-        if d is None and row.get("vs_standard_withheld"):
-            return f"— ({row['vs_standard_withheld']})"
-        return "—" if d is None else f"{d:+.3f} [{row['vs_standard_diff_lo']:+.3f}, {row['vs_standard_diff_hi']:+.3f}]"
     value = row.get(key)
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
     if key == "vs_standard_p":
-        mark = " (sig.)" if row.get("vs_standard_significant") else " (n.s.)"
-        if not row.get("vs_standard_seeds_agree", True):
-            mark = " (n.s.: seeds disagree)"
-        return f"{value:.3f}" + mark
+        return f"{value:.3f}"
     if key == "trainable_params":
         return f"{value:,}"
-    if key == "learning_rate" and row.get("lr_grid_edge"):
-        return f"{value:.3g} ({row['lr_grid_edge']})"
     return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def title(rows: list[dict], records: list[dict]) -> str:
+    """What the job is, from its rows: a method study, a rank sweep, a precision study or one method
+    against standard; "at a fixed budget of N steps" where any variant had not converged (the rule of
+    harness/convergence.py), so that the title does not promise where the methods end up."""
+    trained = [r for r in rows if r.get("method") not in (None, "baseline", "standard")]
+    adapters = list(dict.fromkeys(r["method"] for r in trained))
+    ranks = sorted({r["rank"] for r in trained if r.get("rank") is not None})
+    precisions = {r["point"].rsplit(" ", 1)[-1] for r in rows if r["point"].endswith(("bf16", "fp16"))}
+    if len(adapters) > 1:
+        text = f"Method study: {len(adapters)} adapter methods against full fine-tuning (standard)"
+    elif len(ranks) > 1:
+        text = f"Rank sweep: {adapters[0]} at ranks {', '.join(map(str, ranks))} against full fine-tuning"
+    elif precisions:
+        text = "Precision study: " + ", ".join(r["point"] for r in rows if r.get("method") != "baseline")
+    else:
+        text = ", ".join(r["point"] for r in rows if r.get("method") != "baseline") + " against full fine-tuning"
+    steps = sorted({s for r in records if r["status"] == "success" and r["method"] != "baseline"
+                    if (s := (r.get("training") or {}).get("global_step"))})
+    if any(r.get("convergence_converged") is False for r in rows) and steps:
+        budget = f"{steps[0]}" if len(steps) == 1 else f"{steps[0]}-{steps[-1]}"
+        text += f", at a fixed budget of {budget} steps (not converged)"
+    return text
+
+
+def protocol_notes(rows: list[dict]) -> list[str]:
+    """How the sweep and methods tables chose each rate, judged each difference and convergence: the
+    bullet lines both tables print."""
+    rules = sorted({r["lr_rule"] for r in rows if r.get("lr_rule")})
+    margin = next((r["vs_standard_margin"] for r in rows if r.get("vs_standard_margin") is not None),
+                  stats.SPEARMAN_MARGIN)
+    lines = [f"Learning rate: chosen by {' / '.join(rules) or 'no grid (each arm at its spec rate)'}"
+             + (" (the first seed screens the grid; its best stable rates run on the other seeds; the one with "
+                "the best mean validation Spearman over every seed is chosen)" if any(
+                    r.startswith("mean") for r in rules) else "")
+             + ". " + tuning.RULE_TEXT + " Stable lr range: the contiguous stable rates tried around the chosen "
+             "one, its width in grid steps. (top of grid) or (bottom of grid): the chosen rate is an end of the "
+             "rates tried, so a rate beyond it might do better. (K of N rates run) or (screening unfinished): "
+             "runs are still to come, so the rate is not tuned yet and no Δ vs std is given for it (nor for any "
+             "point while standard's own choice is unfinished): it would measure the rate, not the method.",
+             f"Verdict against standard, at a smallest difference of interest of ±{margin:g} Spearman (set with "
+             "--margin on run and sweep): equivalent where the whole 95% CI of the difference lies within "
+             "±margin; else better or worse where it is significant (p < 0.05 and, with several seeds, every "
+             "seed's own difference on the side of the mean); else inconclusive. \"Is it as good as standard?\" "
+             "is answered by equivalent, not by the absence of significance.",
+             "Share of std's gain: (S - S_baseline) / (S_standard - S_baseline) in test Spearman, with a "
+             "cluster-bootstrap 95% CI over the same groups; only where standard's own gain over the untrained "
+             "model is significant. Spearman is signed, so no figure is given as a % of standard's Spearman.",
+             "Converged: " + convergence.RULE + "; yes (k/n) where every seed's run did. A variant that had not "
+             "converged was compared at a fixed budget: its figures say how far it got in that many steps.",
+             "Tuning cost: the runs at other rates (the rate search) and their wall time, beside the final runs "
+             "at the chosen rate; hours of this machine from each worker's start to its record."]
+    return lines
 
 
 def sweep_markdown(rows: list[dict], pareto_table, records: list[dict]) -> str:
@@ -422,7 +515,7 @@ def sweep_markdown(rows: list[dict], pareto_table, records: list[dict]) -> str:
 
     from harness.report import method_notes
     body = [[_cell(r, key) for key, _ in SWEEP_COLUMNS] for r in rows]
-    parts = ["# Rank sweep: LoRA rank against quality and cost", "",
+    parts = [f"# {title(rows, records)}", "",
              tabulate(body, headers=[h for _, h in SWEEP_COLUMNS], tablefmt="github", disable_numparse=True), "",
              "## Method", "",
              "- Spearman: mean over seeds with a cluster-bootstrap 95% CI: each of 2000 replicates resamples the "
@@ -430,20 +523,17 @@ def sweep_markdown(rows: list[dict], pareto_table, records: list[dict]) -> str:
              "with several seeds, the seeds. Other figures: mean over seeds with a Student-t 95% CI; no CI with "
              "one seed.",
              "- Δ vs std and p vs std: paired cluster bootstrap of the point's Spearman minus standard's over the "
-             "same groups (seeds paired). (sig.) needs p < 0.05 and, with several seeds, every seed's own "
-             "difference on the same side as the mean.",
-             "- Learning rate: with an lr grid, the rate with the best validation Spearman on the first seed, "
-             "per point; the other seeds use it. Tuning runs stay in runs/. (top of grid) or (bottom of grid): "
-             "the chosen rate is an end of the grid, so a rate beyond it was not tried and might do better. "
-             "(K of N rates run): the grid is not finished yet, so the rate is the best of those run so far, "
-             "and no Δ vs std is given for it (nor for any point while standard's own grid is unfinished): it "
-             "would measure the rate, not the method.",
-             "- time to 95% of std: training wall time (evaluation excluded) at which validation Spearman first "
-             "reached 95% of standard's final validation Spearman; median over seeds.",
+             "same groups (seeds paired).",
+             *[f"- {line}" for line in protocol_notes(rows)],
+             "- time to 95% of std's gain: training wall time (evaluation excluded) at which validation Spearman "
+             "first recovered 95% of standard's final gain over the untrained model; median over seeds.",
              "- merge: peft's LoraLayer.merge folds the adapter into the base weights; max abs diff is the largest "
              "absolute embedding difference merged vs unmerged on the test texts (float32, tolerance 1e-5). "
              "enc/s are single passes over the test texts.", ""]
     parts += [f"- {n}" for n in method_notes(records)] + [""]
+    pending = [f"{r['point']}: {r['lr_pending']}" for r in rows if r.get("lr_pending")]
+    if pending:
+        parts += ["Rates not final yet: " + "; ".join(pending) + ".", ""]
     if pareto_table is not None and not pareto_table.empty:
         parts += ["## Pareto front (quality vs cost)", "",
                   tabulate(pareto_table.values.tolist(), headers=list(pareto_table.columns), tablefmt="github"), ""]
@@ -458,7 +548,9 @@ def write_sweep(out, records: list[dict]) -> list:
 
     from harness import plots
     out = Path(out)
-    rows = point_rows(records, planned=results.manifest_grids(out))
+    selection = job_selection(out)
+    rows = point_rows(records, planned=results.manifest_grids(out), selection=selection,
+                      margin=results.manifest_margin(out))
     frame = pd.DataFrame(rows)
     results.frame_to_csv_atomic(frame, out / "sweep.csv", index=False)
     written = [out / "sweep.csv"]
@@ -470,14 +562,18 @@ def write_sweep(out, records: list[dict]) -> list:
         written += paths
         std = frame[frame["is_reference"]]
         target = None
-        ref = methods.reference_label([r["spec"] for r in selected(records)])
-        std_val = [_get(r, "quality.validation_spearman") for r in selected(records) if group_key(r["spec"]) == ref]
+        chosen = selected(records, selection)
+        ref = methods.reference_label([r["spec"] for r in chosen])
+        std_val = [_get(r, "quality.validation_spearman") for r in chosen if group_key(r["spec"]) == ref]
         std_val = [v for v in std_val if v is not None]
         if not std.empty and std_val:
-            target = 0.95 * float(np.mean(std_val))
-        written += plots.time_to_quality(curves_frame(records), out / "plots", target=target)
+            target = quality_target(float(np.mean(std_val)), tuning.baseline_validation(chosen))
+        written += plots.time_to_quality(curves_frame(chosen), out / "plots", target=target)
         if "forgetting_mean" in frame and frame["forgetting_mean"].notna().any():
             written += plots.quality_vs_forgetting(frame, out / "plots")
+        sensitivity = pd.DataFrame(tuning.sensitivity_rows(records, selection))
+        if not sensitivity.empty and sensitivity.groupby("point")["learning_rate"].nunique().max() > 1:
+            written += plots.lr_sensitivity(sensitivity, out / "plots")  # only where some rate was tuned
     results.write_text_atomic(out / "sweep.md", sweep_markdown(rows, pareto_table, records))
     return [out / "sweep.md", *written]
 
@@ -499,9 +595,19 @@ def is_sweep(records: list[dict], out=None, *, manifest: dict | None = None) -> 
     return len(ranks) > 1 or len(seeds) > 1 or any(len(v) > 1 for v in rates.values())
 
 
+def job_selection(out=None, manifest: dict | None = None) -> tuning.Selection:
+    """The rule that chooses a job folder's rates, from its manifest (``manifest``, else read from ``out``)."""
+    if manifest is None and out is not None:
+        manifest = results.read_manifest(out)
+    return tuning.Selection.from_manifest(manifest)
+
+
 def reported(records: list[dict], out=None, *, manifest: dict | None = None) -> list[dict]:
     """The successful runs a folder's tables report on, the one rule that publish, compare and the site
     share (report applies it too, keeping the failed runs beside them): in a sweep (is_sweep) each point
-    at its chosen learning rate only, else all of them."""
+    at its chosen learning rate only (the job's rule: job_selection), else all of them. ``records`` may
+    hold failed runs: a diverged one makes its rate unstable."""
     ok = [r for r in records if r["status"] == "success"]
-    return selected(ok) if is_sweep(records, out, manifest=manifest) else ok
+    if manifest is None and out is not None:
+        manifest = results.read_manifest(out)
+    return selected(records, job_selection(manifest=manifest)) if is_sweep(records, out, manifest=manifest) else ok

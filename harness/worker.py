@@ -16,7 +16,7 @@ import tempfile
 import traceback
 from pathlib import Path
 
-from harness import devices, forgetting, results, trackers, train
+from harness import convergence, devices, forgetting, results, trackers, train
 from harness.spec import RunSpec, SpecError
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_SPEC = 0, 1, 2
@@ -94,6 +94,8 @@ def _execute(spec: RunSpec, record: dict) -> None:
     with trackers.track_time(device) as ev:
         record["quality"] = evaluate_model(model, splits, spec)
     record["timings"]["eval_s"] = ev["wall_s"]
+    if method.trains:
+        record["training"]["convergence"] = convergence.of_record(record)
     with trackers.track_time(device) as after:
         record["quality"]["forgetting"] = reference.after(model)
     record["timings"]["forgetting_s"] = before["wall_s"] + after["wall_s"]

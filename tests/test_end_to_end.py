@@ -51,7 +51,7 @@ def test_all_three_arms_end_to_end_then_resume(tmp_path, harness_cache):
     # training changed the model: quality differs from the untrained baseline
     assert std["quality"]["margin"] != base["quality"]["margin"]  # continuous; a few steps may not reorder ranks
     table = (out / "tradeoffs.md").read_text()
-    assert "| Spearman (test)" in table and "lora r=8 % of standard" in table
+    assert "| Spearman (test)" in table and "lora r=8 vs standard" in table
     assert "Trainable parameters" in (out / "tradeoffs.csv").read_text()
     assert "Spearman (test)" in proc.stdout
     # four steps of a random model cannot separate the arms, and the output says so

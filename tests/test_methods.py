@@ -125,7 +125,7 @@ def test_adapter_methods_run_end_to_end_and_merge(tmp_path, harness_cache, batch
         assert record["params"]["artifact_bytes"] > 0
         assert record["merge"]["within_tolerance"] and record["merge"]["merged_layers"] == 4, record["merge"]
         assert record["training"]["global_step"] == 4
-    assert f"| {records[batch[1]]['label']} % of standard" in (out / "tradeoffs.md").read_text()
+    assert f"| {records[batch[1]]['label']} vs standard" in (out / "tradeoffs.md").read_text()
 
 
 def test_loraplus_trains_b_at_sixteen_times_the_rate_of_a(tiny_model_path, tmp_path):

@@ -65,14 +65,14 @@ def test_the_precision_section_sets_bf16_against_the_same_variant_in_fp32(tmp_pa
     assert abs(float(row["peak_memory_ratio_mean"]) - 0.75) < 1e-12
     assert abs(float(row["train_wall_s_ratio_mean"]) - 1.0) < 1e-12
     assert float(row["spearman_diff"]) == 0.0
-    assert row["spearman_ratio"] == ""  # the fixture's fp32 Spearman is negative: a ratio would mislead
+    assert "spearman_ratio" not in row  # Spearman is signed: no ratio of it, in any table
     table = (out / "methods.md").read_text()
     cells = next(c for c in ([x.strip() for x in line.split("|")] for line in table.splitlines())
                  if c[1:3] == ["dora r=8 bf16", "dora r=8"])
     rate = f"{fp32['spec']['learning_rate']:g}"
     assert cells[3:8] == [f"{rate} / {rate}", "1", "0.500", "1.000", "0.750"]
-    assert cells[9].startswith("+0.000") and cells[9].endswith("(n.s.)")
-    assert cells[10] == "side by side" and row["setup_differs"] == ""  # one machine, one commit
+    assert cells[8].startswith("+0.000") and cells[8].endswith("(equivalent within ±0.02)")  # same cosines
+    assert cells[9] == "side by side" and row["setup_differs"] == ""  # one machine, one commit
 
 
 def test_a_precision_pair_from_two_setups_says_what_differs(tmp_path):
@@ -130,7 +130,7 @@ def test_a_precision_pair_whose_grid_is_unfinished_keeps_its_costs_but_no_qualit
     with (out / "precision.csv").open() as f:
         (row,) = list(csv.DictReader(f))
     assert row["unfinished"] == "dora r=8 bf16: 1 of 3 rates run"
-    assert row["spearman_diff"] == "" and row["spearman_ratio"] == ""
+    assert row["spearman_diff"] == "" and row["spearman_diff_verdict"] == ""
     assert abs(float(row["train_wall_s_ratio_mean"]) - 1.0) < 1e-12  # the costs stay
     table = (out / "methods.md").read_text()
     assert "| — (grid unfinished: dora r=8 bf16: 1 of 3 rates run) |" in table

@@ -185,7 +185,7 @@ def test_readme_claims_about_the_v1_sweep_match_its_generated_table():
     clustered statistics (66 independent pairs under 500 rows)."""
     sweep_md = (RESULTS / "cpu-amd-epyc-2c" / "dating-v1" / "sweep" / "sweep.md").read_text()
     row = next(line for line in sweep_md.splitlines() if line.startswith("| lora r=64"))
-    assert "(n.s.)" in row and "500 / 66" in row
+    assert "(inconclusive" in row and "500 / 66" in row
     assert "does not survive" in (REPO / "README.md").read_text()
 
 
@@ -228,14 +228,14 @@ def test_reproduce_command_of_a_tuned_sweep_copies_how_its_learning_rate_was_tun
                                      "--targets 'query,value' --lr-extend 4 --out /root/jobs/methods"}]}
     assert publish.reproduce_command(records, "sweep", manifest) == (
         "python -m harness sweep --dataset dating --ranks 8 --targets query,value --lr-grid registry "
-        "--lr-extend 4 --seeds 0 --out out/dating-sweep")
+        "--lr-extend 4 --lr-select first-seed --seeds 0 --out out/dating-sweep")  # no rule recorded: the old one
     untuned = {"kinds": ["sweep"], "commands": [{"kind": "sweep", "command": "python -m harness sweep --out x"}]}
     assert publish.reproduce_command(records, "sweep", untuned) == publish.reproduce_command(records, "sweep")
     abbreviated = {"kinds": ["sweep"], "commands": [  # argparse takes a unique prefix; so does the copy
         {"kind": "sweep", "command": "python -m harness sweep --lr-g registry --lr-ext 4 --out x"}]}
     assert publish.reproduce_command(records, "sweep", abbreviated) == (
-        "python -m harness sweep --dataset dating --ranks 8 --lr-grid registry --lr-extend 4 --seeds 0 "
-        "--out out/dating-sweep")
+        "python -m harness sweep --dataset dating --ranks 8 --lr-grid registry --lr-extend 4 "
+        "--lr-select first-seed --seeds 0 --out out/dating-sweep")
     unreadable = {"kinds": ["sweep"], "commands": [{"kind": "sweep", "command": "python -m harness sweep --ranks"}]}
     with pytest.warns(UserWarning, match=r"cannot read the sweep command .*--ranks: expected one argument"):
         assert publish.reproduce_command(records, "sweep", unreadable) == publish.reproduce_command(records, "sweep")
@@ -260,7 +260,7 @@ def test_the_job_manifest_records_a_command_that_publish_reads_back(tmp_path):
 
 def test_the_published_method_study_says_how_to_reproduce_its_learning_rate_tuning():
     readme = (RESULTS / "README.md").read_text()
-    section = readme.split("### cpu-amd-epyc-2c / dating-v2 / methods", 1)[1].split("###", 1)[0]
+    section = readme.split("### cpu-amd-epyc-2c / dating-v2 / methods-v1", 1)[1].split("###", 1)[0]
     assert "--lr-grid registry --lr-extend 4" in section
 
 
@@ -270,8 +270,8 @@ def test_a_tuned_sweep_of_one_rank_and_seed_is_published_at_its_chosen_rate_ever
     site read the same runs (publish.published_records): each point at its chosen rate, not a mean
     over the grid."""
     from harness import results, sweep
-    source = RESULTS / "cpu-amd-epyc-2c" / "dating-v2" / "methods"
-    job = tmp_path / "cpu-amd-epyc-2c" / "dating-v2" / "methods"
+    source = RESULTS / "cpu-amd-epyc-2c" / "dating-v2" / "methods-v1"
+    job = tmp_path / "cpu-amd-epyc-2c" / "dating-v2" / "methods-v1"
     (job / "runs").mkdir(parents=True)
     shutil.copy(source / "job.json", job / "job.json")
     for name in ("baseline-dating-s0-*.json", "standard-dating-s0-*.json", "lora-r8-dating-s0-*.json"):
@@ -285,5 +285,5 @@ def test_a_tuned_sweep_of_one_rank_and_seed_is_published_at_its_chosen_rate_ever
     chosen = publish.published_records(job)
     assert chosen == sweep.selected(everything)
     [lora_chosen] = [r for r in chosen if r["method"] == "lora"]
-    row = next(line for line in publish.index_markdown(tmp_path).splitlines() if "[methods]" in line)
+    row = next(line for line in publish.index_markdown(tmp_path).splitlines() if "[methods-v1]" in line)
     assert f"| {lora_chosen['quality']['spearman']:.3f} | lora r=8 |" in row

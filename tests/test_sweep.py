@@ -209,7 +209,7 @@ def test_an_extended_grid_and_its_second_seed_resume_without_rerunning(tmp_path,
     keeps every record (the later runs too: their data fingerprints are those of the first phase)."""
     out = tmp_path / "out"
     args = ["sweep", "--ranks", "2", "--seeds", "0,1", "--lr-grid", "standard=1e-5,2e-5;lora=1e-4,2e-4",
-            "--lr-extend", "1", "--eval-every", "0", "--out", str(out), *TINY_ARGS]
+            "--lr-extend", "1", "--lr-select", "first-seed", "--eval-every", "0", "--out", str(out), *TINY_ARGS]
     first = run_cli(*args)
     assert first.returncode == 0, first.stderr[-2000:]
     assert "one step past it: standard at " in first.stdout

@@ -1,0 +1,108 @@
+"""Table cells of a row of sweep.point_rows, formatted in one place for the sweep, methods and
+precision tables (Markdown) and the site: a number, an interval, the paired test against standard with
+its verdict, the share of standard's gain, the learning rate and how it was chosen, convergence, the
+merge check and what tuning cost."""
+
+from __future__ import annotations
+
+import math
+
+from harness import convergence
+
+
+def num(value, fmt: str = ".3g") -> str:
+    """A number, or "—" where there is none (None or NaN)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return format(value, fmt)
+
+
+def interval(row: dict, key: str, fmt: str = ".3f") -> str:
+    """``KEY_mean [KEY_lo, KEY_hi]`` of a row (no brackets without an interval: one seed)."""
+    mean, lo, hi = row.get(f"{key}_mean"), row.get(f"{key}_lo"), row.get(f"{key}_hi")
+    if mean is None:
+        return "—"
+    return num(mean, fmt) + (f" [{num(lo, fmt)}, {num(hi, fmt)}]" if lo is not None else "")
+
+
+def versus_standard(row: dict, *, with_p: bool = True) -> str:
+    """The paired difference against standard with its CI, p and four-way verdict (stats.verdict):
+    "-0.052 [-0.140, +0.023] p=0.210 (inconclusive)"; why it is withheld; or "reference"."""
+    d = row.get("vs_standard_spearman_diff")
+    if d is None:
+        if row.get("vs_standard_withheld"):
+            return f"— ({row['vs_standard_withheld']})"
+        return "reference" if row.get("is_reference") else "—"
+    text = f"{d:+.3f} [{row['vs_standard_diff_lo']:+.3f}, {row['vs_standard_diff_hi']:+.3f}]"
+    if with_p:
+        text += f" p={row['vs_standard_p']:.3f}"
+    return f"{text} ({verdict(row)})"
+
+
+def verdict(row: dict) -> str:
+    """"equivalent within ±0.02", "worse", "better", "inconclusive" (and why, where seeds disagree)."""
+    v = row.get("vs_standard_verdict")
+    if v is None:
+        return "—"
+    if v == "equivalent":
+        return f"equivalent within ±{row['vs_standard_margin']:g}"
+    if v == "inconclusive" and not row.get("vs_standard_seeds_agree", True):
+        return "inconclusive: seeds disagree"
+    return v
+
+
+def gain_share(row: dict) -> str:
+    """The share of standard's gain over the baseline, as a percentage with its CI, or "—"."""
+    if row.get("is_reference") or row.get("method") == "baseline":
+        return "—"
+    mean, lo, hi = row.get("gain_share_mean"), row.get("gain_share_lo"), row.get("gain_share_hi")
+    if mean is None:
+        return "—"
+    return f"{100 * mean:.0f}% [{100 * lo:.0f}%, {100 * hi:.0f}%]"
+
+
+def rate(row: dict) -> str:
+    """The learning rate with its grid mark: "0.00125", "0.00313 (top of grid)"."""
+    text = num(row.get("learning_rate"), "g")
+    marks = [m for m in (row.get("lr_grid_edge"), row.get("lr_chosen_unstable") and
+                         f"UNSTABLE: {row['lr_chosen_unstable']}") if m]
+    return text + "".join(f" ({m})" for m in marks)
+
+
+def stable_range(row: dict) -> str:
+    """"1e-4 – 1.25e-3 (3 steps)": the contiguous stable rates tried around the chosen one."""
+    if row.get("lr_stable_lo") is None:
+        return "—"
+    steps = row["lr_stable_steps"]
+    return f"{row['lr_stable_lo']:g} – {row['lr_stable_hi']:g} ({steps} step{'' if steps == 1 else 's'})"
+
+
+def times_standard(row: dict) -> str:
+    return "—" if row.get("lr_x_standard") is None else f"{row['lr_x_standard']:.2g}×"
+
+
+def converged(row: dict) -> str:
+    return convergence.cell({k.removeprefix("convergence_"): v for k, v in row.items()
+                             if k.startswith("convergence_")})
+
+
+def tuning_cost(row: dict) -> str:
+    """"7 runs, 0.71 h (final: 3 runs, 0.30 h)"."""
+    if row.get("tuning_runs") is None:
+        return "—"
+    return (f"{row['tuning_runs']} runs, {row['tuning_hours']:.2f} h "
+            f"(final: {row['final_runs']} runs, {row['final_hours']:.2f} h)")
+
+
+def merge(row: dict, merges: bool | None) -> str:
+    """Whether the adapter merged: "yes (max abs diff 3.3e-07)", "no (max abs diff 3.0e-05 > 1e-05)"."""
+    if merges is None:
+        return "—"
+    if not merges:
+        return "no (unmerged)"
+    if row.get("merge_max_abs_diff") is None:
+        return "yes"
+    diff = f"max abs diff {row['merge_max_abs_diff']:.1e}"
+    if row.get("merge_within_tolerance") is False:
+        return f"no ({diff} > {row['merge_tolerance']:.0e})"
+    return f"yes ({diff})"
