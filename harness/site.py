@@ -70,29 +70,56 @@ def _finite(value):
     return value if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
-def run_points(folder: Path, root: Path, records: list[dict]) -> list[dict]:
-    """One explorer point per successful run the job's tables report on (a sweep's tuning runs at
-    rates that were not chosen stay out, as in its tables)."""
+def variant_points(folder: Path, root: Path, records: list[dict]) -> list[dict]:
+    """One explorer point per variant of a job at its chosen rate (the runs the job's tables report on):
+    each figure the mean over its seeds with a 95% CI (Spearman's the cluster bootstrap of the tables,
+    the others Student-t over seeds; none with one seed)."""
     from harness import sweep
     ci = {row["point"]: row for row in sweep.point_rows(records)} if records else {}
     hw, dataset, job = folder.relative_to(root).parts
-    points = []
+    groups: dict[str, list[dict]] = {}
     for r in sorted(records, key=lambda r: (methods.sort_key(r["spec"]), r["spec"]["seed"])):
-        spec = r["spec"]
-        variant = methods.variant_label(spec)
+        groups.setdefault(methods.variant_label(r["spec"]), []).append(r)
+    points = []
+    for variant, runs in groups.items():
+        spec = runs[0]["spec"]
         row = ci.get(variant, {})
-        point = {"id": f"{hw}/{dataset}/{job}/{r['run_id']}",  # run ids repeat across jobs; this does not
-                 "job": f"{hw}/{dataset}/{job}", "hardware": hw, "dataset": dataset, "run_id": r["run_id"],
-                 "variant": variant, "method": r["method"], "precision": spec.get("precision", "fp32"),
-                 "rank": (spec.get("lora") or {}).get("r") if methods.get(r["method"]).ranked else None,
-                 "seed": spec["seed"], "learning_rate": spec.get("learning_rate"),
-                 "file": f"{hw}/{dataset}/{job}/runs/{r['run_id']}.json",  # relative to results/
-                 "spearman_ci": [_finite(row.get("spearman_lo")), _finite(row.get("spearman_hi"))],
-                 "spec": ", ".join(f"{k}={v}" for k, v in sorted(spec.items()) if k not in ("dataset",))}
+        point = {"id": f"{hw}/{dataset}/{job}/{variant}", "job": f"{hw}/{dataset}/{job}", "hardware": hw,
+                 "dataset": dataset, "variant": variant, "method": runs[0]["method"],
+                 "precision": spec.get("precision", "fp32"),
+                 "rank": (spec.get("lora") or {}).get("r") if methods.get(runs[0]["method"]).ranked else None,
+                 "seeds": [r["spec"]["seed"] for r in runs], "learning_rate": spec.get("learning_rate"),
+                 "file": f"{hw}/{dataset}/{job}/runs/{runs[0]['run_id']}.json",  # relative to results/
+                 "spec": ", ".join(f"{k}={v}" for k, v in sorted(spec.items()) if k not in ("dataset", "seed"))}
         for key in QUALITY + COSTS:
-            point[key] = _finite(figures.FIGURES[key].value(r))
+            interval = stats.t_interval([_finite(figures.FIGURES[key].value(r)) for r in runs])
+            point[key] = _finite(interval["mean"])
+            point[f"{key}_ci"] = [_finite(interval["lo"]), _finite(interval["hi"])]
+        if row.get("spearman_mean") is not None:
+            point["spearman_ci"] = [_finite(row.get("spearman_lo")), _finite(row.get("spearman_hi"))]
         points.append(point)
     return points
+
+
+def tuning_runs(folder: Path, root: Path, records: list[dict]) -> list[dict]:
+    """Every successful run of a job, one explorer point each, the runs at rates that were not chosen
+    included (``chosen`` says which is which): the explorer shows them only on request."""
+    import warnings
+    hw, dataset, job = folder.relative_to(root).parts
+    chosen = {r["run_id"] for r in records}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # report names an unreadable run file
+        every = [r for r in results.load_runs(folder) if r["status"] == "success"]
+    runs = []
+    for r in sorted(every, key=lambda r: (methods.sort_key(r["spec"]), r["spec"]["learning_rate"], r["spec"]["seed"])):
+        run = {"id": f"{hw}/{dataset}/{job}/{r['run_id']}", "job": f"{hw}/{dataset}/{job}", "hardware": hw,
+               "dataset": dataset, "variant": methods.variant_label(r["spec"]), "method": r["method"],
+               "seed": r["spec"]["seed"], "learning_rate": r["spec"].get("learning_rate"),
+               "chosen": r["run_id"] in chosen, "file": f"{hw}/{dataset}/{job}/runs/{r['run_id']}.json"}
+        for key in QUALITY + COSTS:
+            run[key] = _finite(figures.FIGURES[key].value(r))
+        runs.append(run)
+    return runs
 
 
 def axes() -> dict:
@@ -102,16 +129,19 @@ def axes() -> dict:
     return {"costs": [entry(k) for k in COSTS], "quality": [entry(k) for k in QUALITY]}
 
 
-def _explorer(points: list[dict], *, depth: int, hardware_filter: bool) -> str:
+def _explorer(points: list[dict], runs: list[dict], *, depth: int, hardware_filter: bool) -> str:
     base = "../" * (depth + 1)  # from this page up to results/, where the run files are
-    return (_json_script("EXPLORER", {"points": points, "axes": axes(), "hardwareFilter": hardware_filter,
-                                      "base": base})
+    return (_json_script("EXPLORER", {"points": points, "runs": runs, "axes": axes(),
+                                      "hardwareFilter": hardware_filter, "base": base})
             + '<div class="controls" id="controls"></div><div id="explorer" style="height:520px"></div>'
-            + '<p class="note">Each point is one run (a baseline has no training cost, so it shows only on '
-              'the trainable-parameters axis). The line joins the non-dominated runs (Pareto front: no other '
-              'shown run has a lower or equal cost and a better or equal quality, one of them strictly); '
-              'forgetting counts as better when lower. Hover for the spec, the variant\'s 95% CI and the run file.'
-              ' <button id="download">Download the shown runs (CSV)</button></p>')
+            + '<p class="note">Each point is one variant of a job at its chosen learning rate: the mean over '
+              'its seeds, with the 95% CI as error bars (a baseline has no training cost, so it shows only on '
+              'the trainable-parameters axis). The line joins the non-dominated variants (Pareto front: no '
+              'other shown variant has a lower or equal cost and a better or equal quality, one of them '
+              'strictly); forgetting counts as better when lower. "Show the tuning runs" adds every single run, '
+              'those at rates that were not chosen included, in grey: they are not on the front. Hover for the '
+              'spec, the seeds and the run file. <button id="download">Download the shown variants (CSV)</button>'
+              '</p>')
 
 
 def job_page(folder: Path, root: Path, site: Path, records: list[dict],
@@ -128,7 +158,8 @@ def job_page(folder: Path, root: Path, site: Path, records: list[dict],
     for name in ("methods.md", "sweep.md", "tradeoffs.md"):
         if (folder / name).is_file():
             parts += [f'<h2>{name}</h2><div class="wide">', _markdown((folder / name).read_text()), "</div>"]
-    parts += ["<h2>Pareto explorer</h2>", _explorer(run_points(folder, root, records), depth=1,
+    parts += ["<h2>Pareto explorer</h2>", _explorer(variant_points(folder, root, records),
+                                                      tuning_runs(folder, root, records), depth=1,
                                                       hardware_filter=False)]
     if images:
         parts += ['<h2>Plots</h2><div class="plots">'] + [
@@ -277,14 +308,16 @@ def _build_into(site: Path, root: Path, jobs: list[publish.Job] | None) -> list[
     write(site / "assets" / "explorer.js", (Path(__file__).parent / "site_explorer.js").read_text())
     write(site / "assets" / "site.css", CSS)
     jobs = publish.published_jobs(root) if jobs is None else jobs
-    all_points = []
+    all_points, all_runs = [], []
     for folder, records, manifest, _ in jobs:
         text, images = job_page(folder, root, site, records, manifest)
         write(site / "jobs" / f"{_slug(folder, root)}.html", text)
         written += images
-        all_points += run_points(folder, root, records)
+        all_points += variant_points(folder, root, records)
+        all_runs += tuning_runs(folder, root, records)
     write(site / "index.html", index_page(jobs, root))
-    body = "<h1>Pareto explorer: every published run</h1>" + _explorer(all_points, depth=0, hardware_filter=True)
+    body = ("<h1>Pareto explorer: every published variant</h1>"
+            + _explorer(all_points, all_runs, depth=0, hardware_filter=True))
     write(site / "explorer.html", _page("Pareto explorer", body, scripts=("plotly.min.js", "explorer.js")))
     write(site / "hardware.html", hardware_page(jobs, root))
     write(site / "benchmarks.html", benchmarks_page(root))

@@ -59,11 +59,21 @@ def test_a_build_that_fails_part_way_leaves_the_previous_site_whole(tmp_path):
     assert sorted(p.name for p in root.iterdir()) == [site.SITE]
 
 
-def test_every_run_of_a_job_is_a_point_and_the_front_is_stats_pareto_front():
+def test_every_variant_of_a_job_is_one_point_at_its_chosen_rate_and_the_front_is_stats_pareto_front():
     folder = next(f for f in site.publish.job_folders(RESULTS) if f.name == "adr")
     records = publish.published_records(folder)
-    points = site.run_points(folder, RESULTS, records)
-    assert sorted(p["run_id"] for p in points) == sorted(r["run_id"] for r in records)
+    points = site.variant_points(folder, RESULTS, records)
+    by_variant = {}
+    for r in records:
+        by_variant.setdefault(site.methods.variant_label(r["spec"]), []).append(r)
+    assert sorted(p["variant"] for p in points) == sorted(by_variant)
+    for p in points:  # the mean over the variant's seeds, with the tables' interval
+        runs = by_variant[p["variant"]]
+        assert sorted(p["seeds"]) == sorted(r["spec"]["seed"] for r in runs)
+        assert p["spearman"] == pytest.approx(sum(r["quality"]["spearman"] for r in runs) / len(runs))
+        assert len(runs) == 1 or p["spearman_ci"][0] < p["spearman"] < p["spearman_ci"][1]
+    runs = site.tuning_runs(folder, RESULTS, records)
+    assert {r["id"].rsplit("/", 1)[1] for r in runs if r["chosen"]} == {r["run_id"] for r in records}
     front = site.front_of(points, "train_wall_s", "spearman")
     trained = [p for p in points if p["train_wall_s"] is not None]
     best = max(trained, key=lambda p: p["spearman"])
@@ -142,12 +152,12 @@ def _explorer_page():
 def _marker_points(driver) -> dict:
     return driver.execute_script(
         "const d = document.getElementById('explorer').data;"
-        "const m = d.filter(t => t.mode === 'markers');"
+        "const m = d.filter(t => t.mode === 'markers' && t.meta !== 'runs');"
         "return {n: m.reduce((a, t) => a + t.x.length, 0), ys: m.flatMap(t => t.y),"
         "        ids: m.flatMap(t => t.customdata)};")
 
 
-def test_the_explorer_draws_one_point_per_run_and_redraws_on_new_axes(browser):
+def test_the_explorer_draws_one_point_per_variant_and_redraws_on_new_axes(browser):
     _open(browser, _explorer_page())
     _wait_for(browser, "return window.EXPLORER_STATE !== undefined", "the explorer")
     points = browser.execute_script("return window.EXPLORER.points")
@@ -166,6 +176,14 @@ def test_the_explorer_draws_one_point_per_run_and_redraws_on_new_axes(browser):
     by_id = {p["id"]: p for p in points}
     assert redrawn["ys"] == [by_id[i]["auc_roc"] for i in redrawn["ids"]]
     browser.save_screenshot(str(browser.shots / "explorer-auc.png"))
+    browser.find_element("id", "show-runs").click()  # every single run, on request, off the front
+    _wait_for(browser, "return window.EXPLORER_STATE.runs.length > 0", "the tuning runs")
+    runs = browser.execute_script("return window.EXPLORER.runs")
+    shown = [r for r in runs if r["train_wall_s"] is not None and r["auc_roc"] is not None and r["dataset"] == dataset]
+    assert sorted(browser.execute_script("return window.EXPLORER_STATE.runs")) == sorted(r["id"] for r in shown)
+    assert len(shown) > drawn["n"] and any(not r["chosen"] for r in shown)  # the rejected rates are there too
+    assert set(browser.execute_script("return window.EXPLORER_STATE.front")) <= set(by_id)
+    browser.save_screenshot(str(browser.shots / "explorer-runs.png"))
 
 
 @pytest.mark.parametrize(("x", "y"), [("train_wall_s", "spearman"), ("peak_memory_mib", "forgetting"),
