@@ -366,6 +366,9 @@ def _tuning_columns(choice: tuning.Choice, point: tuning.Point, choices: dict, s
     stable = choice.stable_range()
     standard = methods.variant_label({**spec, "arm": "standard", "lora": None})
     theirs = choices.get(standard)
+    if len(point.runs) == 1:  # one rate tried: nothing was chosen, and there is no range to speak of
+        return {"lr_rule": "one rate, no grid", "lr_pending": choice.pending or None,
+                "lr_chosen_unstable": choice.unstable.get(choice.rate), **tuning.tuning_cost(point, choice.rate)}
     return {"lr_rule": choice.rule, "lr_pending": choice.pending or None,
             "lr_chosen_unstable": choice.unstable.get(choice.rate),  # only the first-seed rule can
             "lr_stable_lo": stable[0] if stable else None, "lr_stable_hi": stable[1] if stable else None,
@@ -483,7 +486,7 @@ def title(rows: list[dict], records: list[dict]) -> str:
 def protocol_notes(rows: list[dict]) -> list[str]:
     """How the sweep and methods tables chose each rate, judged each difference and convergence: the
     bullet lines both tables print."""
-    rules = sorted({r["lr_rule"] for r in rows if r.get("lr_rule")})
+    rules = sorted({r["lr_rule"] for r in rows if r.get("lr_rule") and r["lr_rule"] != "one rate, no grid"})
     margin = next((r["vs_standard_margin"] for r in rows if r.get("vs_standard_margin") is not None),
                   stats.SPEARMAN_MARGIN)
     lines = [f"Learning rate: chosen by {' / '.join(rules) or 'no grid (each arm at its spec rate)'}"
