@@ -304,19 +304,27 @@ def title(records: list[dict]) -> str:
     """What the table compares and at which budget: "Tradeoffs: lora r=8 against full fine-tuning
     (standard), at a fixed budget of 500 steps". A job trains every arm for a set number of steps, so it
     compares where each arm got in that many steps, unless every run converged (harness/convergence.py)."""
-    from harness import convergence
     ok = [r for r in records if r["status"] == "success"]
     arms = [lab for lab in label_order(ok) if lab != "baseline" and lab != reference_label(ok)]
-    trained = [r for r in ok if r["method"] != "baseline"]
+    return f"Tradeoffs: {', '.join(arms) or 'no adapter arm'} against full fine-tuning (standard){budget(ok)}"
+
+
+def budget(records: list[dict], converged: bool | None = None) -> str:
+    """", at a fixed budget of 500 steps" (the title's end), or ", every run converged within 500
+    steps" where every trained run converged by the rule of harness/convergence.py (``converged``: that
+    verdict where the caller has it); "" without steps."""
+    from harness import convergence
+    trained = [r for r in records if r["status"] == "success" and r["method"] != "baseline"]
     steps = sorted({s for r in trained if (s := get(r, "training.global_step"))})
-    text = f"Tradeoffs: {', '.join(arms) or 'no adapter arm'} against full fine-tuning (standard)"
     if not steps:
-        return text
-    budget = f"{steps[0]}" if len(steps) == 1 else f"{steps[0]}-{steps[-1]}"
-    verdicts = [convergence.of_record(r) for r in trained]
-    if verdicts and all(v is not None and v["converged"] for v in verdicts):
-        return f"{text}, every run converged within {budget} steps"
-    return f"{text}, at a fixed budget of {budget} steps"
+        return ""
+    span = f"{steps[0]}" if len(steps) == 1 else f"{steps[0]}-{steps[-1]}"
+    if converged is None:
+        verdicts = [convergence.of_record(r) for r in trained]
+        converged = bool(verdicts) and all(v is not None and v["converged"] for v in verdicts)
+    if converged:
+        return f", every run converged within {span} steps"
+    return f", at a fixed budget of {span} steps"
 
 
 def markdown_report(records: list[dict], *, stats_rows: list[dict] | None = None) -> str:

@@ -461,7 +461,7 @@ def _cell(row: dict, key: str) -> str:
 
 def title(rows: list[dict], records: list[dict]) -> str:
     """What the job is, from its rows: a method study, a rank sweep, a precision study or one method
-    against standard; "at a fixed budget of N steps" where any variant had not converged (the rule of
+    against standard; "at a fixed budget of N steps" unless every variant converged (the rule of
     harness/convergence.py), so that the title does not promise where the methods end up."""
     trained = [r for r in rows if r.get("method") not in (None, "baseline", "standard")]
     adapters = list(dict.fromkeys(r["method"] for r in trained))
@@ -474,13 +474,11 @@ def title(rows: list[dict], records: list[dict]) -> str:
     elif precisions:
         text = "Precision study: " + ", ".join(r["point"] for r in rows if r.get("method") != "baseline")
     else:
-        text = ", ".join(r["point"] for r in rows if r.get("method") != "baseline") + " against full fine-tuning"
-    steps = sorted({s for r in records if r["status"] == "success" and r["method"] != "baseline"
-                    if (s := (r.get("training") or {}).get("global_step"))})
-    if any(r.get("convergence_converged") is False for r in rows) and steps:
-        budget = f"{steps[0]}" if len(steps) == 1 else f"{steps[0]}-{steps[-1]}"
-        text += f", at a fixed budget of {budget} steps (not converged)"
-    return text
+        text = ", ".join(r["point"] for r in rows if r.get("method") != "baseline" and not r.get("is_reference"))
+        text = f"{text or 'standard'} against full fine-tuning"
+    trained_rows = [r for r in rows if r.get("method") != "baseline"]
+    return text + report.budget(records, converged=bool(trained_rows) and all(
+        r.get("convergence_converged") is True for r in trained_rows))
 
 
 def protocol_notes(rows: list[dict]) -> list[str]:
@@ -489,7 +487,8 @@ def protocol_notes(rows: list[dict]) -> list[str]:
     rules = sorted({r["lr_rule"] for r in rows if r.get("lr_rule") and r["lr_rule"] != "one rate, no grid"})
     margin = next((r["vs_standard_margin"] for r in rows if r.get("vs_standard_margin") is not None),
                   stats.SPEARMAN_MARGIN)
-    lines = [f"Learning rate: chosen by {' / '.join(rules) or 'no grid (each arm at its spec rate)'}"
+    lines = [(f"Learning rate: chosen by {' / '.join(rules)}" if rules else
+              "Learning rate: each variant at its spec's rate (no grid)")
              + (" (the first seed screens the grid; its best stable rates run on the other seeds; the one with "
                 "the best mean validation Spearman over every seed is chosen)" if any(
                     r.startswith("mean") for r in rules) else "")

@@ -16,7 +16,8 @@ A rate is **unstable** (``unstable``) when on any seed (1) training diverged (a 
 as a failed run with reason ``diverged``), (2) validation Spearman ended below the untrained model's
 (the baseline of the same job), or (3) training collapsed: validation Spearman fell below half of the best
 seed's at the same rate, or, at a rate above the variant's best rate, below half of the variant's best
-(quality falls off a cliff past the optimum). An unstable rate is never chosen by ``mean``; its runs stay
+(quality falls off a cliff past the optimum), and in either case more than 0.1 below it (a seed at 0.004
+against 0.011 is noise near zero, not a collapse). An unstable rate is never chosen by ``mean``; its runs stay
 in ``runs/`` and in the sensitivity plot, marked.
 """
 
@@ -31,11 +32,12 @@ from harness import methods
 RULES = ("mean", "first-seed")
 RULE_TEXT = ("A rate is unstable when on any seed training diverged (a non-finite loss), validation Spearman "
              "ended below the untrained model's, or it collapsed: below half of the best seed's at that rate, "
-             "or, at a rate above the variant's best, below half of the variant's best. An unstable rate is "
-             "never chosen by the mean rule.")
+             "or, at a rate above the variant's best, below half of the variant's best (and in either case more "
+             "than 0.1 below it). An unstable rate is never chosen by the mean rule.")
 DEFAULT_RULE = "mean"
 DEFAULT_SCREEN = 2
-COLLAPSE_SHARE = 0.5  # a seed below this share of the best seed's validation Spearman collapsed
+COLLAPSE_SHARE = 0.5  # a seed below this share of the best seed's validation Spearman collapsed ...
+COLLAPSE_DROP = 0.1  # ... when it also lies this far below it (0.004 against 0.011 is noise near zero)
 
 
 def point_of(spec: dict) -> str:
@@ -120,13 +122,14 @@ def unstable(point: Point, baseline: float | None) -> dict[float, str]:
             out[rate] = f"below the untrained model ({baseline:.3f}) on seed {low[0]} ({by_seed[low[0]]:.3f})"
             continue
         top = max(seeds, key=lambda s: by_seed[s])
-        fell = [s for s in seeds if by_seed[top] > 0 and by_seed[s] < COLLAPSE_SHARE * by_seed[top]]
+        fell = [s for s in seeds if by_seed[top] > 0 and by_seed[s] < COLLAPSE_SHARE * by_seed[top]
+                and by_seed[top] - by_seed[s] > COLLAPSE_DROP]
         if fell:
             s = fell[0]
             out[rate] = f"collapsed on seed {s} ({by_seed[s]:.3f} against {by_seed[top]:.3f} on seed {top})"
             continue
         if best is not None and best > 0 and rate > best_rate and not _close(rate, best_rate):
-            past = [s for s in seeds if by_seed[s] < COLLAPSE_SHARE * best]
+            past = [s for s in seeds if by_seed[s] < COLLAPSE_SHARE * best and best - by_seed[s] > COLLAPSE_DROP]
             if past:
                 s = past[0]
                 out[rate] = (f"collapsed past the best rate on seed {s} ({by_seed[s]:.3f} against the best "
