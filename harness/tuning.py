@@ -148,8 +148,9 @@ class Choice:
     pending: str = ""  # why no rate (or not the final one) is chosen yet: "1.25e-3 needs seeds 1, 2"
 
     def _span(self) -> tuple[list[float], int, int] | None:
-        """The rates tried, sorted, and the indices of the contiguous stable run around the chosen rate."""
-        if self.rate is None:
+        """The rates tried, sorted, and the indices of the contiguous stable run around the chosen rate
+        (none where the chosen rate is itself unstable: only the first-seed rule can choose one)."""
+        if self.rate is None or self.rate in self.unstable:
             return None
         tried = sorted([*self.stable, *self.unstable])
         lo = hi = next(i for i, t in enumerate(tried) if _close(t, self.rate))
