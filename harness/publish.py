@@ -303,9 +303,9 @@ def index_markdown(results_root: Path, jobs: list[Job] | None = None) -> str:
         details += [f"### {hw} / {dataset} / {job}", "", f"Reproduce: `{command}`", ""]
         tables = [name for name in ("methods.md", "sweep.md") if (folder / name).is_file()]
         if h["lora_label"]:
+            where = f"; every variant is in {' and '.join(tables)}" if tables else ""
             details += [f"The LoRA columns above show **{h['lora_label']}**: the lowest-rank LoRA variant of this "
-                        "job, fp32 first, at its chosen rate" + (f"; every variant is in {' and '.join(tables)}"
-                                                                 if tables else "") + ".", ""]
+                        f"job, fp32 first, at the rate its tables report{where}.", ""]
         details += [f"- {n}" for n in report.method_notes(records)] + [""]
     lines += ["", "When a job holds several LoRA ranks, the LoRA columns show the lowest rank; see its sweep.md.",
               "Energy is labelled an estimate wherever codecarbon had no hardware counters.", "",

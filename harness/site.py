@@ -74,8 +74,8 @@ def variant_points(folder: Path, root: Path, records: list[dict]) -> list[dict]:
     """One explorer point per variant of a job at its chosen rate (the runs the job's tables report on):
     each figure the mean over its seeds with a 95% CI (Spearman's the cluster bootstrap of the tables,
     the others Student-t over seeds; none with one seed)."""
-    from harness import sweep
-    ci = {row["point"]: row for row in sweep.point_rows(records)} if records else {}
+    import numpy as np
+    evalset = results.evaluation_set(records) if records else None
     hw, dataset, job = folder.relative_to(root).parts
     groups: dict[str, list[dict]] = {}
     for r in sorted(records, key=lambda r: (methods.sort_key(r["spec"]), r["spec"]["seed"])):
@@ -83,7 +83,6 @@ def variant_points(folder: Path, root: Path, records: list[dict]) -> list[dict]:
     points = []
     for variant, runs in groups.items():
         spec = runs[0]["spec"]
-        row = ci.get(variant, {})
         point = {"id": f"{hw}/{dataset}/{job}/{variant}", "job": f"{hw}/{dataset}/{job}", "hardware": hw,
                  "dataset": dataset, "variant": variant, "method": runs[0]["method"],
                  "precision": spec.get("precision", "fp32"),
@@ -95,8 +94,10 @@ def variant_points(folder: Path, root: Path, records: list[dict]) -> list[dict]:
             interval = stats.t_interval([_finite(figures.FIGURES[key].value(r)) for r in runs])
             point[key] = _finite(interval["mean"])
             point[f"{key}_ci"] = [_finite(interval["lo"]), _finite(interval["hi"])]
-        if row.get("spearman_mean") is not None:
-            point["spearman_ci"] = [_finite(row.get("spearman_lo")), _finite(row.get("spearman_hi"))]
+        cos = [np.asarray(r["quality"]["test_cos"]) for r in runs if (r.get("quality") or {}).get("test_cos")]
+        if evalset and len(cos) == len(runs):  # the tables' interval: the same cluster bootstrap (sweep.point_rows)
+            ci = stats.bootstrap_spearman(cos, evalset[0], groups=evalset[1])
+            point["spearman_ci"] = [_finite(ci["lo"]), _finite(ci["hi"])]
         points.append(point)
     return points
 
