@@ -1,5 +1,7 @@
 // The results site's interactive parts (written into results/site/assets/explorer.js by harness/site.py):
-// the Pareto explorer (window.EXPLORER) and the benchmark history (window.HISTORY), drawn with plotly.js.
+// the Pareto explorer (window.EXPLORER: one point per variant at its chosen rate, mean over seeds with its
+// CI; every single run, tuning runs included, on request) and the benchmark history (window.HISTORY),
+// drawn with plotly.js.
 "use strict";
 
 const SYMBOLS = {fp32: "circle", bf16: "diamond", fp16: "square"};
@@ -22,18 +24,30 @@ function explorerState() {
   const hw = new Set(Array.from(document.querySelectorAll("input.hw:checked")).map((c) => c.value));
   const dataset = document.getElementById("dataset");
   // One dataset at a time: Spearman on one test set says nothing about a run on another.
-  const shown = e.points.filter((p) => p[x] !== null && p[y] !== null &&
-    (!e.hardwareFilter || hw.has(p.hardware)) && (!dataset || p.dataset === dataset.value));
+  const keep = (p) => p[x] !== null && p[y] !== null &&
+    (!e.hardwareFilter || hw.has(p.hardware)) && (!dataset || p.dataset === dataset.value);
+  const shown = e.points.filter(keep);
+  const runsBox = document.getElementById("show-runs");
+  const runs = runsBox && runsBox.checked ? e.runs.filter(keep) : [];
   const better = e.axes.quality.find((a) => a.key === y).better;
   const sign = better === "lower" ? -1 : 1;
   const flags = paretoFront(shown.map((p) => p[x]), shown.map((p) => sign * p[y]));
-  return {x, y, shown, front: shown.filter((p, i) => flags[i])};
+  return {x, y, shown, runs, front: shown.filter((p, i) => flags[i])};
 }
 
-function hoverText(p, y) {
-  const ci = p.spearman_ci[0] === null ? "no CI" : `variant Spearman 95% CI [${p.spearman_ci[0].toFixed(3)}, ${p.spearman_ci[1].toFixed(3)}]`;
-  return `<b>${p.variant}</b> seed ${p.seed} (${p.job})<br>${y} = ${p[y]}<br>${ci}<br>run file: ${p.file}<br>` +
-    p.spec.replace(/(.{90}[^,]*,)/g, "$1<br>");
+function hoverText(p, x, y) {
+  const ci = (k) => (p[`${k}_ci`][0] === null ? "" : ` [${p[`${k}_ci`][0].toPrecision(3)}, ${p[`${k}_ci`][1].toPrecision(3)}]`);
+  return `<b>${p.variant}</b> at lr ${p.learning_rate} (${p.job}), mean over seeds ${p.seeds.join(", ")}<br>` +
+    `${y} = ${p[y].toPrecision(3)}${ci(y)}<br>${x} = ${p[x].toPrecision(3)}${ci(x)}<br>first seed's run file: ` +
+    `${p.file}<br>` + p.spec.replace(/(.{90}[^,]*,)/g, "$1<br>");
+}
+
+function errorBars(pts, k) {
+  const has = pts.some((p) => p[`${k}_ci`][0] !== null);
+  if (!has) return undefined;
+  return {type: "data", symmetric: false, thickness: 1, width: 3,
+    array: pts.map((p) => (p[`${k}_ci`][1] === null ? 0 : p[`${k}_ci`][1] - p[k])),
+    arrayminus: pts.map((p) => (p[`${k}_ci`][0] === null ? 0 : p[k] - p[`${k}_ci`][0]))};
 }
 
 function drawExplorer() {
@@ -46,8 +60,15 @@ function drawExplorer() {
     const color = PALETTE[every.indexOf(m) % PALETTE.length];
     const pts = s.shown.filter((p) => p.method === m);
     traces.push({type: "scatter", mode: "markers", name: m, x: pts.map((p) => p[s.x]), y: pts.map((p) => p[s.y]),
-      text: pts.map((p) => hoverText(p, s.y)), hoverinfo: "text", customdata: pts.map((p) => p.id),
+      error_x: errorBars(pts, s.x), error_y: errorBars(pts, s.y),
+      text: pts.map((p) => hoverText(p, s.x, s.y)), hoverinfo: "text", customdata: pts.map((p) => p.id),
       marker: {size: 10, color, symbol: pts.map((p) => SYMBOLS[p.precision] || "circle")}});
+  }
+  if (s.runs.length) {
+    traces.push({type: "scatter", mode: "markers", name: "single runs (tuning included)", meta: "runs",
+      x: s.runs.map((r) => r[s.x]), y: s.runs.map((r) => r[s.y]), customdata: s.runs.map((r) => r.id),
+      text: s.runs.map((r) => `${r.variant} seed ${r.seed} at lr ${r.learning_rate}${r.chosen ? "" : " (rate not chosen)"}` +
+        `<br>${r.file}`), hoverinfo: "text", marker: {size: 5, color: "rgba(120,120,120,0.45)"}});
   }
   const front = [...s.front].sort((a, b) => a[s.x] - b[s.x]);
   traces.push({type: "scatter", mode: "lines", name: "Pareto front", x: front.map((p) => p[s.x]),
@@ -58,17 +79,25 @@ function drawExplorer() {
     xaxis: {title: {text: label(e.axes.costs, s.x) + " (lower is better)"}},
     yaxis: {title: {text: label(e.axes.quality, s.y)}}, margin: {t: 30}, legend: {title: {text: "method (marker: precision)"}},
   }, {displaylogo: false});
-  window.EXPLORER_STATE = {shown: s.shown.map((p) => p.id), front: s.front.map((p) => p.id)};
+  window.EXPLORER_STATE = {shown: s.shown.map((p) => p.id), front: s.front.map((p) => p.id), runs: s.runs.map((r) => r.id)};
 }
 
 function explorerCSV() {
   const e = window.EXPLORER;
   const s = explorerState();
-  const cols = ["id", "job", "hardware", "run_id", "variant", "method", "precision", "rank", "seed", "learning_rate",
-    ...e.axes.quality.map((a) => a.key), ...e.axes.costs.map((a) => a.key), "on_front", "file"];
+  const figs = [...e.axes.quality.map((a) => a.key), ...e.axes.costs.map((a) => a.key)];
+  const cols = ["id", "job", "hardware", "variant", "method", "precision", "rank", "seeds", "learning_rate",
+    ...figs.flatMap((k) => [k, `${k}_lo`, `${k}_hi`]), "on_front", "file"];
   const front = new Set(s.front.map((p) => p.id));
+  const value = (p, c) => {
+    if (c === "on_front") return front.has(p.id);
+    if (c === "seeds") return p.seeds.join(" ");
+    const m = c.match(/^(.*)_(lo|hi)$/);
+    if (m && figs.includes(m[1])) return p[`${m[1]}_ci`][m[2] === "lo" ? 0 : 1];
+    return p[c];
+  };
   const cell = (v) => (v === null || v === undefined ? "" : /[",\n]/.test(String(v)) ? `"${String(v).replace(/"/g, '""')}"` : String(v));
-  const rows = s.shown.map((p) => cols.map((c) => cell(c === "on_front" ? front.has(p.id) : p[c])).join(","));
+  const rows = s.shown.map((p) => cols.map((c) => cell(value(p, c))).join(","));
   return [cols.join(","), ...rows].join("\n") + "\n";
 }
 
@@ -78,7 +107,8 @@ function setUpExplorer() {
   const select = (id, list, chosen) => `<label>${id === "x-axis" ? "x (cost)" : "y (quality)"} <select id="${id}">` +
     list.map((a) => `<option value="${a.key}"${a.key === chosen ? " selected" : ""}>${a.label}</option>`).join("") +
     "</select></label>";
-  let htmlText = select("x-axis", e.axes.costs, "train_wall_s") + select("y-axis", e.axes.quality, "spearman");
+  let htmlText = select("x-axis", e.axes.costs, "train_wall_s") + select("y-axis", e.axes.quality, "spearman") +
+    '<label><input type="checkbox" id="show-runs"> show the tuning runs</label>';
   if (e.hardwareFilter) {
     const datasets = [...new Set(e.points.map((p) => p.dataset))].sort();
     const first = datasets.includes("dating-v2") ? "dating-v2" : datasets[0];
@@ -100,7 +130,7 @@ function setUpExplorer() {
   });
   drawExplorer();
   document.getElementById("explorer").on("plotly_click", (ev) => {
-    const p = e.points.find((q) => q.id === ev.points[0].customdata);
+    const p = [...e.points, ...e.runs].find((q) => q.id === ev.points[0].customdata);
     if (p) window.location.href = e.base + p.file;
   });
 }
