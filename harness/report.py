@@ -305,8 +305,11 @@ def title(records: list[dict]) -> str:
     (standard), at a fixed budget of 500 steps". A job trains every arm for a set number of steps, so it
     compares where each arm got in that many steps, unless every run converged (harness/convergence.py)."""
     ok = [r for r in records if r["status"] == "success"]
-    arms = [lab for lab in label_order(ok) if lab != "baseline" and lab != reference_label(ok)]
-    return f"Tradeoffs: {', '.join(arms) or 'no adapter arm'} against full fine-tuning (standard){budget(ok)}"
+    ref = reference_label(ok)
+    if ref is None:  # nothing to set against full fine-tuning: say what there is
+        return f"Tradeoffs: {', '.join(label_order(ok)) or 'no successful run'}{budget(ok)}"
+    arms = [lab for lab in label_order(ok) if lab not in ("baseline", ref)]
+    return f"Tradeoffs: {', '.join(arms) or 'the baseline'} against full fine-tuning ({ref}){budget(ok)}"
 
 
 def budget(records: list[dict], converged: bool | None = None) -> str:
