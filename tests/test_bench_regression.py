@@ -42,11 +42,11 @@ def test_bench_compare_flags_a_slower_step_and_not_the_same_run(tmp_path, harnes
     # the ratio as well: on a loaded CI machine a 30% slowdown (slow@0.3) was measured as 1.048 [0.974,
     # 1.366] and not flagged, and with a second CPU-bound job beside the suite the base run's step times
     # spread by a CV of 32% and a doubled step (slow@1.0) came out 0.198x the base. A slowdown that scales
-    # with the step's own compute is hidden by load that scales it too; a fixed delay of 250 ms on every
-    # step (sleep@0.25, many times the tiny model's step of a few ms) is not. This test asks whether such an
+    # with the step's own compute is hidden by load that scales it too; a fixed delay of 100 ms on every
+    # step (sleep@0.1, about 8 times the tiny model's step of 13 ms) is not. This test asks whether such an
     # unmistakable slowdown is flagged; the decision rule itself is tested on recorded samples in
     # tests/test_bench_compare.py, and how often a small slowdown (5%) is caught is bench/power.py's question.
-    slow = run_bench(tmp_path, "--benchmark-save=slow", *save, rounds=10, processes=5, fault="sleep@0.25")
+    slow = run_bench(tmp_path, "--benchmark-save=slow", *save, rounds=10, processes=5, fault="sleep@0.1")
     assert slow.returncode == 0, slow.stdout[-3000:]
     (base_file,) = tmp_path.rglob("0001_base.json")
     (slow_file,) = tmp_path.rglob("0002_slow.json")
