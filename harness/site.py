@@ -146,7 +146,8 @@ def _explorer(points: list[dict], runs: list[dict], *, depth: int, hardware_filt
 
 
 def job_page(folder: Path, root: Path, site: Path, records: list[dict],
-             manifest: dict | None = None) -> tuple[str, list[Path]]:
+             manifest: dict | None = None, runs: list[dict] | None = None) -> tuple[str, list[Path]]:
+    """The page of one job. ``runs``: its tuning_runs, where the caller has read them already."""
     slug = _slug(folder, root)
     hw, dataset, job = folder.relative_to(root).parts
     images = []
@@ -160,7 +161,8 @@ def job_page(folder: Path, root: Path, site: Path, records: list[dict],
         if (folder / name).is_file():
             parts += [f'<h2>{name}</h2><div class="wide">', _markdown((folder / name).read_text()), "</div>"]
     parts += ["<h2>Pareto explorer</h2>", _explorer(variant_points(folder, root, records),
-                                                      tuning_runs(folder, root, records), depth=1,
+                                                      tuning_runs(folder, root, records) if runs is None
+                                                      else runs, depth=1,
                                                       hardware_filter=False)]
     if images:
         parts += ['<h2>Plots</h2><div class="plots">'] + [
@@ -311,11 +313,12 @@ def _build_into(site: Path, root: Path, jobs: list[publish.Job] | None) -> list[
     jobs = publish.published_jobs(root) if jobs is None else jobs
     all_points, all_runs = [], []
     for folder, records, manifest, _ in jobs:
-        text, images = job_page(folder, root, site, records, manifest)
+        runs = tuning_runs(folder, root, records)  # every run file of the job, read once for both explorers
+        text, images = job_page(folder, root, site, records, manifest, runs)
         write(site / "jobs" / f"{_slug(folder, root)}.html", text)
         written += images
         all_points += variant_points(folder, root, records)
-        all_runs += tuning_runs(folder, root, records)
+        all_runs += runs
     write(site / "index.html", index_page(jobs, root))
     body = ("<h1>Pareto explorer: every published variant</h1>"
             + _explorer(all_points, all_runs, depth=0, hardware_filter=True))

@@ -143,17 +143,10 @@ def chosen_rates(records: list[dict], selection: tuning.Selection | None = None)
 def _first_seed_rates(records: list[dict]) -> dict[str, list[float]]:
     """Per sweep point, the sorted rates run on its first seed, diverged runs included (a rate at which
     training diverged was tried: the grid does not extend past it again). Other failures (a crash, a
-    kill, a timeout) say nothing about the rate; the sweep retries them."""
-    runs = defaultdict(list)
-    for r in records:
-        diverged = r["status"] == "failed" and (r.get("error") or {}).get("reason") == "diverged"
-        if (r["status"] == "success" or diverged) and r["method"] != "baseline":
-            runs[group_key(r["spec"])].append(r["spec"])
-    out = {}
-    for point, specs in runs.items():
-        first_seed = min(s["seed"] for s in specs)
-        out[point] = sorted({s["learning_rate"] for s in specs if s["seed"] == first_seed})
-    return out
+    kill, a timeout) say nothing about the rate; the sweep retries them. The runs counted are those of
+    tuning.points, which the rate rule reads."""
+    return {name: sorted(rate for rate, by_seed in point.runs.items() if point.first_seed in by_seed)
+            for name, point in tuning.points(records).items()}
 
 
 def _first_seed_specs(specs: list[RunSpec]) -> list[RunSpec]:
