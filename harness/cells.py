@@ -106,3 +106,29 @@ def merge(row: dict, merges: bool | None) -> str:
     if row.get("merge_within_tolerance") is False:
         return f"no ({diff} > {row['merge_tolerance']:.0e})"
     return f"yes ({diff})"
+
+
+RELOAD_NOTE = ("reloads: the saved artifact, loaded back as a user would (a full model with "
+               "SentenceTransformer(folder), an adapter with peft's PeftModel.from_pretrained on the base model), "
+               "embeds the test texts like the evaluated model (largest difference, float32, worst seed); a run out "
+               "of tolerance fails "
+               "(artifact_mismatch). Where sentence-transformers' one-liner SentenceTransformer(folder) loads the "
+               "adapter wrong or not at all, the cell says so.")
+
+
+def reload(row: dict) -> str:
+    """Whether the saved artifact, loaded back as a user would, reproduced the evaluated model:
+    "yes (peft, max abs diff 0.0e+00)", "no (max abs diff 3.4e-03 > 1e-05)"; and where
+    ``SentenceTransformer(folder)`` got it wrong or could not load it, that too."""
+    if row.get("reload_max_abs_diff") is None:
+        return "—"
+    diff = f"max abs diff {row['reload_max_abs_diff']:.1e}"
+    if not row["reload_within_tolerance"]:
+        return f"no ({diff} > {row['reload_tolerance']:.0e})"
+    text = f"yes ({row['reload_loader']}, {diff})"
+    one_liner = row.get("reload_one_liner")
+    if one_liner == "error":
+        return text + "; SentenceTransformer(folder) cannot load it"
+    if one_liner is False:
+        return text + "; SentenceTransformer(folder) loads it wrong"
+    return text

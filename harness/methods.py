@@ -232,6 +232,13 @@ def _adalora_after_attach(model, tuner) -> None:
     model[0].auto_model.resize_state_dict_by_rank_pattern = resize
 
 
+def _pissa_after_attach(model, tuner) -> None:
+    """Keep PiSSA's initial adapter: the shipped artifact is converted to a LoRA on the original base
+    weights (harness/artifacts.py), which needs it."""
+    from harness import artifacts
+    artifacts.keep_initial_adapter(model)
+
+
 def _adalora_callbacks(tuner):
     from harness.train import AdaLoraAllocator
     return [AdaLoraAllocator(tuner)]
@@ -249,15 +256,20 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            expected_params=lora_params, merges=True, artifact="peft adapter (safetensors)"),
     Method("dora", "DoRA (Liu et al. 2024): LoRA on the direction of each weight plus a trained magnitude",
            adapter=True, default_lr=2e-4, lr_grid=LORA_LR_GRID, peft_config=_lora_config(use_dora=True),
-           expected_params=dora_params, merges=True, artifact="peft adapter (safetensors)"),
+           expected_params=dora_params, merges=True, artifact="peft adapter (safetensors)",
+           notes="load the adapter with peft's PeftModel.from_pretrained: SentenceTransformer(folder) (transformers' "
+           "adapter loading) silently drops the trained magnitude vectors (the artifact check records both)"),
     Method("rslora", "rank-stabilised LoRA (Kalajdzievski 2023): LoRA scaled by alpha / sqrt(r)",
            adapter=True, default_lr=2e-4, lr_grid=LORA_LR_GRID, peft_config=_lora_config(use_rslora=True),
            expected_params=lora_params, merges=True, artifact="peft adapter (safetensors)"),
     Method("pissa", "PiSSA (Meng et al. 2024): LoRA initialised from the principal singular vectors of each "
            "weight, the base keeping the residual", adapter=True, default_lr=1e-4, lr_grid=(5e-5, 1e-4, 2e-4),
            peft_config=_lora_config(init_lora_weights="pissa_niter_4"), expected_params=lora_params, merges=True,
-           artifact=ADAPTER, notes="pissa_niter_4: a fast randomised SVD (4 subspace iterations) at attach time, "
-           "counted in load time; the base weights become the residual, so the adapter ships with them. It runs "
+           artifact="peft adapter (safetensors), converted to a LoRA of rank 2r on the original base",
+           after_attach=_pissa_after_attach,
+           notes="pissa_niter_4: a fast randomised SVD (4 subspace iterations) at attach time, "
+           "counted in load time; the base weights become the residual, so the shipped adapter is converted "
+           "to a LoRA of rank 2r on the original weights (peft's subtract_mutated_init formula). It runs "
            "with the shared adapter table, dropout 0.1 included, which here drops part of the principal components; "
            "PiSSA's authors train without dropout"),
     Method("loraplus", "LoRA+ (Hayou et al. 2024): LoRA with the B matrices at 16x the learning rate of A",
@@ -280,7 +292,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            expected_params=vera_params, merges=True, artifact=ADAPTER, attach_via="tuner",
            notes="peft's VeraModel (shared state: transformers' add_adapter cannot inject it); the artifact "
            "holds the trained vectors, the shared projections are regenerated from their PRNG key on loading "
-           "(save_projection=False)"),
+           "(save_projection=False); it loads with peft's PeftModel.from_pretrained, not SentenceTransformer(folder)"),
     Method("adalora", "AdaLoRA (Zhang et al. 2023): an SVD-form update whose rank budget is reallocated "
            "across layers during training", adapter=True, default_lr=2e-4, lr_grid=LORA_LR_GRID,
            peft_config=_adalora_config, expected_params=adalora_params, merges=True, artifact=ADAPTER,

@@ -167,7 +167,7 @@ def _cost(row: dict, key: str) -> str:
 HEADERS = ["variant", "lr", "lr rule", "stable lr range", "lr × standard's", "seeds", "trainable params",
            "Spearman (95% CI)", "Δ vs standard (95% CI, p, verdict)", "share of standard's gain", "converged",
            "forgetting", "Δ forgetting vs standard", "train time (s)", "peak mem (MiB)", "energy (Wh)",
-           "artifact (MiB)", "enc/s unmerged", "enc/s merged", "merges", "tuning cost"]
+           "artifact (MiB)", "reloads", "enc/s unmerged", "enc/s merged", "merges", "tuning cost"]
 
 
 def _cells(row: dict) -> list[str]:
@@ -176,7 +176,7 @@ def _cells(row: dict) -> list[str]:
             "—" if row.get("trainable_params") is None else f"{row['trainable_params']:,}",
             _ci(row, "spearman"), cells.versus_standard(row), cells.gain_share(row), cells.converged(row),
             _ci(row, "forgetting"), _num(row.get("forgetting_vs_standard"), "+.3f"),
-            *[_cost(row, key) for key in COSTS],
+            *[_cost(row, key) for key in COSTS], cells.reload(row),
             _num(row.get("unmerged_sentences_per_s"), ".0f"), _num(row.get("merged_sentences_per_s"), ".0f"),
             cells.merge(row, row["merges"]), cells.tuning_cost(row)]
 
@@ -203,7 +203,8 @@ def methods_markdown(rows: list[dict], records: list[dict], precision: list[dict
              "forgetting is signed and can be near zero).",
              "- merges: peft folded the adapter into the base weights; max abs diff is the largest embedding "
              "difference merged against unmerged (float32); \"no\" where any seed's merge was out of tolerance. "
-             "enc/s: single passes over the test texts.", ""]
+             "enc/s: single passes over the test texts.",
+             f"- {cells.RELOAD_NOTE}", ""]
     pending = [f"{r['point']}: {r['lr_pending']}" for r in rows if r.get("lr_pending")]
     if pending:
         parts += ["Rates not final yet: " + "; ".join(pending) + ".", ""]

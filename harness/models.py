@@ -274,16 +274,6 @@ def expected_lora_params(model, lora, *, active: set[str] | None = None) -> int:
     return methods.lora_params(model, lora, active)
 
 
-def artifact_bytes(model, *, kind: str, dest: Path) -> dict:
-    """Save what a user would ship and measure it: the adapter for adapter methods, else the full model."""
-    model.save_pretrained(str(dest))
-    weights = [p for p in dest.rglob("*") if p.suffix in (".safetensors", ".bin")]
-    return {"artifact_bytes": sum(p.stat().st_size for p in weights),
-            "artifact_dir_bytes": sum(p.stat().st_size for p in dest.rglob("*") if p.is_file()),
-            "artifact_files": sorted(str(p.relative_to(dest)) for p in weights),
-            "artifact_kind": kind}
-
-
 def build_tiny_model(dest: Path, *, seed: int = 0) -> str:
     """A randomly initialised 2-layer BERT with the MiniLM tokenizer, saved as a sentence-transformers
     folder. Built on the fly for tests and smoke runs; no weights are committed."""

@@ -11,6 +11,9 @@ Schema history (bump SCHEMA_VERSION and add a line for every change; keep readin
       only baseline/standard/lora; quality.eval_precision (evaluation runs in fp32 after
       mixed-precision training); environment.source_commit where the launcher named it
       (run-v3.schema.json). params.lora_params_expected holds any adapter method's analytic count.
+  4 - artifact_check: the saved artifact loaded back as a user would, its largest embedding
+      difference against the evaluated model (harness/artifacts.py); failure reason
+      artifact_mismatch; timings.artifact_s (run-v4.schema.json).
 """
 
 from __future__ import annotations
@@ -24,8 +27,8 @@ import tempfile
 import warnings
 from pathlib import Path
 
-SCHEMA_VERSION = 3
-KNOWN_VERSIONS = (1, 2, 3)
+SCHEMA_VERSION = 4
+KNOWN_VERSIONS = (1, 2, 3, 4)
 SCHEMA_DIR = Path(__file__).parent / "schema"
 SCHEMA_FILE = SCHEMA_DIR / f"run-v{SCHEMA_VERSION}.schema.json"
 

@@ -340,8 +340,24 @@ def point_rows(records: list[dict], *, ttq_fraction: float = 0.95,
                        unmerged_sentences_per_s=float(np.mean([m["unmerged_sentences_per_s"] for m in merge])),
                        merged_sentences_per_s=float(np.mean([m["merged_sentences_per_s"] for m in merge])),
                        base_sentences_per_s=float(np.mean([m["base_sentences_per_s"] for m in merge])))
+        row.update(reload_columns([_get(r, "artifact_check") for r in group]))
         rows.append(row)
     return rows
+
+
+def reload_columns(checks: list[dict | None]) -> dict:
+    """The artifact round trip over a variant's seeds (harness/artifacts.py): the worst difference,
+    whether every seed was within tolerance, and whether sentence-transformers' one-liner
+    ``SentenceTransformer(folder)`` loaded every seed's adapter correctly (None where not tried)."""
+    checks = [c for c in checks if c]
+    if not checks:
+        return {}
+    one_liner = [c["sentence_transformers_load"] for c in checks if c.get("sentence_transformers_load")]
+    return {"reload_max_abs_diff": max(c["max_abs_diff"] for c in checks),
+            "reload_within_tolerance": all(c["within_tolerance"] for c in checks),
+            "reload_tolerance": max(c["tolerance"] for c in checks), "reload_loader": checks[0]["loader"],
+            "reload_one_liner": None if not one_liner else
+            "error" if any("error" in o for o in one_liner) else all(o["within_tolerance"] for o in one_liner)}
 
 
 def quality_target(standard: float | None, baseline: float | None, fraction: float = 0.95) -> float | None:
@@ -422,12 +438,12 @@ SWEEP_COLUMNS = [
     ("train_wall_s", "train wall (s)"), ("train_wall_pct_of_standard", "time % of std"),
     ("peak_memory_mib", "peak mem (MiB)"), ("energy_wh", "energy (Wh)"), ("artifact_mib", "artifact (MiB)"),
     ("time_to_95pct_standard_s", "time to 95% of std's gain (s)"), ("vs_standard_p", "p vs std"),
-    ("merge_max_abs_diff", "merge max abs diff"), ("unmerged_sentences_per_s", "enc/s unmerged"),
+    ("reload", "reloads"), ("merge_max_abs_diff", "merge max abs diff"), ("unmerged_sentences_per_s", "enc/s unmerged"),
     ("merged_sentences_per_s", "enc/s merged"), ("tuning", "tuning cost"),
 ]
 
 _CELLS = {"learning_rate": cells.rate, "lr_stable": cells.stable_range, "gain_share": cells.gain_share,
-          "converged": cells.converged, "tuning": cells.tuning_cost,
+          "converged": cells.converged, "tuning": cells.tuning_cost, "reload": cells.reload,
           "vs_standard_diff": lambda row: cells.versus_standard(row, with_p=False) if row.get("method") != "baseline"
           or row.get("vs_standard_spearman_diff") is not None else "—"}
 
@@ -524,7 +540,7 @@ def sweep_markdown(rows: list[dict], pareto_table, records: list[dict]) -> str:
              "first recovered 95% of standard's final gain over the untrained model; median over seeds.",
              "- merge: peft's LoraLayer.merge folds the adapter into the base weights; max abs diff is the largest "
              "absolute embedding difference merged vs unmerged on the test texts (float32, tolerance 1e-5). "
-             "enc/s are single passes over the test texts.", ""]
+             "enc/s are single passes over the test texts.", f"- {cells.RELOAD_NOTE}", ""]
     parts += [f"- {n}" for n in method_notes(records)] + [""]
     pending = [f"{r['point']}: {r['lr_pending']}" for r in rows if r.get("lr_pending")]
     if pending:

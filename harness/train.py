@@ -46,15 +46,17 @@ class FaultInjector(TrainerCallback):
     timed step), for the power of the regression check at a given slowdown; ``touch@PATH`` creates PATH
     when the first step ends (a signal that training is under way, for tests that interrupt it);
     ``alloc@G`` really allocates a G GiB tensor after the first step (under a ``prlimit`` the CPU
-    allocator then fails as it does when a batch does not fit).
+    allocator then fails as it does when a batch does not fit); ``artifact@rename`` renames the saved
+    artifact's weight tensors (the known failure of an adapter that loads back as the base model;
+    applied by harness/artifacts.py, not here).
     """
 
     def __init__(self, fault: str):
         kind, _, arg = fault.partition("@")
-        if kind not in ("oom", "sleep", "slow", "touch", "alloc"):
-            raise ValueError(f"{FAULT_ENV} = {fault!r}: expected oom@STEP, sleep@SECONDS, slow@FRACTION, touch@PATH "
-                             "or alloc@GIB")
-        self.kind, self.arg = kind, (arg if kind == "touch" else float(arg))
+        if kind not in ("oom", "sleep", "slow", "touch", "alloc", "artifact"):
+            raise ValueError(f"{FAULT_ENV} = {fault!r}: expected oom@STEP, sleep@SECONDS, slow@FRACTION, touch@PATH, "
+                             "alloc@GIB or artifact@rename")
+        self.kind, self.arg = kind, (arg if kind in ("touch", "artifact") else float(arg))
         self._last_step_s = 0.0
         self._begun = 0.0
 

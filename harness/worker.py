@@ -1,9 +1,10 @@
 """One run in one fresh process: ``python -m harness.worker SPEC.json OUT.json``.
 
 The phases, in order: load (data, model, gradient probes, the method's adapter), train
-(harness/train.py, inside the trackers), evaluate on the test split (in fp32), save the artifact,
-merge check. Writes one run record atomically to OUT.json. Any failure is recorded (status
-``failed`` with a reason) instead of being lost. Exit status: 0 success, 1 failed run (record
+(harness/train.py, inside the trackers), evaluate on the test split (in fp32), save the artifact and
+load it back as a user would (harness/artifacts.py: it must reproduce the evaluated model), merge
+check. Writes one run record atomically to OUT.json. Any failure is recorded (status ``failed`` with
+a reason) instead of being lost. Exit status: 0 success, 1 failed run (record
 written), 2 unreadable spec.
 """
 
@@ -16,7 +17,7 @@ import tempfile
 import traceback
 from pathlib import Path
 
-from harness import convergence, devices, forgetting, results, trackers, train
+from harness import artifacts, convergence, devices, forgetting, results, trackers, train
 from harness.spec import RunSpec, SpecError
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_SPEC = 0, 1, 2
@@ -44,6 +45,8 @@ def classify(exc: BaseException) -> str:
     from harness.models import ModelError
     if isinstance(exc, train.DivergedError):
         return "diverged"
+    if isinstance(exc, artifacts.ArtifactMismatch):
+        return "artifact_mismatch"
     message = str(exc).lower()
     if ("out of memory" in message or "can't allocate memory" in message or isinstance(exc, MemoryError)
             or type(exc).__name__ == "OutOfMemoryError"):
@@ -101,8 +104,7 @@ def _execute(spec: RunSpec, record: dict) -> None:
     record["timings"]["forgetting_s"] = before["wall_s"] + after["wall_s"]
 
     if method.trains:
-        with tempfile.TemporaryDirectory() as tmp:
-            record["params"].update(models.artifact_bytes(model, kind=method.artifact, dest=Path(tmp) / "artifact"))
+        ship_and_reload(model, spec, splits.test, device, record, base=model_path if method.adapter else None)
     if method.merges:  # after the artifact is saved: merging replaces the adapter layers
         record["merge"] = merge_check(model, splits.test, device)
 
@@ -165,6 +167,20 @@ def evaluate_model(model, splits, spec: RunSpec) -> dict:
     quality["test_gold"] = [float(g) for g in splits.test.score]
     quality["test_group"] = list(splits.test.group)
     return quality
+
+
+def ship_and_reload(model, spec: RunSpec, pairs, device: str, record: dict, *, base: str | None) -> None:
+    """Save the artifact (harness/artifacts.py), load it back as a user would and check that it embeds
+    the test texts like the evaluated model; out of tolerance, the run fails (artifact_mismatch)."""
+    texts = sorted(set(pairs.text_a) | set(pairs.text_b))
+    with trackers.track_time(device) as took, tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "artifact"
+        record["params"].update(artifacts.save(model, spec.method, folder))
+        record["artifact_check"] = artifacts.round_trip(model, folder, base=base, texts=texts, device=device,
+                                                        max_seq_length=spec.max_seq_length)
+    record["timings"]["artifact_s"] = took["wall_s"]
+    if not record["artifact_check"]["within_tolerance"]:
+        raise artifacts.ArtifactMismatch(record["artifact_check"])
 
 
 MERGE_TOLERANCE = 1e-5

@@ -124,7 +124,10 @@ def test_adapter_methods_run_end_to_end_and_merge(tmp_path, harness_cache, batch
         assert record["params"]["lora_params_match"] and record["params"]["artifact_kind"].startswith("peft adapter")
         assert record["params"]["artifact_bytes"] > 0
         assert record["merge"]["within_tolerance"] and record["merge"]["merged_layers"] == 4, record["merge"]
+        assert record["artifact_check"]["within_tolerance"] and record["artifact_check"]["loader"] == "peft"
         assert record["training"]["global_step"] == 4
+    assert records["standard"]["artifact_check"]["loader"] == "sentence-transformers"
+    assert records["standard"]["artifact_check"]["max_abs_diff"] == 0.0
     assert f"| {records[batch[1]]['label']} vs standard" in (out / "tradeoffs.md").read_text()
 
 
