@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-retry-failed", action="store_true",
                      help="keep earlier failed results instead of rerunning them")
     _margin_option(run)
+    _save_models_option(run)
     _executor_options(run)
 
     sw = sub.add_parser(
@@ -107,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--force", action="store_true", help="rerun finished runs too (old files are kept aside)")
     sw.add_argument("--no-retry-failed", action="store_true", help="keep earlier failed results, do not rerun them")
     _margin_option(sw)
+    _save_models_option(sw)
     _executor_options(sw)
 
     pub = sub.add_parser("publish",
@@ -166,6 +168,19 @@ def _executor_options(parser) -> None:
                              "(default: %(default)s)")
 
 
+def _save_models_option(parser) -> None:
+    parser.add_argument("--save-models", action="store_true",
+                        help="keep each trained arm's artifact in OUT/models/<run_id>/ (the full model for standard, "
+                             "the peft adapter folder for adapter methods), checked to reload like the evaluated "
+                             "model; off by default (a full MiniLM is about 90 MB)")
+
+
+def _check_save_models(args) -> None:
+    if args.save_models and args.executor != "local":
+        raise InputError("--save-models keeps the models on this machine, and a Ray task may run on another "
+                         "node: use the local executor")
+
+
 def make_executor(args):
     if args.executor == "local":
         return None
@@ -181,6 +196,7 @@ def cmd_run(args) -> int:
 
     from harness import sweep
     _check_margin(args)
+    _check_save_models(args)
     arms = [a.strip() for a in args.arms.split(",") if a.strip()]
     specs = build_specs(arms=arms, dataset=args.dataset, profile=args.profile, config_path=args.config,
                         overrides=args.overrides)
@@ -192,7 +208,7 @@ def cmd_run(args) -> int:
     with claim(out, kind="run", argv=args.argv, margin=args.margin):
         records = runner.run_all(specs, out=out, force=args.force, retry_failed=not args.no_retry_failed,
                                  log=lambda m: print(m, flush=True), executor=make_executor(args),
-                                 fingerprints=fingerprints)
+                                 fingerprints=fingerprints, save_models=args.save_models)
         return _report(out, records)
 
 
@@ -246,6 +262,7 @@ SWEEP_TYPES = {  # what a [sweep] table in --config may hold: (check, descriptio
 def cmd_sweep(args) -> int:
     from harness import sweep
     _check_margin(args)
+    _check_save_models(args)
     from harness.spec import load_toml
     table = dict(load_toml(args.config).get("sweep", {})) if args.config else {}
     unknown = [k for k in table if k not in SWEEP_DEFAULTS]
@@ -290,7 +307,7 @@ def cmd_sweep(args) -> int:
     with claim(out, kind="sweep", argv=args.argv, lr_grids=sweep.planned_grids(specs) if grid else None,
                lr_selection=selection, margin=args.margin):
         options = {"out": out, "force": args.force, "retry_failed": not args.no_retry_failed, "log": log,
-                   "executor": make_executor(args), "fingerprints": fingerprints}
+                   "executor": make_executor(args), "fingerprints": fingerprints, "save_models": args.save_models}
         records = runner.run_all(specs, **options)
         for _ in range(extend if grid else 0):
             more = sweep.extend_grid(specs, records)

@@ -52,8 +52,11 @@ class RayExecutor:
         self.ray = _import_ray()
         self.address, self.max_retries, self.init_kwargs = address, max_retries, init_kwargs or {}
 
-    def run(self, specs: list[RunSpec], on_record, log=print, *, cache_dir=None) -> None:
-        # cache_dir is ignored: a task may land on another node, where the job's folder is not.
+    def run(self, specs: list[RunSpec], on_record, log=print, *, cache_dir=None, models_dir=None,
+            pause_file=None) -> None:
+        # cache_dir is ignored: a task may land on another node, where the job's folder is not; for the
+        # same reason the command line refuses --save-models with this executor (models_dir is never set).
+        # pause_file is not honoured: Ray schedules every task at once.
         from tqdm import tqdm
         ray = self.ray
         if not ray.is_initialized():

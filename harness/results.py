@@ -13,7 +13,8 @@ Schema history (bump SCHEMA_VERSION and add a line for every change; keep readin
       (run-v3.schema.json). params.lora_params_expected holds any adapter method's analytic count.
   4 - artifact_check: the saved artifact loaded back as a user would, its largest embedding
       difference against the evaluated model (harness/artifacts.py); failure reason
-      artifact_mismatch; timings.artifact_s (run-v4.schema.json).
+      artifact_mismatch; timings.artifact_s; artifact_saved where --save-models kept the artifact
+      (run-v4.schema.json).
 """
 
 from __future__ import annotations

@@ -26,19 +26,42 @@ class LocalExecutor:
 
     name = "local"
 
-    def run(self, specs: list[RunSpec], on_record, log=print, *, cache_dir: Path | None = None) -> None:
+    def run(self, specs: list[RunSpec], on_record, log=print, *, cache_dir: Path | None = None,
+            models_dir: Path | None = None, pause_file: Path | None = None) -> None:
         for i, spec in enumerate(specs, start=1):
+            if pause_file is not None:
+                wait_while_paused(pause_file, log)
             log(f"[{i}/{len(specs)} new] {spec.label}: running in a fresh worker process ({spec.run_id})")
-            on_record(spec, run_in_worker(spec, cache_dir=cache_dir))
+            on_record(spec, run_in_worker(spec, cache_dir=cache_dir, models_dir=models_dir))
+
+
+PAUSE = "PAUSE"  # OUT/PAUSE: no new run starts while it exists (the one in progress finishes)
+PAUSE_POLL_S = 2.0
+
+
+def wait_while_paused(pause_file: Path, log=print) -> None:
+    """Between runs, wait as long as ``pause_file`` exists: a long study on a shared machine can be held
+    at a run boundary (``touch OUT/PAUSE``) while something else needs the cores, and goes on when the
+    file is removed, so that no run's timings share the machine and no run is lost."""
+    if not pause_file.exists():
+        return
+    log(f"paused: {pause_file} exists; the next run starts when it is removed")
+    waited = time.perf_counter()
+    while pause_file.exists():
+        time.sleep(PAUSE_POLL_S)
+    log(f"resumed after {time.perf_counter() - waited:.0f} s paused")
 
 
 def run_all(specs: list[RunSpec], *, out: Path, force: bool = False, retry_failed: bool = True,
-            log=print, executor=None, fingerprints: dict[tuple, str] | None = None) -> list[dict]:
+            log=print, executor=None, fingerprints: dict[tuple, str] | None = None,
+            save_models: bool = False) -> list[dict]:
     """Run each spec unless a successful record with the same spec hash exists (resume) and, where
     ``fingerprints`` (spec.data_key -> data fingerprint) are given, was made on the same data.
 
     The executor (local by default, or Ray) runs the pending specs; every record it returns is
     filed here, by the driver, so results are identical in schema whichever executor ran them.
+    ``save_models``: each successful trained run keeps its artifact in OUT/models/<run_id>/ (an older
+    one of the same run is moved to OUT/models/superseded/, like its record).
     """
     executor = executor or LocalExecutor()
     records: dict[str, dict] = {}
@@ -55,6 +78,9 @@ def run_all(specs: list[RunSpec], *, out: Path, force: bool = False, retry_faile
         if keep:
             log(f"[{i}/{len(specs)}] {spec.label}: kept existing {existing['status']} result "
                 f"{spec.run_id}.json (same spec hash; --force reruns it)")
+            if save_models and spec.method.trains and existing["status"] == "success" and \
+                    not (out / MODELS / spec.run_id).is_dir():
+                log(f"    note: no saved model for {spec.run_id} (it ran without --save-models; --force reruns it)")
             records[spec.run_id] = existing
         else:
             pending.append(spec)
@@ -72,7 +98,8 @@ def run_all(specs: list[RunSpec], *, out: Path, force: bool = False, retry_faile
 
     if pending:
         log(f"running {len(pending)} run(s) with the {executor.name} executor, one per device at a time")
-        executor.run(pending, on_record, log, cache_dir=out / ".cache")
+        executor.run(pending, on_record, log, cache_dir=out / ".cache",
+                     models_dir=out / MODELS if save_models else None, pause_file=out / PAUSE)
     return [records[s.run_id] for s in specs if s.run_id in records]
 
 
@@ -102,11 +129,11 @@ def store(record: dict, *, out: Path, log=print) -> Path:
     return path
 
 
-def _aside_name(folder: Path, run_id: str) -> Path:
-    """A name under runs/superseded/ that no earlier copy has (two copies within one second included)."""
+def _aside_name(folder: Path, run_id: str, suffix: str = ".json") -> Path:
+    """A name under a superseded/ folder that no earlier copy has (two copies within one second included)."""
     stamp = time.strftime("%Y%m%dT%H%M%S")
     for n in range(10_000):
-        candidate = folder / f"{run_id}.{stamp}.{n}.json"
+        candidate = folder / f"{run_id}.{stamp}.{n}{suffix}"
         if not candidate.exists():
             return candidate
     raise FileExistsError(f"{folder}: too many superseded copies of {run_id} this second")
@@ -130,15 +157,44 @@ def repo_env(**extra: str) -> dict:
     return {**os.environ, "PYTHONPATH": path, **extra}
 
 
-def run_in_worker(spec: RunSpec, *, cache_dir: Path | None = None) -> dict:
+def run_in_worker(spec: RunSpec, *, cache_dir: Path | None = None, models_dir: Path | None = None) -> dict:
     """Run ``python -m harness.worker`` on the spec and return its record (or a failure record).
     ``cache_dir``: the job's cache folder (inside OUT), for what every run of a job would otherwise
-    compute again (the base model's reference embeddings, forgetting.py)."""
+    compute again (the base model's reference embeddings, forgetting.py). ``models_dir``: where a
+    successful trained run's artifact is kept, as ``<run_id>/`` (the worker saves it into a folder
+    beside it, moved into place only once the run has succeeded)."""
+    if models_dir is None or not spec.method.trains:
+        return _run_worker(spec, cache_dir=cache_dir)
+    models_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".incoming-{spec.run_id}-", dir=models_dir) as incoming:
+        artifact = Path(incoming) / "artifact"
+        record = _run_worker(spec, cache_dir=cache_dir, artifact=artifact)
+        if record["status"] == "success" and artifact.is_dir():
+            keep_model(artifact, models_dir, spec.run_id)
+        return record
+
+
+MODELS = "models"  # OUT/models/<run_id>/: the kept artifacts (--save-models)
+
+
+def keep_model(folder: Path, models_dir: Path, run_id: str) -> Path:
+    """Move a run's artifact to models_dir/run_id; an older one is moved to models_dir/superseded/."""
+    dest = models_dir / run_id
+    if dest.exists():
+        aside = _aside_name(models_dir / "superseded", run_id, suffix="")
+        aside.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(dest, aside)
+    os.replace(folder, dest)
+    return dest
+
+
+def _run_worker(spec: RunSpec, *, cache_dir: Path | None = None, artifact: Path | None = None) -> dict:
     started_at = now()
     with tempfile.TemporaryDirectory(prefix="harness-worker-") as tmp:
         spec_path, record_path = Path(tmp) / "spec.json", Path(tmp) / "record.json"
         results.write_json_atomic(spec_path, spec.to_dict())
-        cmd = [sys.executable, "-m", "harness.worker", str(spec_path), str(record_path)]
+        cmd = [sys.executable, "-m", "harness.worker", str(spec_path), str(record_path),
+               *([str(artifact)] if artifact is not None else [])]
         env = repo_env()
         env.pop("HARNESS_JOB_CACHE", None)
         if cache_dir is not None:

@@ -1,4 +1,4 @@
-"""One run in one fresh process: ``python -m harness.worker SPEC.json OUT.json``.
+"""One run in one fresh process: ``python -m harness.worker SPEC.json OUT.json [ARTIFACT_FOLDER]``.
 
 The phases, in order: load (data, model, gradient probes, the method's adapter), train
 (harness/train.py, inside the trackers), evaluate on the test split (in fp32), save the artifact and
@@ -24,11 +24,13 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD_SPEC = 0, 1, 2
 FAULT_ENV = train.FAULT_ENV
 
 
-def run(spec: RunSpec) -> dict:
-    """Execute one run; never raises for a run-time failure, which is recorded instead."""
+def run(spec: RunSpec, *, artifact: Path | None = None) -> dict:
+    """Execute one run; never raises for a run-time failure, which is recorded instead. ``artifact``:
+    a folder (not yet existing) to save the trained arm's artifact in and leave there; by default it
+    goes to a temporary folder, deleted once it is measured and checked."""
     record = results.new_record(spec)
     try:
-        _execute(spec, record)
+        _execute(spec, record, artifact=artifact)
         record["status"] = "success"
     except Exception as exc:  # noqa: BLE001 - a failed run is a result, not a crash
         record["status"] = "failed"
@@ -56,7 +58,7 @@ def classify(exc: BaseException) -> str:
     return "exception"
 
 
-def _execute(spec: RunSpec, record: dict) -> None:
+def _execute(spec: RunSpec, record: dict, *, artifact: Path | None = None) -> None:
     from transformers import set_seed
 
     from harness import data, environment, models
@@ -104,7 +106,8 @@ def _execute(spec: RunSpec, record: dict) -> None:
     record["timings"]["forgetting_s"] = before["wall_s"] + after["wall_s"]
 
     if method.trains:
-        ship_and_reload(model, spec, splits.test, device, record, base=model_path if method.adapter else None)
+        ship_and_reload(model, spec, splits.test, device, record, base=model_path if method.adapter else None,
+                        keep=artifact)
     if method.merges:  # after the artifact is saved: merging replaces the adapter layers
         record["merge"] = merge_check(model, splits.test, device)
 
@@ -169,15 +172,22 @@ def evaluate_model(model, splits, spec: RunSpec) -> dict:
     return quality
 
 
-def ship_and_reload(model, spec: RunSpec, pairs, device: str, record: dict, *, base: str | None) -> None:
+def ship_and_reload(model, spec: RunSpec, pairs, device: str, record: dict, *, base: str | None,
+                    keep: Path | None = None) -> None:
     """Save the artifact (harness/artifacts.py), load it back as a user would and check that it embeds
-    the test texts like the evaluated model; out of tolerance, the run fails (artifact_mismatch)."""
+    the test texts like the evaluated model; out of tolerance, the run fails (artifact_mismatch).
+    ``keep``: save it there and leave it (the runner moves it to OUT/models/<run_id>/)."""
     texts = sorted(set(pairs.text_a) | set(pairs.text_b))
     with trackers.track_time(device) as took, tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / "artifact"
+        folder = keep or Path(tmp) / "artifact"
         record["params"].update(artifacts.save(model, spec.method, folder))
         record["artifact_check"] = artifacts.round_trip(model, folder, base=base, texts=texts, device=device,
                                                         max_seq_length=spec.max_seq_length)
+        if keep is not None:
+            record["artifact_saved"] = {"folder": f"models/{spec.run_id}", "base_model": spec.model if base else None,
+                                        "base_model_path": base,
+                                        "dir_bytes": record["params"]["artifact_dir_bytes"],
+                                        "sha256": artifacts.content_hash(folder)}
     record["timings"]["artifact_s"] = took["wall_s"]
     if not record["artifact_check"]["within_tolerance"]:
         raise artifacts.ArtifactMismatch(record["artifact_check"])
@@ -230,17 +240,18 @@ def _die_with_parent() -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     _die_with_parent()
-    if len(argv) != 2:
-        print("usage: python -m harness.worker SPEC.json OUT.json", file=sys.stderr)
+    if len(argv) not in (2, 3):
+        print("usage: python -m harness.worker SPEC.json OUT.json [ARTIFACT_FOLDER]", file=sys.stderr)
         return EXIT_BAD_SPEC
     spec_path, out_path = Path(argv[0]), Path(argv[1])
+    artifact = Path(argv[2]) if len(argv) == 3 else None
     try:
         spec = RunSpec.from_dict(json.loads(spec_path.read_text()))
     except (OSError, json.JSONDecodeError, SpecError, TypeError) as exc:
         print(f"worker: cannot read spec {spec_path}: {exc}", file=sys.stderr)
         return EXIT_BAD_SPEC
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    record = run(spec)
+    record = run(spec, artifact=artifact)
     results.write_json_atomic(out_path, record, overwrite=True)
     return EXIT_OK if record["status"] == "success" else EXIT_FAILED
 

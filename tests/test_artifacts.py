@@ -112,3 +112,48 @@ def test_every_method_round_trips_on_minilm(tmp_path, method):
     artifacts.save(model, methods.get(method), tmp_path / "artifact")
     check = artifacts.round_trip(model, tmp_path / "artifact", base=path, texts=TEXTS, device="cpu")
     assert check["within_tolerance"], check
+
+
+def test_save_models_keeps_each_trained_arm_loadable_the_way_the_readme_says(tmp_path, harness_cache):
+    """--save-models: the kept folders load with the README's lines and give back the evaluated model
+    (the test pairs' cosines in the record, computed again from the loaded model); a forced rerun moves
+    the old folder aside instead of writing over it."""
+    import numpy as np
+    from peft import PeftModel
+    from sentence_transformers import SentenceTransformer
+
+    from harness.data import load_splits
+    out = tmp_path / "out"
+    args = ("run", "--out", str(out), "--arms", "baseline,standard,lora", "--save-models", *TINY_ARGS)
+    proc = run_cli(*args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = {r["method"]: r for r in (json.loads(p.read_text()) for p in (out / "runs").glob("*.json"))}
+    assert "artifact_saved" not in records["baseline"] and not (out / "models" / records["baseline"]["run_id"]).exists()
+    test = load_splits("dating").limited(train_limit=64, eval_limit=48).test
+    for name in ("standard", "lora"):
+        record = records[name]
+        saved = record["artifact_saved"]
+        folder = out / saved["folder"]
+        assert folder == out / "models" / record["run_id"] and folder.is_dir()
+        assert saved["sha256"] == artifacts.content_hash(folder)
+        if name == "standard":  # the README's lines
+            model = SentenceTransformer(str(folder))
+        else:
+            model = SentenceTransformer(saved["base_model_path"])
+            model[0].auto_model = PeftModel.from_pretrained(model[0].auto_model, str(folder))
+        a, b = models.encode_pairs(model, test)
+        cos = (a * b).sum(axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+        assert np.abs(cos - np.array(record["quality"]["test_cos"])).max() < 1e-5, name
+    assert not list((out / "models").glob(".incoming-*"))  # nothing half-moved is left behind
+
+    proc = run_cli(*args, "--force")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    superseded = sorted(p.name for p in (out / "models" / "superseded").iterdir())
+    assert [name.split(".")[0] for name in superseded] == sorted(records[m]["run_id"] for m in ("lora", "standard"))
+
+
+def test_save_models_is_refused_with_the_ray_executor_before_anything_is_written(tmp_path):
+    out = tmp_path / "out"
+    proc = run_cli("run", "--out", str(out), "--save-models", "--executor", "ray", *TINY_ARGS)
+    assert proc.returncode == 2 and proc.stderr.count("error:") == 1 and "--save-models" in proc.stderr
+    assert "Traceback" not in proc.stderr and not out.exists()

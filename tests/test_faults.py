@@ -257,3 +257,32 @@ def test_a_full_disk_ends_the_command_with_one_line_and_no_later_runs(tmp_path, 
     assert "standard: running" not in captured.out
     (rescued,) = (tmp_path / "rescue").glob("harness-unfiled-baseline-*.json")
     assert json.loads(rescued.read_text())["status"] == "success"
+
+
+def test_a_pause_file_holds_the_job_at_a_run_boundary_and_its_removal_resumes_it(tmp_path, harness_cache):
+    """touch OUT/PAUSE while a run trains: that run finishes and is filed, the next one waits (the
+    runner says so) until the file is removed, then the job completes with every record."""
+    out = tmp_path / "out"
+    training = tmp_path / "training"
+    env = repo_env(HARNESS_INJECT_FAULT=f"touch@{training}")
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "run", "--out", str(out), "--arms", "standard,lora",
+                             *TINY_ARGS], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(training.exists, proc)  # standard's first step has ended
+        (out / runner.PAUSE).touch()
+        for line in proc.stdout:  # the runner's own signal that it is holding
+            if line.startswith("paused:"):
+                break
+        else:
+            raise AssertionError(f"the job ended without pausing: {proc.stderr.read()[-2000:]}")
+        (record,) = [json.loads(p.read_text()) for p in (out / "runs").glob("*.json")]
+        assert record["method"] == "standard" and record["status"] == "success"  # the run in progress finished
+        (out / runner.PAUSE).unlink()
+        stdout, stderr = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, stderr[-2000:]
+    assert "resumed after" in stdout
+    assert sorted(json.loads(p.read_text())["method"] for p in (out / "runs").glob("*.json")) == ["lora", "standard"]
