@@ -146,6 +146,17 @@ def alternate(rounds: int, a, b) -> tuple[list[float], list[float]]:
         for fn, sink in order:
             sink.append(fn())
     return values_a, values_b
+def rotate(rounds: int, fns: dict) -> dict[str, list[float]]:
+    """Rounds of several operations interleaved, the order rotated each round (A B C, B C A, C A B ...),
+    so that drift on a shared machine hits all alike; returns each operation's per-round values."""
+    names = list(fns)
+    values: dict[str, list[float]] = {name: [] for name in names}
+    for i in range(rounds):
+        for name in names[i % len(names):] + names[:i % len(names)]:
+            values[name].append(fns[name]())
+    return values
+
+
 _BY_ID = {variant_id(v): v for v in variants(PRECISIONS)}
 
 

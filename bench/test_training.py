@@ -14,7 +14,16 @@ import pytest
 import torch
 from sentence_transformers.sentence_transformer import losses
 
-from bench.conftest import ARMS, PEAK_REPEATS, RATIO_PAIRS, TRAIN_VARIANTS, alternate, session_peak, timed_pedantic
+from bench.conftest import (
+    ARMS,
+    PEAK_REPEATS,
+    PRECISIONS,
+    RATIO_PAIRS,
+    TRAIN_VARIANTS,
+    alternate,
+    session_peak,
+    timed_pedantic,
+)
 from harness import benchcompare, environment, flops, models, train
 
 
@@ -132,16 +141,23 @@ def bench_sync(bench):
 MFU_ARMS = [a for a in ARMS if a.split("-")[0] in ("standard", "lora")]
 
 
+@pytest.mark.parametrize("precision", PRECISIONS)
 @pytest.mark.parametrize("arm", MFU_ARMS)
-def test_mfu(benchmark, bench, arm):
-    """Achieved model FLOP/s of forward+backward over this session's matmul peak (conftest.session_peak),
-    both in fp32 (the peak in the precision of the step)."""
-    peak = session_peak(bench.device, "fp32")
+def test_mfu(benchmark, bench, arm, precision):
+    """Achieved model FLOP/s of forward+backward over this session's matmul peak in the step's own
+    precision (conftest.session_peak: fp32 for an fp32 step; bf16 for a bf16 autocast step, where a CPU
+    with AMX multiplies several times faster than in fp32), so that each configuration is set against
+    the hardware it could use."""
+    peak = session_peak(bench.device, precision)
     model, spec, loss_fn, feats, labels, seq_lens = _training_batch(bench, arm)
+    dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    device_type = "cuda" if bench.device == "cuda" else "cpu"
 
     def step():
         model.zero_grad(set_to_none=True)
-        loss_fn(feats, labels).backward()
+        with torch.autocast(device_type, dtype=dtype, enabled=dtype is not None):
+            loss = loss_fn(feats, labels)
+        loss.backward()
         bench_sync(bench)
 
     _, median_s = timed_pedantic(benchmark, step, rounds=bench.rounds * 2, warmup_rounds=1)
@@ -149,9 +165,11 @@ def test_mfu(benchmark, bench, arm):
     counted = flops.step_flops(flops.encoder_shape(model, lora_params=lora_params), seq_lens=seq_lens,
                                lora=spec.lora is not None)
     achieved = counted["step_flops"] / median_s
-    benchmark.extra_info.update(bench.common_info(model), arm=arm, **counted, achieved_flops_per_s=achieved,
-                                matmul_peak_flops_per_s=peak, matmul_peak_scope="once per session, best of "
-                                f"{PEAK_REPEATS}", mfu=achieved / peak,
+    benchmark.extra_info.update(bench.common_info(model), arm=arm, precision=precision, **counted,
+                                achieved_flops_per_s=achieved, matmul_peak_flops_per_s=peak,
+                                matmul_peak_precision=precision,
+                                matmul_peak_scope=f"once per session and precision, best of {PEAK_REPEATS}",
+                                mfu=achieved / peak,
                                 flop_formula="harness/flops.py (Kaplan et al. 2020; Narayanan et al. 2021)")
     # above 1, the FLOP count or the peak would be wrong; at 0 nothing was measured
     assert 0 < achieved / peak < 1, achieved / peak

@@ -7,7 +7,7 @@ fine-tuning, the peft adapter folder (``adapter_config.json`` naming the base mo
 
 - full model: ``SentenceTransformer(folder)``;
 - adapter: the base model, then peft's own loader on its transformer
-  (``PeftModel.from_pretrained(st[0].auto_model, folder)``). That is the check that decides.
+  (``PeftModel.from_pretrained``, ``with_peft_adapter``). That is the check that decides.
   sentence-transformers' one-liner ``SentenceTransformer(folder)`` (transformers' adapter
   integration) is tried as well and recorded beside it, because it is what most users write and it
   is not always right: it drops DoRA's magnitude vectors without an error (transformers maps the
@@ -134,12 +134,23 @@ def load(folder: Path, *, base: str | None, device: str, max_seq_length: int = 0
     if base is None or via == "sentence-transformers":
         model = SentenceTransformer(str(folder), device=device)
     else:
-        from peft import PeftModel
         model = SentenceTransformer(base, device=device)
-        model[0].auto_model = PeftModel.from_pretrained(model[0].auto_model, str(folder))
+        with_peft_adapter(model, folder)
     if max_seq_length:
         model.max_seq_length = max_seq_length
     return model.eval()
+
+
+def with_peft_adapter(model, folder: Path, *, adapter_name: str = "default"):
+    """Wrap ``model``'s transformer in peft's PeftModel with the adapter in ``folder`` (peft's own loader),
+    so that ``model[0].auto_model`` is the PeftModel (its load_adapter and set_adapter serve several
+    adapters). sentence-transformers 6 keeps the transformer in ``Transformer.model`` (``auto_model`` is a
+    read-only view of it); earlier versions kept it in ``auto_model`` itself."""
+    from peft import PeftModel
+    module = model[0]
+    attr = "model" if isinstance(getattr(type(module), "auto_model", None), property) else "auto_model"
+    setattr(module, attr, PeftModel.from_pretrained(getattr(module, attr), str(folder), adapter_name=adapter_name))
+    return model
 
 
 def _encode(model, texts):

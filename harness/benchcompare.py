@@ -69,6 +69,13 @@ def _boot_medians(values, rng, resamples: int) -> np.ndarray:
     return np.median(v[rng.integers(0, len(v), (resamples, len(v)))], axis=1)
 
 
+def median_ci(values: list[float], *, resamples: int = 2000, seed: int = 0) -> dict:
+    """The median of ``values`` (rounds) with a 95% bootstrap CI (rounds resampled)."""
+    boot = _boot_medians(values, np.random.default_rng(seed), resamples)
+    lo, hi = (float(v) for v in np.percentile(boot, [2.5, 97.5]))
+    return {"median": float(np.median(values)), "lo": lo, "hi": hi, "rounds": len(values)}
+
+
 def ratio_ci(base: list[float], new: list[float], *, resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
     """95% bootstrap CI of median(new) / median(base), resampling each run's rounds."""
     rng = np.random.default_rng(seed)

@@ -63,7 +63,7 @@ def summary(path: Path) -> dict:
     if data is None:
         raise ValueError(f"{path}: not a pytest-benchmark file")
     machine, commit = data.get("machine_info") or {}, data.get("commit_info") or {}
-    ratios, variants, mfu = [], [], []
+    ratios, variants, mfu, serving = [], [], [], {}
     for b in data["benchmarks"]:
         name, info = b["name"], b.get("extra_info") or {}
         base = name.split("[")[0]
@@ -83,10 +83,28 @@ def summary(path: Path) -> dict:
                              "peak_mib": info["peak_memory_bytes"] / 2**20 if info.get("peak_memory_bytes") else None,
                              "loadavg_1m": info.get("loadavg_1m")})
         elif base == "test_mfu":
-            mfu.append({"variant": info.get("arm", name), "mfu": info["mfu"],
+            precision = info.get("precision", "fp32")
+            mfu.append({"variant": info.get("arm", name) + ("" if precision == "fp32" else f"-{precision}"),
+                        "precision": precision, "mfu": info["mfu"],
                         "achieved_gflops": info["achieved_flops_per_s"] / 1e9,
                         "peak_gflops": info["matmul_peak_flops_per_s"] / 1e9,
                         "peak_scope": info.get("matmul_peak_scope")})
+        elif base == "test_swap_latency":
+            serving["swap"] = {op: {"median_ms": 1e3 * info[f"swap_{op}_s"],
+                                    "lo_ms": 1e3 * info[f"swap_{op}_s_ci95"][0],
+                                    "hi_ms": 1e3 * info[f"swap_{op}_s_ci95"][1],
+                                    "rounds": len(info.get(f"swap_{op}_s_rounds") or [])}
+                               for op in info["swap_ops"]}
+            serving["reload_ratios"] = {op: (info[f"full_reload_over_{op}"], *info[f"full_reload_over_{op}_ci95"])
+                                        for op in ("activate", "load-adapter") if f"full_reload_over_{op}" in info}
+        elif base == "test_task_memory":
+            serving.setdefault("memory", {})[info["kind"]] = {
+                "tasks": info["tasks"], "increment_mib": [v / 2**20 for v in info["rss_increment_bytes"]],
+                "per_task_mib": info["rss_per_task_bytes"] / 2**20, "fixed_mib": info["rss_fixed_bytes"] / 2**20}
+        elif base == "test_merge":
+            serving["merge_ms"] = 1e3 * info["merge_s"]
+        elif base == "test_encode":
+            serving.setdefault("encode", {})[info.get("variant", name)] = info.get("sentences_per_s")
     rounds = []
     for b in data["benchmarks"]:
         st = b["stats"]
@@ -96,7 +114,8 @@ def summary(path: Path) -> dict:
     return {"path": path, "datetime": data.get("datetime"), "commit": (commit.get("id") or "")[:7],
             "dirty": commit.get("dirty"), "cpu_model": machine.get("cpu_model"), "cpu_count": machine.get("cpu_count"),
             "gpu_model": machine.get("gpu_model"), "torch_threads": machine.get("torch_threads"),
-            "torch": machine.get("torch_version"), "ratios": ratios, "variants": variants, "mfu": mfu, "rounds": rounds,
+            "torch": machine.get("torch_version"), "ratios": ratios, "variants": variants, "mfu": mfu,
+            "serving": serving, "rounds": rounds,
             "load_range": (min(loads), max(loads)) if loads else None}
 
 
@@ -161,10 +180,11 @@ def readme_block(results_root: Path) -> str:
     lines = [BEGIN, f"Measured here ({_where(s)}; `{rel}`, all figures generated from it, 95% CIs):"]
     for r in s["ratios"]:
         lines.append(f"- {r['label']}: {_ratio_text(r)} ({r['rounds']} interleaved rounds)")
-    if s["mfu"]:
-        peak = s["mfu"][0]["peak_gflops"]
-        lines.append("- MFU against the session's fp32 matmul peak of " f"{peak:.0f} GFLOP/s: "
-                     + ", ".join(f"{m['variant']} {m['mfu']:.2f}" for m in s["mfu"]))
+    for precision in dict.fromkeys(m["precision"] for m in s["mfu"]):
+        these = [m for m in s["mfu"] if m["precision"] == precision]
+        lines.append(f"- MFU against the session's {precision} matmul peak of {these[0]['peak_gflops']:.0f} GFLOP/s: "
+                     + ", ".join(f"{m['variant']} {m['mfu']:.2f}" for m in these))
+    lines += [f"- {line}" for line in serving_lines(s["serving"])]
     cvs = [v for v in s["variants"] if v["cv"] is not None]
     if cvs:
         lines.append("- step-time CV over rounds (over fresh processes): " + ", ".join(
@@ -173,6 +193,40 @@ def readme_block(results_root: Path) -> str:
     lines.append("Every figure of that run: [results/benchmarks/README.md](results/benchmarks/README.md).")
     lines.append(END)
     return "\n".join(lines)
+
+
+SWAP_LABELS = {"activate": "activate a resident adapter", "load-adapter": "load an adapter onto the loaded base",
+               "load-full": "load a full fine-tuned model"}
+
+
+def serving_lines(serving: dict) -> list[str]:
+    """ADR-001's deployment claims as measured (bench/test_serving.py, bench/test_inference.py)."""
+    lines = []
+    swap = serving.get("swap")
+    if swap:
+        lines.append("swap to another task's model, until its first embedding (median [95% CI]): " + "; ".join(
+            f"{SWAP_LABELS.get(op, op)} {v['median_ms']:.3g} ms [{v['lo_ms']:.3g}, {v['hi_ms']:.3g}]"
+            for op, v in swap.items()))
+        ratios = serving.get("reload_ratios") or {}
+        if ratios:
+            lines.append("a full reload takes " + " and ".join(
+                f"{r:.3g} [{lo:.3g}, {hi:.3g}] times as long as to {SWAP_LABELS[op].split(' ', 1)[0]} "
+                f"{SWAP_LABELS[op].split(' ', 1)[1]}" for op, (r, lo, hi) in ratios.items())
+                + " (paired by round)")
+    memory = serving.get("memory") or {}
+    if memory:
+        lines.append("memory of K tasks in one process (RSS increment, K = " + ", ".join(
+            str(k) for k in next(iter(memory.values()))["tasks"]) + "): " + "; ".join(
+            f"{'one base with K adapters' if kind == 'adapters' else 'K full models'} "
+            f"{', '.join(f'{v:.0f}' for v in m['increment_mib'])} MiB ({m['per_task_mib']:.3g} MiB per task)"
+            for kind, m in memory.items()))
+    if serving.get("merge_ms") is not None:
+        lines.append(f"merging a LoRA r=8 adapter into the base: {serving['merge_ms']:.3g} ms")
+    encode = serving.get("encode") or {}
+    if encode:
+        lines.append("encoding throughput (sentences/s): " + ", ".join(
+            f"{variant} {_fmt(rate, '.0f')}" for variant, rate in encode.items()))
+    return lines
 
 
 def _fmt(v, spec: str) -> str:
@@ -222,10 +276,16 @@ def _run_markdown(path: Path, results_root: Path) -> list[str]:
                      f"{v['rounds']} in {_fmt(v['processes'], '')} | {_fmt(v['samples_per_s'], '.1f')} | "
                      f"{_fmt(v['peak_mib'], '.0f')} | {_fmt(v['loadavg_1m'], '.2f')} |")
     if s["mfu"]:
-        lines += ["", "## MFU", "", "| variant | achieved GFLOP/s | matmul peak GFLOP/s | MFU |", "|---|---|---|---|"]
-        lines += [f"| {m['variant']} | {m['achieved_gflops']:.1f} | {m['peak_gflops']:.1f} | {m['mfu']:.3f} |"
-                  for m in s["mfu"]]
-        lines += ["", f"Peak: {s['mfu'][0]['peak_scope']} (fp32 matmul)."]
+        lines += ["", "## MFU", "",
+                  "| variant | precision | achieved GFLOP/s | matmul peak GFLOP/s (same precision) | MFU |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {m['variant']} | {m['precision']} | {m['achieved_gflops']:.1f} | {m['peak_gflops']:.1f} | "
+                  f"{m['mfu']:.3f} |" for m in s["mfu"]]
+        lines += ["", f"Peak: {s['mfu'][0]['peak_scope']} (a matmul in the step's precision)."]
+    serving = serving_lines(s["serving"])
+    if serving:
+        lines += ["", "## Serving: swapping, K tasks, merging (bench/test_serving.py)", "",
+                  *[f"- {line}" for line in serving]]
     lines += ["", "## Every benchmark: pytest-benchmark's round times", "",
               "A round is one call of the benchmarked function: for test_train_step one whole worker process (its "
               "start and model load included; the step times above come from inside it), for the side-by-side "

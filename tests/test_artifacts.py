@@ -136,11 +136,11 @@ def test_save_models_keeps_each_trained_arm_loadable_the_way_the_readme_says(tmp
         folder = out / saved["folder"]
         assert folder == out / "models" / record["run_id"] and folder.is_dir()
         assert saved["sha256"] == artifacts.content_hash(folder)
-        if name == "standard":  # the README's lines
+        if name == "standard":  # the README's lines, as written there
             model = SentenceTransformer(str(folder))
         else:
             model = SentenceTransformer(saved["base_model_path"])
-            model[0].auto_model = PeftModel.from_pretrained(model[0].auto_model, str(folder))
+            model[0].model = PeftModel.from_pretrained(model[0].model, str(folder))
         a, b = models.encode_pairs(model, test)
         cos = (a * b).sum(axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
         assert np.abs(cos - np.array(record["quality"]["test_cos"])).max() < 1e-5, name
