@@ -65,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="keep earlier failed results instead of rerunning them")
     _margin_option(run)
     _save_models_option(run)
+    _dry_run_option(run)
     _executor_options(run)
 
     sw = sub.add_parser(
@@ -109,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--no-retry-failed", action="store_true", help="keep earlier failed results, do not rerun them")
     _margin_option(sw)
     _save_models_option(sw)
+    _dry_run_option(sw)
     _executor_options(sw)
 
     pub = sub.add_parser("publish",
@@ -168,6 +170,25 @@ def _executor_options(parser) -> None:
                              "(default: %(default)s)")
 
 
+def _dry_run_option(parser) -> None:
+    parser.add_argument("--dry-run", action="store_true",
+                        help="check everything that can be checked before training (specs, data, model, "
+                             "targets, device, the output folder's rule), print the runs it would start, and "
+                             "stop: nothing is written")
+
+
+def _plan(specs, out: Path) -> int:
+    """--dry-run: the runs the command would start or keep, one line each; nothing written."""
+    from harness import results as store
+    for spec in specs:
+        existing = store.find_existing(out, spec.run_id) if out.is_dir() else None
+        state = "keep (finished)" if existing is not None and existing.get("status") == "success" else "run"
+        rate = f"lr {spec.learning_rate:g}" if spec.method.trains else "untrained"
+        print(f"{state}: {spec.label} seed {spec.seed} {rate} ({spec.run_id})")
+    print(f"dry run: {len(specs)} run(s) into {out}; nothing was written", flush=True)
+    return EXIT_OK
+
+
 def _save_models_option(parser) -> None:
     parser.add_argument("--save-models", action="store_true",
                         help="keep each trained arm's artifact in OUT/models/<run_id>/ (the full model for standard, "
@@ -203,8 +224,11 @@ def cmd_run(args) -> int:
     if args.seeds is not None:  # seed-major, so that a stopped run leaves whole seeds behind
         seeds = sweep.parse_ints(args.seeds, name="seeds", minimum=0)
         specs = [dataclasses.replace(spec, seed=seed) for seed in seeds for spec in specs]
+    specs = _follow_model_targets(specs)
     fingerprints = preflight(specs)
     out = Path(args.out or f"out/{specs[0].dataset_name}-{args.profile}")
+    if args.dry_run:
+        return _plan(specs, out)
     with claim(out, kind="run", argv=args.argv, margin=args.margin):
         records = runner.run_all(specs, out=out, force=args.force, retry_failed=not args.no_retry_failed,
                                  log=lambda m: print(m, flush=True), executor=make_executor(args),
@@ -299,11 +323,14 @@ def cmd_sweep(args) -> int:
                               precisions=precisions, alpha_policy=str(opts["alpha_policy"]),
                               targets=targets, lr_grid=grid, profile=args.profile, config_path=args.config,
                               overrides=overrides)
+    specs = _follow_model_targets(specs)
     fingerprints = preflight(specs)
     out = Path(args.out or f"out/{specs[0].dataset_name}-sweep")
     log = lambda m: print(m, flush=True)  # noqa: E731
     if selection is not None:
         _same_rule(out, selection)
+    if args.dry_run:  # the first phase: the later phases depend on its results
+        return _plan(specs, out)
     with claim(out, kind="sweep", argv=args.argv, lr_grids=sweep.planned_grids(specs) if grid else None,
                lr_selection=selection, margin=args.margin):
         options = {"out": out, "force": args.force, "retry_failed": not args.no_retry_failed, "log": log,
@@ -361,6 +388,16 @@ def _targets(text: str, args, overrides) -> tuple[str, ...]:
 
 
 def cmd_publish(args) -> int:
+    with warnings.catch_warnings(record=True) as caught:  # a skipped record is one line, as in report
+        warnings.simplefilter("always")
+        try:
+            return _publish(args)
+        finally:
+            for w in caught:
+                print(f"warning: {one_line(str(w.message))}", file=sys.stderr)
+
+
+def _publish(args) -> int:
     from harness import publish
     _not_a_file(args.results, "publish --results")
     root = Path(args.results)
@@ -388,7 +425,11 @@ def _not_a_file(path: str, option: str) -> None:
 
 
 def cmd_compare(args) -> int:
+    import math
+
     from harness import compare
+    if not (math.isfinite(args.quality_tolerance) and args.quality_tolerance >= 0):
+        raise InputError(f"--quality-tolerance {args.quality_tolerance}: expected a Spearman gap >= 0, e.g. 0.02")
     _not_a_file(args.out, "compare --out")
     for folder in args.folders:
         if not results.runs_dir(Path(folder)).is_dir():
@@ -402,6 +443,11 @@ def cmd_compare(args) -> int:
     return EXIT_OK
 
 
+def _follow_model_targets(specs):
+    from harness import models
+    return models.follow_model_targets(specs)
+
+
 def preflight(specs) -> dict[str, str]:
     """Cheap checks of every spec's device, data, model and LoRA targets before any worker starts.
 
@@ -411,6 +457,7 @@ def preflight(specs) -> dict[str, str]:
     from harness import data, devices, models
     seen: dict = {}
     checked_models: set = set()
+    fitted: set = set()
     warnings: set = set()
     try:
         for spec in specs:
@@ -427,6 +474,9 @@ def preflight(specs) -> dict[str, str]:
             if spec.model not in checked_models:
                 models.check_loadable(spec.model, path)
                 checked_models.add(spec.model)
+            if (spec.model, key, spec.max_seq_length) not in fitted:
+                models.check_inputs_fit(spec.model, path, max_seq_length=spec.max_seq_length, texts=seen[key].texts())
+                fitted.add((spec.model, key, spec.max_seq_length))
             if spec.lora is not None:
                 have = models.linear_module_names_at(path)
                 if have:
@@ -541,6 +591,14 @@ def _interrupt_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def one_line(message: str) -> str:
+    """Bad input is reported on one line: several problems are numbered and joined, not stacked."""
+    problems = [line.strip() for line in message.splitlines() if line.strip()] or ["bad input"]
+    if len(problems) == 1:
+        return problems[0]
+    return f"{len(problems)} problems: " + "; ".join(f"({i}) {p}" for i, p in enumerate(problems, start=1))
+
+
 def main(argv: list[str] | None = None) -> int:
     _interrupt_on_sigterm()
     parser = build_parser()
@@ -553,8 +611,7 @@ def main(argv: list[str] | None = None) -> int:
     except (SpecError, InputError) as exc:
         if args.debug:
             raise
-        for line in str(exc).splitlines():
-            print(f"error: {line}", file=sys.stderr)
+        print(f"error: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except results.StoreError as exc:
         print(f"error: {exc}", file=sys.stderr)

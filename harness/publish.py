@@ -135,7 +135,7 @@ def headline(records: list[dict]) -> dict:
     table = report.tradeoff_table(frame)
 
     def cell(metric, column):
-        if column not in table.columns:
+        if column not in table.columns or metric not in table.index:  # no record measured it
             return None
         value = table.loc[metric, column]
         return None if value != value else float(value)  # NaN -> None
@@ -357,7 +357,47 @@ def adr_comparison_markdown(results_root: Path, jobs: list[Job] | None = None) -
                   f"{_fmt(_gain_pct(h), 'pct')} of standard's gain over the baseline | the ADR divided one "
                   "Spearman by another; Spearman is signed (both baselines are negative), so ours is the share "
                   "of the gain, (LoRA - baseline) / (standard - baseline) |", ""]
-    return "\n".join(lines)
+    return "\n".join(lines + deployment_rows(results_root))
+
+
+def deployment_rows(results_root: Path) -> list[str]:
+    """ADR-001's deployment claims against the published benchmark run's serving figures
+    (bench/test_serving.py, bench/test_inference.py; harness/benchreport.py reads them)."""
+    from harness import benchreport
+    path = benchreport.published_run(results_root)
+    s = benchreport.summary(path) if path else {}
+    serving = s.get("serving") or {}
+    lines = ["## Deployment claims", ""]
+    if not serving.get("swap"):
+        return lines + ["Not measured in the published benchmark run yet: `pytest bench --benchmark-only "
+                        "bench/test_serving.py bench/test_inference.py --benchmark-save-data` measures them, "
+                        "`python -m harness publish` fills this table.", ""]
+    swap, memory, encode = serving["swap"], serving.get("memory") or {}, serving.get("encode") or {}
+
+    def ms(op):
+        v = swap.get(op)
+        return "—" if v is None else f"{v['median_ms']:.3g} ms [{v['lo_ms']:.3g}, {v['hi_ms']:.3g}]"
+
+    ratio = (serving.get("reload_ratios") or {}).get("activate")
+    adapters, full = memory.get("adapters"), memory.get("full")
+    lines += [f"From the benchmark run `{path.relative_to(results_root.parent).as_posix()}` "
+              f"({benchreport._where(s)}; bench/test_serving.py: LoRA r=8 adapters of the bench's model, "
+              "median [95% CI]).",
+              "", "| claim in ADR-001 | measured here | how |", "|---|---|---|",
+              f"| \"swap adapters at inference without reloading the base model\" | activate a resident adapter: "
+              f"{ms('activate')}; load one from disk onto the loaded base: {ms('load-adapter')}; reload a full model: "
+              f"{ms('load-full')}" + (f" ({ratio[0]:.3g} [{ratio[1]:.3g}, {ratio[2]:.3g}] times the activation)"
+                                      if ratio else "") + " | until the new model's first embedding, rounds "
+              "interleaved |",
+              "| \"separate LoRA adapters per category\" (multi-task memory) | " + (
+                  f"one base with K adapters: {adapters['per_task_mib']:.3g} MiB per adapter; K full models: "
+                  f"{full['per_task_mib']:.3g} MiB per model" if adapters and full else "—") +
+              " | RSS of one fresh process per K (K = 1, 2, 4, 8), slope over K |",
+              "| \"merge post-training (no runtime overhead)\" | " + (
+                  ", ".join(f"{k} {_fmt(v, '.0f')} sentences/s" for k, v in encode.items()) or "—") +
+              (f"; the merge itself {serving['merge_ms']:.3g} ms" if serving.get("merge_ms") is not None else "") +
+              " | encoding the dating test texts, single process |", ""]
+    return lines
 
 
 def write_index(results_root: Path, jobs: list[Job] | None = None) -> list[Path]:

@@ -153,12 +153,16 @@ def load_record(path: Path) -> dict:
     if not isinstance(record, dict):
         raise ResultError(f"{path}: expected a JSON object")
     version = record.get("schema_version")
-    if version not in KNOWN_VERSIONS:
+    if type(version) is not int or version not in KNOWN_VERSIONS:  # 4.0 and True compare equal to 4 and 1
         raise ResultError(f"{path}: unknown schema_version {version!r}; this harness reads "
                           f"{', '.join(map(str, KNOWN_VERSIONS))}")
     problem = schema_problem(record, version)
     if problem:
         raise ResultError(f"{path}: not a valid version-{version} run record ({problem})")
+    from harness import readable
+    problem = readable.problem(record)
+    if problem:
+        raise ResultError(f"{path}: a value the reports cannot use ({problem})")
     return record
 
 

@@ -286,3 +286,26 @@ def test_a_pause_file_holds_the_job_at_a_run_boundary_and_its_removal_resumes_it
     assert proc.returncode == 0, stderr[-2000:]
     assert "resumed after" in stdout
     assert sorted(json.loads(p.read_text())["method"] for p in (out / "runs").glob("*.json")) == ["lora", "standard"]
+
+
+# Every reason a run can fail with, and whether the pre-flight (harness/__main__.preflight, before any
+# worker starts) could have known it. A new reason needs a line here; "yes" means the pre-flight checks it.
+FAILURE_REASONS = {
+    "bad_input": "yes: data (rows, types, encodings, special files), model folder, LoRA targets, device and "
+                 "precision, max_seq_length against the model's positions, and every text through the model's "
+                 "tokenizer are checked before any worker starts; a worker's bad_input is a missing check",
+    "oom": "no: it depends on the memory free while the run trains",
+    "diverged": "no: a property of this training run, found by training it",
+    "exception": "no: an unexpected error inside the run, recorded with its traceback",
+    "crash": "no: the worker process died (a signal, a native crash)",
+    "timeout": "no: the run outlasted timeout_s",
+    "lost": "no: the Ray task was lost with its node or worker",
+    "artifact_mismatch": "no: the saved artifact exists only after training",
+}
+
+
+def test_every_failure_reason_says_whether_the_preflight_could_know_it():
+    schema = json.loads(results.schema_file(results.SCHEMA_VERSION).read_text())
+    reasons = schema["properties"]["error"]["oneOf"][1]["properties"]["reason"]["enum"]
+    assert sorted(FAILURE_REASONS) == sorted(reasons)
+    assert [r for r, why in FAILURE_REASONS.items() if why.startswith("yes")] == ["bad_input"]

