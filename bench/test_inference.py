@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from bench.conftest import timed_pedantic
-from harness import evaluate, models
+from harness import evaluate, methods, models
 from harness.spec import LoraSpec
 
 
@@ -19,7 +19,7 @@ def _texts(bench):
 def test_encode(benchmark, bench, variant):
     model, _ = bench.model("standard")
     if variant != "base":
-        models.attach_lora(model, LoraSpec(r=8, alpha=16.0))
+        methods.get("lora").attach(model, LoraSpec(r=8, alpha=16.0))
         if variant == "lora-merged":
             models.merge_lora(model)
     model.eval()

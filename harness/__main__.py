@@ -1,180 +1,31 @@
-"""Command line: ``python -m harness run|report`` (also installed as ``lora-bench``).
+"""Command line: ``python -m harness run|sweep|report|recommend|publish|compare|bench-compare`` (also
+installed as ``lora-bench``).
 
 Exit status: 0 all runs succeeded, 1 a run failed (it is recorded), 2 bad input (nothing written).
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
+import os
 import signal
 import sys
 import warnings
 from pathlib import Path
 
-from harness import report, results, runner, stats, tuning
-from harness.spec import ARMS, PROFILES, SpecError, build_specs
-
-EXIT_OK, EXIT_RUN_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+from harness import report, results, runner, tuning
+from harness.cli import EXIT_BAD_INPUT, EXIT_OK, EXIT_RUN_FAILED, build_parser
+from harness.spec import SpecError, build_specs
 
 
 class InputError(Exception):
     """Bad user input found before anything runs."""
 
 
-class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a bad option is one line naming it and its allowed values, not the usage text."""
-
-    def error(self, message):
-        self.exit(EXIT_BAD_INPUT, f"error: {message}; see {self.prog} --help\n")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(
-        prog="python -m harness",
-        description="Matched, measured comparisons of LoRA against full fine-tuning for sentence-embedding "
-                    "models. Each arm runs in its own fresh worker process, one at a time.")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks for input errors")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    run = sub.add_parser("run", help="train and evaluate the arms, then write the tradeoff table",
-                         description="Train and evaluate baseline, standard and LoRA arms under matched "
-                                     "conditions (same seed, data order, eval set, device and precision). "
-                                     "Runs execute one at a time: concurrent runs spoil each other's timings.")
-    run.add_argument("--dataset", default=None,
-                     help="dating (the generated default, version 2), dating-v1, stsb, or a .csv/.jsonl file with "
-                          "text_a, text_b, score[, category, group, split] (default: dating). Settings apply in "
-                          "this order, the last winning: defaults, arm, --profile, --config, --dataset, --set")
-    run.add_argument("--arms", default="baseline,standard,lora",
-                     help=f"comma-separated arms out of {', '.join(ARMS)} (default: %(default)s)")
-    run.add_argument("--seeds", default=None,
-                     help="comma-separated training seeds, e.g. 0,1,2: every arm runs once per seed, seed by seed "
-                          "(default: the spec's seed, 0)")
-    run.add_argument("--out", default=None, help="output folder (default: out/<dataset>-<profile>)")
-    run.add_argument("--config", help="a TOML file of spec fields; [arms.<arm>] tables apply to one arm")
-    run.add_argument("--profile", default="adr", choices=sorted(PROFILES),
-                     help="adr: ADR-001's settings (4 epochs, batch 16, lr 2e-5 / 2e-4, LoRA r=8 alpha=16 "
-                          "on query,value); quick: 1 epoch on 480 pairs, about 2 minutes (default: %(default)s)")
-    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                     help="override a spec field for every arm, e.g. --set epochs=1 --set lora.r=16; "
-                          "arms.<arm>.KEY=VALUE for one arm only (repeatable)")
-    run.add_argument("--force", action="store_true",
-                     help="rerun arms that already have a successful result (the old file is moved to "
-                          "runs/superseded/, never deleted)")
-    run.add_argument("--no-retry-failed", action="store_true",
-                     help="keep earlier failed results instead of rerunning them")
-    _margin_option(run)
-    _save_models_option(run)
-    _dry_run_option(run)
-    _executor_options(run)
-
-    sw = sub.add_parser(
-        "sweep", help="LoRA rank sweep with the baseline and standard arm as references",
-        description="Run baseline, standard and LoRA at each rank (and seed) under matched conditions, then "
-                    "write sweep.md, sweep.csv and plots. Runs execute ONE AT A TIME on this machine, because "
-                    "concurrent runs spoil each other's timings. A sweep is resumable: each run is keyed by a hash "
-                    "of its full spec, and running the same command again skips finished runs. Options may also "
-                    "come from a [sweep] table in --config (ranks, seeds, alpha_policy, targets, lr_grid, lr_extend, "
-                    "eval_every_steps); command-line flags win.")
-    sw.add_argument("--dataset", default=None,
-                    help="dating, dating-v1, stsb or a .csv/.jsonl file (default: dating); it beats a --config "
-                         "file's dataset, and --set beats both")
-    sw.add_argument("--methods", help="comma-separated adapter methods of the registry, or all (default: lora); "
-                    "baseline and standard always run")
-    sw.add_argument("--ranks", help="comma-separated ranks (default: 1,2,4,8,16,32,64); methods without a rank "
-                    "(ia3) run once")
-    sw.add_argument("--precisions", help="comma-separated: fp32, bf16, fp16 (default: the spec's precision, fp32)")
-    sw.add_argument("--seeds", help="comma-separated seeds (default: 0)")
-    sw.add_argument("--alpha-policy", help="2r (alpha = 2 x rank, the default) or fixed:N")
-    sw.add_argument("--targets", help="query,value (default) | query,key,value,dense | all-linear")
-    sw.add_argument("--lr-grid", help="tune each method's learning rate on validation, e.g. "
-                                      "'standard=1e-5,2e-5,5e-5;lora=1e-4,2e-4,5e-4', or registry for each "
-                                      "method's own grid (first seed only)")
-    sw.add_argument("--lr-select", choices=tuning.RULES,
-                    help="with --lr-grid, how each variant's rate is chosen: mean (the default: best mean "
-                         "validation Spearman over every seed, among the stable rates; the first seed screens the "
-                         "grid and its best --lr-screen rates run on the other seeds) or first-seed (best "
-                         "validation on the first seed alone, for quick exploration)")
-    sw.add_argument("--lr-screen", type=int, help="with --lr-select mean: how many of the first seed's best stable "
-                                                 "rates run on the other seeds (default: 2; at least 2)")
-    sw.add_argument("--lr-extend", type=int, help="with --lr-grid: when a point's best validation rate is an end "
-                                                 "of its grid, try one step past it, up to N times (default: 0)")
-    sw.add_argument("--eval-every", type=int, help="validation Spearman every N steps for time-to-quality "
-                                                   "(default: 50; 0 = off)")
-    sw.add_argument("--out", default=None, help="output folder (default: out/<dataset>-sweep)")
-    sw.add_argument("--config", help="a TOML file of spec fields, with an optional [sweep] table")
-    sw.add_argument("--profile", default="adr", choices=sorted(PROFILES), help="(default: %(default)s)")
-    sw.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a spec field, as in `run` (repeatable)")
-    sw.add_argument("--force", action="store_true", help="rerun finished runs too (old files are kept aside)")
-    sw.add_argument("--no-retry-failed", action="store_true", help="keep earlier failed results, do not rerun them")
-    _margin_option(sw)
-    _save_models_option(sw)
-    _dry_run_option(sw)
-    _executor_options(sw)
-
-    pub = sub.add_parser("publish",
-                         help="file an output folder under results/ and regenerate results/README.md",
-                         description="With --add OUT --job NAME: copy OUT (runs, tables, plots) to "
-                                     "results/<hardware-id>/<dataset>/<NAME>/. "
-                                     "Always: regenerate results/README.md and "
-                                     "results/ADR-001-comparison.md from the run files under results/.")
-    pub.add_argument("--add", help="an output folder written by run or sweep")
-    pub.add_argument("--job", help="the job name for --add, e.g. adr or sweep")
-    pub.add_argument("--results", default="results", help="the results root (default: %(default)s)")
-
-    cmp_ = sub.add_parser("compare", help="compare result folders from different machines",
-                          description="Check that the folders ran the same spec (only hardware may differ), then "
-                                      "write compare.md, compare.csv and a grouped bar chart.")
-    cmp_.add_argument("folders", nargs="+", help="result folders (each with runs/), the first is the reference")
-    cmp_.add_argument("--out", default="out/compare", help="where to write the comparison (default: %(default)s)")
-    cmp_.add_argument("--quality-tolerance", type=float, default=0.02,
-                      help="flag a Spearman gap between machines above this (default: %(default)s)")
-
-    bc = sub.add_parser("bench-compare", help="did a benchmark regress between two saved pytest-benchmark runs?",
-                        description="Compare the per-round samples of every benchmark in BASE and NEW (files saved "
-                                    "by pytest bench --benchmark-only --benchmark-save=NAME --benchmark-save-data): "
-                                    "regressed, improved or unchanged, from a one-sided Mann-Whitney test and a "
-                                    "minimum effect. Exit status 1 when anything regressed.")
-    bc.add_argument("base", help="the reference run's JSON (e.g. .benchmarks/<machine>/0001_base.json)")
-    bc.add_argument("new", help="the run to judge")
-    bc.add_argument("--alpha", type=float, default=0.05, help="significance level (default: %(default)s)")
-    bc.add_argument("--min-effect", type=float, default=0.02,
-                    help="smallest change of the median that counts, as a fraction (default: %(default)s)")
-
-    rep = sub.add_parser("report", help="rebuild tradeoffs.md and tradeoffs.csv from OUT/runs/*.json")
-    rep.add_argument("out", help="a folder written by `run`")
-    return parser
-
-
-def _margin_option(parser) -> None:
-    parser.add_argument("--margin", type=float, help="the smallest difference in test Spearman that counts: a "
-                        "difference whose 95%% CI lies within +-MARGIN is reported as equivalent (default: "
-                        f"{stats.SPEARMAN_MARGIN}; kept in the folder's job.json for report and publish)")
-
-
 def _check_margin(args) -> None:
     import math
     if args.margin is not None and not (math.isfinite(args.margin) and 0 <= args.margin < 1):
         raise InputError(f"--margin {args.margin}: expected a difference in Spearman in [0, 1), e.g. 0.02")
-
-
-def _executor_options(parser) -> None:
-    parser.add_argument("--executor", choices=["local", "ray"], default="local",
-                        help="local: one worker subprocess at a time here (default); ray: one Ray task per run, "
-                             "each holding a whole device (a GPU, or all CPUs of a node); needs pip install .[ray]")
-    parser.add_argument("--ray-address", default=None,
-                        help="a running Ray cluster: auto or HOST:PORT (default: start a local Ray instance)")
-    parser.add_argument("--ray-max-retries", type=int, default=2,
-                        help="retries of a task lost with its node or worker before it is recorded as failed "
-                             "(default: %(default)s)")
-
-
-def _dry_run_option(parser) -> None:
-    parser.add_argument("--dry-run", action="store_true",
-                        help="check everything that can be checked before training (specs, data, model, "
-                             "targets, device, the output folder's rule), print the runs it would start, and "
-                             "stop: nothing is written")
 
 
 def _plan(specs, out: Path) -> int:
@@ -187,13 +38,6 @@ def _plan(specs, out: Path) -> int:
         print(f"{state}: {spec.label} seed {spec.seed} {rate} ({spec.run_id})")
     print(f"dry run: {len(specs)} run(s) into {out}; nothing was written", flush=True)
     return EXIT_OK
-
-
-def _save_models_option(parser) -> None:
-    parser.add_argument("--save-models", action="store_true",
-                        help="keep each trained arm's artifact in OUT/models/<run_id>/ (the full model for standard, "
-                             "the peft adapter folder for adapter methods), checked to reload like the evaluated "
-                             "model; off by default (a full MiniLM is about 90 MB)")
 
 
 def _check_save_models(args) -> None:
@@ -536,6 +380,34 @@ def cmd_bench_compare(args) -> int:
     return EXIT_RUN_FAILED if regressed else EXIT_OK
 
 
+def cmd_recommend(args) -> int:
+    import math
+
+    from harness import recommend
+    for option in ("max_memory", "max_train_time", "max_artifact"):
+        value = getattr(args, option)
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise InputError(f"--{option.replace('_', '-')} {value}: expected a finite number > 0")
+    if args.min_gain_share is not None and not (math.isfinite(args.min_gain_share) and 0 < args.min_gain_share <= 1):
+        raise InputError(f"--min-gain-share {args.min_gain_share}: expected a fraction in (0, 1], e.g. 0.95")
+    out = Path(args.out)
+    if not results.runs_dir(out).is_dir():
+        raise InputError(f"recommend {str(out)!r}: no runs/ folder in it (expected a folder written by `run`)")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            rows = recommend.job_rows(out)
+        except results.ResultError as exc:
+            raise InputError(str(exc)) from None
+    for w in caught:
+        print(f"warning: {one_line(str(w.message))}", file=sys.stderr)
+    if not rows:
+        raise InputError(f"recommend {str(out)!r}: no successful run records in {results.runs_dir(out)}")
+    constraints = recommend.Constraints(args.max_memory, args.max_train_time, args.max_artifact, args.min_gain_share)
+    print(recommend.markdown(rows, constraints), end="")
+    return EXIT_OK
+
+
 def cmd_report(args) -> int:
     out = Path(args.out)
     if not results.runs_dir(out).is_dir():
@@ -580,6 +452,10 @@ def _report(out: Path, records: list[dict]) -> int:
     fails = report.failures(records)
     for f in fails:
         print(f"FAILED {f}")
+    from harness import recommend
+    rows = recommend.job_rows(out)
+    if rows:
+        results.write_text_atomic(out / recommend.FILE, recommend.markdown(rows))
     print(f"\nwrote {paths['md']} and {paths['csv']}; run records in {results.runs_dir(out)}")
     return EXIT_RUN_FAILED if fails else EXIT_OK
 
@@ -604,9 +480,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # for the job manifest
+    if getattr(args, "verbose", False):  # the workers inherit it (harness/callbacks.py)
+        from harness import callbacks
+        os.environ[callbacks.VERBOSE_ENV] = "1"
     try:
         commands = {"run": cmd_run, "sweep": cmd_sweep, "report": cmd_report, "publish": cmd_publish,
-                    "compare": cmd_compare, "bench-compare": cmd_bench_compare}
+                    "compare": cmd_compare, "bench-compare": cmd_bench_compare, "recommend": cmd_recommend}
         return commands[args.command](args)
     except (SpecError, InputError) as exc:
         if args.debug:
@@ -616,6 +495,11 @@ def main(argv: list[str] | None = None) -> int:
     except results.StoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_RUN_FAILED
+    except OSError as exc:  # a path the system refuses (too long, no permission, a loop of links): one line
+        if args.debug or exc.filename is None:
+            raise
+        print(f"error: {str(exc.filename)[:200]!r}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted: finished results are kept; run the same command again to resume", file=sys.stderr)
         return 130

@@ -34,7 +34,7 @@ import json
 import os
 from pathlib import Path
 
-from harness.train import FAULT_ENV
+from harness.callbacks import FAULT_ENV
 
 TOLERANCE = 1e-5  # largest absolute difference between float32 embeddings
 PISSA_INIT = "_harness_initial_adapter"  # attribute holding PiSSA's initial A0, B0 per module

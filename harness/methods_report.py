@@ -26,7 +26,7 @@ def wanted(records: list[dict]) -> bool:
     return len(adapter_methods) > 1 or len(precisions) > 1
 
 
-def method_rows(point_rows: list[dict], records: list[dict]) -> list[dict]:
+def method_rows(point_rows: list[dict]) -> list[dict]:
     """point_rows plus each cost as % of the reference (standard) and whether the method merged."""
     ref = next((r for r in point_rows if r.get("is_reference")), None)
     out = []
@@ -234,7 +234,7 @@ def write_methods(out, records: list[dict]) -> list[Path]:
     runs = sweep.selected(records, selection)
     margin = results.manifest_margin(out)
     points = sweep.point_rows(records, planned=results.manifest_grids(out), selection=selection, margin=margin)
-    rows = method_rows(points, runs)
+    rows = method_rows(points)
     frame = pd.DataFrame(rows)
     results.frame_to_csv_atomic(frame, out / "methods.csv", index=False)
     written = [out / "methods.csv"]

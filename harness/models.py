@@ -322,12 +322,6 @@ def check_targets(lora, have: list[str]) -> None:
                          f"its Linear modules are: {', '.join(have)}{hint}")
 
 
-def attach_lora(model, lora) -> None:
-    """Add a peft LoRA adapter in place (the registry's ``lora`` entry); the base weights are frozen."""
-    from harness import methods
-    methods.METHODS["lora"].attach(model, lora)
-
-
 def merge_lora(model) -> int:
     """Fold every adapter layer (LoRA, DoRA, LoHa, ...) into its base Linear and put the plain Linear
     back (merge and unload). Uses peft's own ``merge`` of each tuner layer; returns how many layers
@@ -416,16 +410,6 @@ def count_params(model, *, receiving_grad: set[str] | None = None) -> dict:
             "requires_grad_params": sum(params[n].numel() for n in requires),
             "total_params": sum(p.numel() for p in params.values()),
             "inert_params": inert}
-
-
-def expected_lora_params(model, lora, *, active: set[str] | None = None) -> int:
-    """Analytic cross-check: r * (in_features + out_features) for each targeted Linear layer on the
-    forward path (``active``: full module names from ``forward_path_linears``; None counts all).
-
-    Walks the adapted model's base layers, so it must be called after ``attach_lora``.
-    """
-    from harness import methods
-    return methods.lora_params(model, lora, active)
 
 
 def build_tiny_model(dest: Path, *, seed: int = 0) -> str:

@@ -35,6 +35,8 @@ def _arr(items: dict) -> dict:
     return {"type": "array", "items": items}
 
 
+# what the sweep's rows read from a merge check (sweep.point_rows)
+MERGE_FIGURES = ("max_abs_diff", "unmerged_sentences_per_s", "merged_sentences_per_s", "base_sentences_per_s")
 FIGURES = {k: NUM for k in ("spearman", "pearson", "margin", "cohens_d", "auc_roc", "f1", "decision_threshold",
                             "validation_f1", "best_f1_oracle", "best_f1_oracle_threshold", "compatible_threshold",
                             "cluster_purity", "cluster_purity_floor", "spearman_ceiling", "validation_spearman")}
@@ -49,9 +51,9 @@ SCHEMA = _obj({
         "max_seq_length": {"type": "integer"}, "train_limit": {"type": "integer"}, "eval_limit": {"type": "integer"},
         "compatible_threshold": {"type": "number"}, "eval_every_steps": {"type": "integer"},
         "score_range": {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2},
-        "lora": {"oneOf": [{"type": "null"}, _obj({
+        "lora": {"oneOf": [{"type": "null"}, {**_obj({
             "r": {"type": "integer"}, "alpha": {"type": "number"}, "dropout": {"type": "number"},
-            "target_modules": _arr({"type": "string"})})]},
+            "target_modules": _arr({"type": "string"})}), "required": ["r", "alpha", "target_modules"]}]},
     }),
     "error": {"oneOf": [{"type": "null"}, _obj({"reason": {"type": "string"}, "message": {"type": "string"}})]},
     "timings": _obj(rest=SCALAR),
@@ -66,7 +68,9 @@ SCHEMA = _obj({
         **FIGURES, "n_pairs": INT, "n_compatible": INT,
         "per_category": _obj(rest=_obj(rest=SCALAR)),
         "false_positives": _obj({"count": INT, "n_incompatible": INT,
-                                 "top": _arr(_obj(rest=SCALAR))}),
+                                 "top": _arr({**_obj({"cos": {"type": "number"}, "category": STR,
+                                                      "text_a": {"type": "string"}, "text_b": {"type": "string"}},
+                                                     rest=SCALAR), "required": ["cos", "text_a", "text_b"]})}),
         "test_cos": _arr({"type": "number"}), "test_gold": _arr({"type": "number"}),
         "test_group": _arr({"type": ["string", "integer"]}),
         "forgetting": {"oneOf": [{"type": "null"}, _obj(rest=SCALAR)]},
@@ -78,9 +82,13 @@ SCHEMA = _obj({
                       "convergence": {"oneOf": [{"type": "null"}, _obj(rest=SCALAR)]}}),
     "data": _obj(rest=SCALAR),
     "environment": _obj(rest=SCALAR),
-    "merge": {"oneOf": [{"type": "null"}, _obj(rest=SCALAR)]},
-    "artifact_check": _obj({"sentence_transformers_load": _obj(rest=SCALAR)},
-                           rest={"type": ["number", "string", "boolean", "null", "object"]}),
+    "merge": {"oneOf": [{"type": "null"}, {**_obj({k: {"type": "number"} for k in MERGE_FIGURES}, rest=SCALAR),
+                                            "required": list(MERGE_FIGURES)}]},
+    "artifact_check": {**_obj({"loader": {"type": "string"}, "max_abs_diff": {"type": "number"},
+                               "tolerance": {"type": "number"}, "within_tolerance": {"type": "boolean"},
+                               "sentence_transformers_load": _obj(rest=SCALAR)},
+                              rest={"type": ["number", "string", "boolean", "null", "object"]}),
+                       "required": ["loader", "max_abs_diff", "tolerance", "within_tolerance"]},
     "artifact_saved": _obj(rest=SCALAR),
     "warnings": _arr({"type": "string"}),
 })

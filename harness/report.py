@@ -17,8 +17,6 @@ from tabulate import tabulate
 
 from harness import figures, methods, results
 
-MIB = figures.MIB
-
 # (row label with unit, record path, scale), from the figure registry (harness/figures.py).
 ROWS: list[tuple[str, str, float]] = [(figures.FIGURES[k].label, figures.FIGURES[k].path, figures.FIGURES[k].scale)
                                       for k in figures.TRADEOFF_ROWS]
@@ -158,9 +156,25 @@ def method_notes(records: list[dict]) -> list[str]:
         env = first["environment"]
         notes.append(f"Device: {env.get('device')} ({env.get('device_name') or env.get('cpu_model')}), "
                      f"{env.get('torch_threads')} torch threads, torch {env.get('torch_version')}.")
+        mixed = machines(ok)
+        if len(mixed) > 1:
+            notes.append(f"TIMINGS MIX {len(mixed)} MACHINES: " + "; ".join(f"{m} ({n} runs)" for m, n in mixed.items())
+                         + ". Quality is comparable across them; time, memory and energy figures are not, and "
+                         "every mean of them here averages runs of different machines.")
         notes.append(f"Timing: {get(first, 'timings.method') or get(ok[-1], 'timings.method') or 'n/a'}")
     notes += precision_notes(ok)
     return notes
+
+
+def machines(records: list[dict]) -> dict[str, int]:
+    """The machines the records ran on (device, its model, CPU cores) and how many runs each."""
+    from collections import Counter
+    seen = Counter()
+    for r in records:
+        env = r.get("environment") or {}
+        name = env.get("device_name") or env.get("cpu_model") or "unknown"
+        seen[f"{env.get('device') or 'cpu'} {name}, {env.get('cpu_count')} cores"] += 1
+    return dict(seen)
 
 
 def precision_notes(ok: list[dict]) -> list[str]:
@@ -356,7 +370,7 @@ def markdown_report(records: list[dict], *, stats_rows: list[dict] | None = None
         top = get(r, "quality.false_positives.top") or []
         parts.append(f"- **{label}** (seed {r['spec']['seed']}): {get(r, 'quality.false_positives.count')} of "
                      f"{get(r, 'quality.false_positives.n_incompatible')} incompatible pairs")
-        parts += [f"  - cos {fp['cos']:.3f} ({fp['category']}): \"{fp['text_a']}\" / \"{fp['text_b']}\""
+        parts += [f"  - cos {fp['cos']:.3f} ({fp.get('category')}): \"{fp['text_a']}\" / \"{fp['text_b']}\""
                   for fp in top[:3]]
     return "\n".join(parts) + "\n"
 

@@ -89,7 +89,7 @@ def run_all(specs: list[RunSpec], *, out: Path, force: bool = False, retry_faile
     def on_record(spec: RunSpec, record: dict) -> None:
         started["n"] += 1
         store(record, out=out, log=log)
-        status = record["status"] if record["status"] == "success" else \
+        status = f"success{_figures(record)}" if record["status"] == "success" else \
             f"FAILED ({record['error']['reason']}: {record['error']['message'].splitlines()[0][:200]})"
         log(f"[{started['n']}/{len(pending)} new] {spec.label}: {status} ({spec.run_id}, "
             f"{time.perf_counter() - started['t']:.1f} s since the last)")
@@ -101,6 +101,17 @@ def run_all(specs: list[RunSpec], *, out: Path, force: bool = False, retry_faile
         executor.run(pending, on_record, log, cache_dir=out / ".cache",
                      models_dir=out / MODELS if save_models else None, pause_file=out / PAUSE)
     return [records[s.run_id] for s in specs if s.run_id in records]
+
+
+def _figures(record: dict) -> str:
+    """" (test Spearman 0.256, trained 391 s)": the run's own figures for its console line."""
+    quality, timings = record.get("quality") or {}, record.get("timings") or {}
+    parts = []
+    if isinstance(quality.get("spearman"), (int, float)):
+        parts.append(f"test Spearman {quality['spearman']:.3f}")
+    if isinstance(timings.get("train_wall_s"), (int, float)):
+        parts.append(f"trained {timings['train_wall_s']:.0f} s")
+    return f" ({', '.join(parts)})" if parts else ""
 
 
 def check_out(out: Path):

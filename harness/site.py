@@ -157,7 +157,7 @@ def job_page(folder: Path, root: Path, site: Path, records: list[dict],
     command = publish.reproduce_command(records, job, manifest)
     parts = [f"<h1>{html.escape(hw)} / {html.escape(dataset)} / {html.escape(job)}</h1>",
              f"<p>Reproduce: <code>{html.escape(command)}</code></p>"]
-    for name in ("methods.md", "sweep.md", "tradeoffs.md"):
+    for name in ("recommendation.md", "methods.md", "sweep.md", "tradeoffs.md"):
         if (folder / name).is_file():
             parts += [f'<h2>{name}</h2><div class="wide">', _markdown((folder / name).read_text()), "</div>"]
     parts += ["<h2>Pareto explorer</h2>", _explorer(variant_points(folder, root, records),

@@ -106,7 +106,8 @@ class RunSpec:
 
     @property
     def dataset_name(self) -> str:
-        return Path(self.dataset).stem if self.dataset not in ("dating", "stsb") else self.dataset
+        from harness import data
+        return self.dataset if self.dataset in data.DATASETS else Path(self.dataset).stem
 
     @property
     def method(self) -> methods.Method:
@@ -413,7 +414,7 @@ def validate(spec: RunSpec) -> list[str]:
     need(spec.timeout_s >= 0, "timeout_s", spec.timeout_s, ">= 0 (0 = no limit)")
     need(spec.eval_every_steps >= 0, "eval_every_steps", spec.eval_every_steps, ">= 0 (0 = off)")
     need(bool(spec.forgetting_reference), "forgetting_reference", spec.forgetting_reference,
-         "auto, stsb, dating, dating-v1, none or a .csv/.jsonl file")
+         f"auto, {_dataset_names()}, none or a .csv/.jsonl file")
     need(len(spec.country_iso_code) == 3 and spec.country_iso_code.isalpha(), "country_iso_code",
          spec.country_iso_code, "a 3-letter ISO code such as USA, FRA or DEU")
     lo, hi = spec.score_range
@@ -431,3 +432,8 @@ def validate(spec: RunSpec) -> list[str]:
         need(len(spec.lora.target_modules) > 0, "lora.target_modules", list(spec.lora.target_modules),
              "a non-empty list of module names")
     return p
+
+
+def _dataset_names() -> str:
+    from harness import data
+    return data.names()

@@ -19,8 +19,6 @@ import numpy as np
 from harness import cells, convergence, figures, methods, report, results, stats, tuning
 from harness.spec import RunSpec, SpecError, build_specs
 
-TARGET_SETS = {"query,value": ("query", "value"), "query,key,value,dense": ("query", "key", "value", "dense")}
-
 
 def parse_ints(text: str, *, name: str, minimum: int) -> list[int]:
     try:
@@ -357,7 +355,8 @@ def reload_columns(checks: list[dict | None]) -> dict:
             "reload_within_tolerance": all(c["within_tolerance"] for c in checks),
             "reload_tolerance": max(c["tolerance"] for c in checks), "reload_loader": checks[0]["loader"],
             "reload_one_liner": None if not one_liner else
-            "error" if any("error" in o for o in one_liner) else all(o["within_tolerance"] for o in one_liner)}
+            "error" if any("error" in o for o in one_liner) else all(o.get("within_tolerance") is True
+                                                                      for o in one_liner)}
 
 
 def quality_target(standard: float | None, baseline: float | None, fraction: float = 0.95) -> float | None:

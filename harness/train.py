@@ -1,7 +1,8 @@
 """Training: the trainer factory every arm and every benchmark uses, its callbacks, and throughput.
 
 ``build_trainer`` makes sentence-transformers' own SentenceTransformerTrainer with the harness's
-callbacks (DivergenceGuard always; the test-only FaultInjector when HARNESS_INJECT_FAULT is set).
+callbacks (harness/callbacks.py: DivergenceGuard always; the test-only FaultInjector when
+HARNESS_INJECT_FAULT is set).
 ``train_arm`` runs it inside the trackers and fills the record's timings, memory, energy and
 training sections. The worker (harness/worker.py) calls it between loading and evaluation.
 """
@@ -11,73 +12,18 @@ from __future__ import annotations
 import math
 import os
 import tempfile
-import time
-from pathlib import Path
 
-from transformers import TrainerCallback
-
-from harness import devices, trackers
+from harness import trackers
+from harness.callbacks import (
+    FAULT_ENV,
+    ConsoleProgress,
+    DivergedError,
+    DivergenceGuard,
+    FaultInjector,
+    ValidationProbe,
+    verbose,
+)
 from harness.spec import RunSpec
-
-FAULT_ENV = "HARNESS_INJECT_FAULT"  # test-only: oom@, sleep@, slow@, touch@ or alloc@ (FaultInjector)
-
-
-class DivergedError(FloatingPointError):
-    def __init__(self, step: int, loss: float):
-        self.step = step
-        super().__init__(f"training diverged: loss {loss} at step {step}")
-
-
-class DivergenceGuard(TrainerCallback):
-    """Stops training at the first logged non-finite loss (logging_nan_inf_filter is off)."""
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(loss):
-            raise DivergedError(state.global_step, loss)
-
-
-class FaultInjector(TrainerCallback):
-    """Test-only faults, switched on by the HARNESS_INJECT_FAULT environment variable.
-
-    ``oom@N`` raises torch.OutOfMemoryError at the end of step N; ``sleep@S`` adds S seconds to
-    every step (to prove that a regression check catches a slower step); ``slow@F`` makes every step
-    after the first a fraction F slower (it sleeps F x the previous step's own duration, inside the
-    timed step), for the power of the regression check at a given slowdown; ``touch@PATH`` creates PATH
-    when the first step ends (a signal that training is under way, for tests that interrupt it);
-    ``alloc@G`` really allocates a G GiB tensor after the first step (under a ``prlimit`` the CPU
-    allocator then fails as it does when a batch does not fit); ``artifact@rename`` renames the saved
-    artifact's weight tensors (the known failure of an adapter that loads back as the base model;
-    applied by harness/artifacts.py, not here).
-    """
-
-    def __init__(self, fault: str):
-        kind, _, arg = fault.partition("@")
-        if kind not in ("oom", "sleep", "slow", "touch", "alloc", "artifact"):
-            raise ValueError(f"{FAULT_ENV} = {fault!r}: expected oom@STEP, sleep@SECONDS, slow@FRACTION, touch@PATH, "
-                             "alloc@GIB or artifact@rename")
-        self.kind, self.arg = kind, (arg if kind in ("touch", "artifact") else float(arg))
-        self._last_step_s = 0.0
-        self._begun = 0.0
-
-    def on_step_begin(self, args, state, control, **kwargs):
-        if self.kind == "sleep":
-            time.sleep(self.arg)
-        if self.kind == "slow":
-            time.sleep(self.arg * self._last_step_s)
-            self._begun = time.perf_counter()
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if self.kind == "slow":
-            self._last_step_s = time.perf_counter() - self._begun
-        if self.kind == "touch" and state.global_step == 1:
-            Path(self.arg).touch()
-        if self.kind == "alloc" and state.global_step == 1:
-            import torch
-            torch.ones(int(self.arg * 2**30), dtype=torch.uint8)
-        if self.kind == "oom" and state.global_step >= self.arg:
-            import torch
-            raise torch.OutOfMemoryError(f"injected fault: out of memory at step {state.global_step}")
 
 
 def train_dataset(pairs):
@@ -110,53 +56,6 @@ def training_args(spec: RunSpec, device: str, output_dir: str):
     )
 
 
-class ValidationProbe(TrainerCallback):
-    """Time-to-quality: validation Spearman every N steps, against a training clock that
-    excludes the probe's own evaluation time (which is reported separately)."""
-
-    def __init__(self, model, pairs, every: int, device: str):
-        self.model, self.pairs, self.every, self.device = model, pairs, every, device
-        self.points: list[dict] = []
-        self.eval_s = 0.0
-        self._start = 0.0
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        self._start = time.perf_counter()
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step % self.every == 0:
-            self.probe(state.global_step)
-
-    def probe(self, step: int) -> None:
-        devices.synchronize(self.device)
-        start = time.perf_counter()
-        train_s = start - self._start - self.eval_s
-        was_training = self.model.training
-        spearman = validation_spearman(self.model, self.pairs)
-        self.model.train(was_training)
-        self.eval_s += time.perf_counter() - start
-        self.points.append({"step": step, "train_s": train_s, "val_spearman": spearman})
-
-
-def validation_spearman(model, pairs) -> float | None:
-    from harness import evaluate
-    from harness.models import encode_pairs
-    a, b = encode_pairs(model, pairs)
-    return evaluate.correlations(evaluate.cosine_rows(a, b), pairs.score)["spearman"]
-
-
-class AdaLoraAllocator(TrainerCallback):
-    """AdaLoRA's budget step: peft's ``update_and_allocate`` after each optimizer step and before the
-    gradients are cleared (on_optimizer_step), which the Trainer does not call by itself (peft issues
-    1327 and 1341). Its time counts as training: a user of AdaLoRA pays it every step."""
-
-    def __init__(self, tuner):
-        self.tuner = tuner
-
-    def on_optimizer_step(self, args, state, control, **kwargs):
-        self.tuner.update_and_allocate(state.global_step)
-
-
 def total_steps(spec: RunSpec, n_train: int) -> int:
     """Optimizer steps a run takes: max_steps when set, else epochs over the training pairs."""
     return spec.max_steps if spec.max_steps > 0 else math.ceil(spec.epochs * math.ceil(n_train / spec.batch_size))
@@ -178,9 +77,14 @@ def build_trainer(model, spec: RunSpec, train_pairs, device: str, *, output_dir:
         callbacks.append(FaultInjector(os.environ[FAULT_ENV]))
     args = training_args(spec, device, output_dir)
     optimizer = method.optimizer(model, args) if method.optimizer else None
-    return SentenceTransformerTrainer(
+    trainer = SentenceTransformerTrainer(
         model=model, args=args, train_dataset=train_dataset(train_pairs),
         loss=losses.CosineSimilarityLoss(model), callbacks=callbacks, optimizers=(optimizer, None))
+    if not verbose():  # the console is the harness's: no tqdm bar, no per-step log dicts (the log is kept)
+        from transformers.trainer_callback import PrinterCallback, ProgressCallback
+        for printer in (ProgressCallback, PrinterCallback):
+            trainer.remove_callback(printer)
+    return trainer
 
 
 def train_arm(model, spec: RunSpec, splits, device: str, record: dict, *, tuner=None) -> None:
@@ -189,6 +93,8 @@ def train_arm(model, spec: RunSpec, splits, device: str, record: dict, *, tuner=
     probe = ValidationProbe(model, splits.validation, spec.eval_every_steps, device) if spec.eval_every_steps else None
     if probe:
         callbacks.append(probe)
+    if not verbose():
+        callbacks.append(ConsoleProgress())
     with tempfile.TemporaryDirectory() as tmp:
         trainer = build_trainer(model, spec, splits.train, device, output_dir=tmp, callbacks=callbacks, tuner=tuner)
         # The measured training region is exactly trainer.train(): data loading, forward,

@@ -17,11 +17,10 @@ import tempfile
 import traceback
 from pathlib import Path
 
-from harness import artifacts, convergence, devices, forgetting, results, trackers, train
+from harness import artifacts, callbacks, convergence, devices, forgetting, results, trackers, train
 from harness.spec import RunSpec, SpecError
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_SPEC = 0, 1, 2
-FAULT_ENV = train.FAULT_ENV
 
 
 def run(spec: RunSpec, *, artifact: Path | None = None) -> dict:
@@ -36,7 +35,7 @@ def run(spec: RunSpec, *, artifact: Path | None = None) -> dict:
         record["status"] = "failed"
         record["error"] = {"reason": classify(exc), "type": type(exc).__name__, "message": str(exc),
                            "traceback": traceback.format_exc(limit=20)}
-        if isinstance(exc, train.DivergedError):
+        if isinstance(exc, callbacks.DivergedError):
             record["error"]["step"] = exc.step
     record["finished_at"] = results.now()
     return record
@@ -45,7 +44,7 @@ def run(spec: RunSpec, *, artifact: Path | None = None) -> dict:
 def classify(exc: BaseException) -> str:
     from harness.data import DataError
     from harness.models import ModelError
-    if isinstance(exc, train.DivergedError):
+    if isinstance(exc, callbacks.DivergedError):
         return "diverged"
     if isinstance(exc, artifacts.ArtifactMismatch):
         return "artifact_mismatch"
@@ -251,6 +250,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"worker: cannot read spec {spec_path}: {exc}", file=sys.stderr)
         return EXIT_BAD_SPEC
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if not callbacks.verbose():  # loading bars and load reports only with --verbose
+        from transformers.utils import logging as hf_logging
+
+        from harness import models
+        models.quiet_progress_bars()
+        hf_logging.set_verbosity_error()
     record = run(spec, artifact=artifact)
     results.write_json_atomic(out_path, record, overwrite=True)
     return EXIT_OK if record["status"] == "success" else EXIT_FAILED

@@ -144,3 +144,24 @@ def test_missing_file_and_unknown_format(tmp_path):
         load_splits(str(tmp_path / "nope.csv"))
     with pytest.raises(DataError, match="not a built-in dataset"):
         load_splits("imdb")
+
+
+def test_a_new_dataset_is_one_registry_entry(monkeypatch, capsys, harness_cache):
+    """Adding an entry to data.DATASETS is all it takes: the command line accepts the name, the spec
+    keeps it as the data version, the forgetting reference follows the entry."""
+    from harness import data, forgetting
+    from harness.__main__ import main
+    from harness.spec import build_specs
+
+    def load(seed):
+        rows = {split: [{"text_a": f"{split} a {i}", "text_b": f"{split} b {i}", "score": (i % 5) / 4}
+                        for i in range(20)] for split in data.SPLITS}
+        return data._make_splits("toy", rows, version="toy")
+
+    monkeypatch.setitem(data.DATASETS, "toy", data.Dataset("toy", "a toy set", load, forgetting_reference="dating"))
+    assert "toy" in data.names()
+    (spec,) = build_specs(arms=["baseline"], dataset="toy")
+    assert spec.dataset_name == "toy" and forgetting.resolve("auto", "toy") == "dating"
+    code = main(["run", "--dry-run", "--dataset", "toy", "--arms", "baseline", "--set", "model=tiny-random-bert"])
+    out = capsys.readouterr().out
+    assert code == 0 and "run: baseline seed 0 untrained" in out

@@ -136,3 +136,19 @@ def _self_killing_python(tmp_path):
     script.write_text("#!/bin/sh\nkill -9 $$\n")
     script.chmod(0o755)
     return str(script)
+
+
+def test_the_console_reads_like_the_harness_not_like_the_trainer(tmp_path, harness_cache):
+    """By default a run prints its own progress lines and its figures when it ends, not the trainer's
+    tqdm bar, per-step log dicts or loading bars; --verbose brings those back."""
+    quiet = run_cli("run", "--out", str(tmp_path / "quiet"), "--arms", "standard", *TINY_ARGS, "--set", "max_steps=20")
+    assert quiet.returncode == 0, quiet.stderr[-2000:]
+    console = quiet.stdout + quiet.stderr
+    assert "step 20/20 (100%)" in console and "step 2/20 (10%)" in console and "s/step" in console
+    assert "{'loss'" not in console and "it/s]" not in console and "Loading weights" not in console
+    assert "standard: success (test Spearman " in console and ", trained " in console
+    loud = run_cli("run", "--out", str(tmp_path / "loud"), "--arms", "standard", "--verbose", *TINY_ARGS)
+    assert loud.returncode == 0, loud.stderr[-2000:]
+    assert "it/s]" in loud.stdout + loud.stderr
+    record = json.loads(next((tmp_path / "quiet" / "runs").glob("*.json")).read_text())
+    assert record["training"]["loss_history"]  # the log is kept, only its printing is gone

@@ -132,7 +132,7 @@ def test_config_paths_cannot_escape_the_output_folder():
 
 
 def test_no_unpickling_loaders_in_the_harness():
-    source = "\n".join(p.read_text() for p in (REPO / "harness").glob("*.py"))
+    source = "\n".join(p.read_text() for p in (REPO / "harness").rglob("*.py"))  # subpackages too
     for risky in ("torch.load(", "pickle.load", "shell=True", "os.system("):
         assert risky not in source, risky
 
@@ -309,3 +309,18 @@ def test_every_failure_reason_says_whether_the_preflight_could_know_it():
     reasons = schema["properties"]["error"]["oneOf"][1]["properties"]["reason"]["enum"]
     assert sorted(FAILURE_REASONS) == sorted(reasons)
     assert [r for r, why in FAILURE_REASONS.items() if why.startswith("yes")] == ["bad_input"]
+
+
+def test_a_folder_whose_runs_come_from_two_machines_says_so_beside_its_timings(tmp_path, capsys):
+    """A study resumed on another CPU model: the tables name both machines and how many runs each ran."""
+    from harness.__main__ import main
+    fixtures = sorted((REPO / "tests" / "fixtures").glob("run-v4-*.json"))
+    (tmp_path / "runs").mkdir()
+    for i, fixture in enumerate(fixtures):
+        record = json.loads(fixture.read_text())
+        if i == 0:
+            record["environment"]["cpu_model"] = "AMD EPYC 9R14"
+        (tmp_path / "runs" / fixture.name).write_text(json.dumps(record))
+    assert main(["report", str(tmp_path)]) == 0, capsys.readouterr().err
+    table = (tmp_path / "tradeoffs.md").read_text()
+    assert "TIMINGS MIX 2 MACHINES" in table and "AMD EPYC 9R14, 2 cores (1 runs)" in table

@@ -32,9 +32,9 @@ def test_encoder_shape_counts_only_linear_weights(minilm):
 
 
 def test_encoder_shape_ignores_adapter_layers(tiny_model_path):
-    from harness import models
+    from harness import methods, models
     from harness.spec import LoraSpec
     model = models.load_model(tiny_model_path, device="cpu")
     before = encoder_shape(model).linear_params
-    models.attach_lora(model, LoraSpec(r=4))
+    methods.get("lora").attach(model, LoraSpec(r=4))
     assert encoder_shape(model, lora_params=1).linear_params == before

@@ -151,7 +151,7 @@ def test_loraplus_trains_b_at_sixteen_times_the_rate_of_a(tiny_model_path, tmp_p
 def test_adalora_reallocates_its_rank_budget_during_training(tiny_model_path, tmp_path):
     """The AdaLoraAllocator callback steps peft's rank allocator: after training, some singular values
     are masked to zero (the budget fell from 1.5 r towards r), which never happens without it."""
-    from harness import train
+    from harness import callbacks, train
     from harness.spec import LoraSpec, RunSpec
     pairs = load_splits("dating").train.head(80)
     masked = {}
@@ -163,7 +163,7 @@ def test_adalora_reallocates_its_rank_budget_during_training(tiny_model_path, tm
         trainer = train.build_trainer(model, spec, pairs, "cpu", tuner=tuner if with_allocator else None,
                                       output_dir=str(tmp_path / "trainer"))
         if not with_allocator:
-            trainer.remove_callback(train.AdaLoraAllocator)
+            trainer.remove_callback(callbacks.AdaLoraAllocator)
         trainer.train()
         masked[with_allocator] = sum(int((p == 0).sum()) for n, p in model.named_parameters() if "lora_E" in n)
     assert masked[True] > 0 and masked[False] == 0, masked

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import models
+from harness import methods, models
 from harness.spec import LoraSpec
 
 
@@ -40,13 +40,13 @@ def test_lora_on_dense_counts_only_adapters_on_the_forward_path(tiny_model_path)
     lora = LoraSpec(r=4, target_modules=("dense",))
     inert = models.check_inert_targets(model, lora, active)
     assert [n.rsplit(".", 2)[-2:] for n in inert] == [["pooler", "dense"]]
-    models.attach_lora(model, lora)
+    methods.get("lora").attach(model, lora)
     counts = models.count_params(model, receiving_grad=models.gradient_probe(model, train, batch_size=4))
     config = model[0].auto_model.config
     h, inter = config.hidden_size, config.intermediate_size
     # per layer: attention.output.dense (h->h), intermediate.dense (h->inter), output.dense (inter->h)
     on_path = config.num_hidden_layers * 4 * ((h + h) + (h + inter) + (inter + h))
-    assert counts["trainable_params"] == on_path == models.expected_lora_params(model, lora, active=active)
+    assert counts["trainable_params"] == on_path == methods.lora_params(model, lora, active)
     assert counts["requires_grad_params"] == on_path + 4 * (h + h)  # plus the pooler's idle adapter
 
 
@@ -60,25 +60,25 @@ def test_lora_targets_that_match_only_inert_modules_are_an_error(tiny_model_path
 def test_lora_trainable_params_are_exact(r, targets, per_layer):
     model = models.load_model(models.resolve_model_path(models.DEFAULT_MODEL), device="cpu")
     lora = LoraSpec(r=r, alpha=2.0 * r, target_modules=targets)
-    models.attach_lora(model, lora)
+    methods.get("lora").attach(model, lora)
     counts = models.count_params(model)
     config = model[0].auto_model.config
     expected = independent_lora_count(config, r=r, per_layer_targets=per_layer)
-    assert counts["trainable_params"] == expected == models.expected_lora_params(model, lora)
+    assert counts["trainable_params"] == expected == methods.lora_params(model, lora, None)
     assert counts["total_params"] == 22_713_216 + expected
 
 
 def test_adr_lora_config_gives_73728_not_294k():
     """ADR-001 reports 294K trainable parameters for r=8 on query and value; the live count is 4x less."""
     model = models.load_model(models.resolve_model_path(models.DEFAULT_MODEL), device="cpu")
-    models.attach_lora(model, LoraSpec())
+    methods.get("lora").attach(model, LoraSpec())
     assert models.count_params(model)["trainable_params"] == 73_728
 
 
 def test_unknown_target_module_lists_what_the_model_has(tiny_model_path):
     model = models.load_model(tiny_model_path, device="cpu")
     with pytest.raises(models.ModelError) as err:
-        models.attach_lora(model, LoraSpec(target_modules=("q", "v")))
+        methods.get("lora").attach(model, LoraSpec(target_modules=("q", "v")))
     assert "['q', 'v'] not found" in str(err.value)
     assert "dense, key, query, value" in str(err.value)
     assert "names its attention query and value projections query, value: --set lora.target_modules=query,value" \

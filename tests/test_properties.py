@@ -38,7 +38,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 TINY = ["--set", "model=tiny-random-bert", "--set", "train_limit=64", "--set", "eval_limit=48"]
 
 settings.register_profile("ci", max_examples=int(os.environ.get("HYPOTHESIS_MAX_EXAMPLES", 40)), derandomize=True,
-                          deadline=None, print_blob=True,
+                          deadline=None, print_blob=True, database=None,  # a fixed seed needs no example store
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                                  HealthCheck.function_scoped_fixture])
 settings.register_profile("fuzz", max_examples=int(os.environ.get("HYPOTHESIS_MAX_EXAMPLES", 2000)), deadline=None,

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from harness import models, sweep
+from harness import methods, models, sweep
 from harness.spec import LoraSpec, SpecError
 from tests.conftest import REPO, TINY_ARGS, repo_env, run_cli
 
@@ -161,7 +161,7 @@ def test_merged_adapter_embeds_like_the_unmerged_one(tiny_model_path):
     from harness.data import load_splits
     from harness.worker import merge_check
     model = models.load_model(tiny_model_path, device="cpu")
-    models.attach_lora(model, LoraSpec(r=4))
+    methods.get("lora").attach(model, LoraSpec(r=4))
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "lora_B" in name:
