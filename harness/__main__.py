@@ -453,7 +453,7 @@ def _report(out: Path, records: list[dict]) -> int:
     for f in fails:
         print(f"FAILED {f}")
     from harness import recommend
-    rows = recommend.job_rows(out)
+    rows = recommend.job_rows(out, tuned)
     if rows:
         results.write_text_atomic(out / recommend.FILE, recommend.markdown(rows))
     print(f"\nwrote {paths['md']} and {paths['csv']}; run records in {results.runs_dir(out)}")

@@ -45,10 +45,11 @@ class Constraints:
         return ", ".join(parts) or "none"
 
 
-def job_rows(out: Path) -> list[dict]:
-    """The job's variant rows, as its methods and sweep tables compute them."""
+def job_rows(out: Path, records: list[dict] | None = None) -> list[dict]:
+    """The job's variant rows, as its methods and sweep tables compute them (``records``: all of the
+    job's records, where the caller has read them already, so that a bad file is not warned of twice)."""
     from harness import results, sweep
-    records = results.load_runs(out)
+    records = results.load_runs(out) if records is None else records
     if not [r for r in records if r["status"] == "success"]:
         return []
     return sweep.point_rows(records, planned=results.manifest_grids(out), selection=sweep.job_selection(out),
