@@ -10,11 +10,10 @@ import contextlib
 import os
 import signal
 import sys
-import warnings
 from pathlib import Path
 
 from harness import report, results, runner, tuning
-from harness.cli import EXIT_BAD_INPUT, EXIT_OK, EXIT_RUN_FAILED, build_parser
+from harness.cli import EXIT_BAD_INPUT, EXIT_OK, EXIT_RUN_FAILED, build_parser, one_line, warnings_as_lines
 from harness.spec import SpecError, build_specs
 
 
@@ -232,13 +231,8 @@ def _targets(text: str, args, overrides) -> tuple[str, ...]:
 
 
 def cmd_publish(args) -> int:
-    with warnings.catch_warnings(record=True) as caught:  # a skipped record is one line, as in report
-        warnings.simplefilter("always")
-        try:
-            return _publish(args)
-        finally:
-            for w in caught:
-                print(f"warning: {one_line(str(w.message))}", file=sys.stderr)
+    with warnings_as_lines():  # a skipped record is one line, as in report
+        return _publish(args)
 
 
 def _publish(args) -> int:
@@ -393,14 +387,11 @@ def cmd_recommend(args) -> int:
     out = Path(args.out)
     if not results.runs_dir(out).is_dir():
         raise InputError(f"recommend {str(out)!r}: no runs/ folder in it (expected a folder written by `run`)")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with warnings_as_lines():
         try:
             rows = recommend.job_rows(out)
         except results.ResultError as exc:
             raise InputError(str(exc)) from None
-    for w in caught:
-        print(f"warning: {one_line(str(w.message))}", file=sys.stderr)
     if not rows:
         raise InputError(f"recommend {str(out)!r}: no successful run records in {results.runs_dir(out)}")
     constraints = recommend.Constraints(args.max_memory, args.max_train_time, args.max_artifact, args.min_gain_share)
@@ -412,19 +403,17 @@ def cmd_report(args) -> int:
     out = Path(args.out)
     if not results.runs_dir(out).is_dir():
         raise InputError(f"report {str(out)!r}: no runs/ folder in it (expected a folder written by `run`)")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with warnings_as_lines():
         records = results.load_runs(out)
-    for w in caught:
-        print(f"warning: {w.message}", file=sys.stderr)
     if not records:
         raise InputError(f"report {str(out)!r}: no readable run records in {results.runs_dir(out)}")
     return _report(out, records)
 
 
 def _report(out: Path, records: list[dict]) -> int:
-    from harness import sweep
+    from harness import recommend, sweep
     tuned = records  # the sweep and methods tables choose from every rate tried (and mark a grid's end)
+    rows = recommend.job_rows(out, tuned)  # the variant rows, computed once for every table below
     is_sweep = sweep.is_sweep(records, out)
     if is_sweep:  # tuning runs at rates that were not chosen stay out of the tables
         records = [*sweep.selected(records, sweep.job_selection(out)),
@@ -435,12 +424,12 @@ def _report(out: Path, records: list[dict]) -> int:
         raise InputError(str(exc)) from None
     paths = report.write_report(out, records, stats_rows=stats_rows)
     if is_sweep:
-        written = sweep.write_sweep(out, tuned)
+        written = sweep.write_sweep(out, tuned, rows)
         print((out / "sweep.md").read_text().split("\n## Method")[0])
         print(f"wrote {len(written)} sweep files (sweep.md, sweep.csv, plots/)")
     from harness import methods_report
     if methods_report.wanted(records):
-        written = methods_report.write_methods(out, tuned)
+        written = methods_report.write_methods(out, tuned, rows)
         print((out / "methods.md").read_text().split("\n## How to read")[0])
         print(f"wrote {len(written)} methods files (methods.md, methods.csv, precision.csv with 2 precisions, plots/)")
     print()
@@ -452,8 +441,6 @@ def _report(out: Path, records: list[dict]) -> int:
     fails = report.failures(records)
     for f in fails:
         print(f"FAILED {f}")
-    from harness import recommend
-    rows = recommend.job_rows(out, tuned)
     if rows:
         results.write_text_atomic(out / recommend.FILE, recommend.markdown(rows))
     print(f"\nwrote {paths['md']} and {paths['csv']}; run records in {results.runs_dir(out)}")
@@ -465,14 +452,6 @@ def _interrupt_on_sigterm() -> None:
     def handler(signum, frame):
         raise KeyboardInterrupt
     signal.signal(signal.SIGTERM, handler)
-
-
-def one_line(message: str) -> str:
-    """Bad input is reported on one line: several problems are numbered and joined, not stacked."""
-    problems = [line.strip() for line in message.splitlines() if line.strip()] or ["bad input"]
-    if len(problems) == 1:
-        return problems[0]
-    return f"{len(problems)} problems: " + "; ".join(f"({i}) {p}" for i, p in enumerate(problems, start=1))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,6 +8,9 @@ module imports nothing above the spec layer, so both can use it.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import sys
+import warnings
 
 from harness import data, stats, tuning
 from harness.spec import ARMS, PROFILES
@@ -191,3 +194,24 @@ def _save_models_option(parser) -> None:
                         help="keep each trained arm's artifact in OUT/models/<run_id>/ (the full model for standard, "
                              "the peft adapter folder for adapter methods), checked to reload like the evaluated "
                              "model; off by default (a full MiniLM is about 90 MB)")
+
+
+def one_line(message: str) -> str:
+    """Bad input is reported on one line: several problems are numbered and joined, not stacked."""
+    problems = [line.strip() for line in message.splitlines() if line.strip()] or ["bad input"]
+    if len(problems) == 1:
+        return problems[0]
+    return f"{len(problems)} problems: " + "; ".join(f"({i}) {p}" for i, p in enumerate(problems, start=1))
+
+
+@contextlib.contextmanager
+def warnings_as_lines():
+    """Every warning raised inside (a run file skipped, a manifest that cannot be read) printed once
+    to stderr as one ``warning:`` line when the block ends, however it ends."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            for w in caught:
+                print(f"warning: {one_line(str(w.message))}", file=sys.stderr)

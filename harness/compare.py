@@ -7,19 +7,16 @@ In a tuned sweep each arm counts only at its chosen learning rate (sweep.reporte
 
 from __future__ import annotations
 
-import sys
-import warnings
 from pathlib import Path
 
 import pandas as pd
 from tabulate import tabulate
 
-from harness import figures, publish, report, results
+from harness import cli, figures, publish, report, results
 from harness.publish import hardware_id
 
 HARDWARE_FIELDS = {"device"}
 QUALITY_TOLERANCE = 0.02  # Spearman gap between machines above which a row is flagged
-FIGURES = [(figures.FIGURES[k].short, figures.FIGURES[k].path, figures.FIGURES[k].scale) for k in figures.COMPARE]
 
 
 TUNED_NOTE = ("Tuned sweeps: each arm counts only its runs at its chosen learning rate (the best validation "
@@ -35,11 +32,8 @@ def load_machine(folder: Path) -> tuple[str, dict[str, list[dict]], int]:
     its own tables report (sweep.reported), so that where an arm ran at several learning rates (a
     tuned sweep) a figure is never a mean over the rate grid; the third item counts the runs at
     other rates."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with cli.warnings_as_lines():
         job = publish.read_job(folder, quiet=False)
-    for w in caught:
-        print(f"warning: {w.message}", file=sys.stderr)
     if not job.records:
         raise CompareError(f"{folder}: no successful run records in {results.runs_dir(folder)}")
     return hardware_id(job.records[0]["environment"]), by_arm(job.records), job.left_out
@@ -86,23 +80,26 @@ def _recorded(env: dict, field: str) -> str:
     return "none" if env[field] is None else str(env[field])
 
 
-def _mean(records: list[dict], path: str, scale: float):
-    vals = [report.get(r, path) for r in records]
-    vals = [v * scale for v in vals if v is not None]
+def _mean(records: list[dict], figure: figures.Figure):
+    vals = [v for v in (figure.value(r) for r in records) if v is not None]
     return sum(vals) / len(vals) if vals else None
 
 
 def tables(machines: list[tuple[str, str, dict]], *, tolerance: float = QUALITY_TOLERANCE) -> dict[str, pd.DataFrame]:
+    """Per arm, every figure of the registry's compare view on each machine (a throughput, better
+    higher, with its speed-up over the first machine); per machine, each arm's costs as % of standard;
+    the test Spearman on each machine, with gaps above ``tolerance`` flagged."""
+    shown = figures.shown_in("compare")
     names = [n for n, _, _ in machines]
     labels = report.label_order([r for rs in machines[0][2].values() for r in rs])
     per_arm = []
     for label in labels:
-        for figure, path, scale in FIGURES:
-            row = {"arm": label, "figure": figure}
-            values = [_mean(by[label], path, scale) for _, _, by in machines]
+        for figure in shown:
+            row = {"arm": label, "figure": figure.short}
+            values = [_mean(by[label], figure) for _, _, by in machines]
             for name, v in zip(names, values, strict=True):
                 row[name] = v
-            if figure == "samples/s":
+            if figure.better == "higher":
                 for name, v in zip(names[1:], values[1:], strict=True):
                     row[f"{name} speed-up vs {names[0]}"] = v / values[0] if v and values[0] else None
             per_arm.append(row)
@@ -113,13 +110,13 @@ def tables(machines: list[tuple[str, str, dict]], *, tolerance: float = QUALITY_
         std = by.get(ref)
         for label in [c for c in report.label_order(records) if c != ref and by[c][0]["method"] != "baseline"]:
             row = {"machine": name, "arm": label}
-            for figure, path, scale in FIGURES[1:]:
-                s, lo = _mean(std, path, scale) if std else None, _mean(by[label], path, scale)
-                row[f"{figure} % of standard"] = 100 * lo / s if s and lo is not None else None
+            for figure in [f for f in shown if f.better != "higher"]:  # costs: positive, so a ratio means something
+                theirs, mine = _mean(std, figure) if std else None, _mean(by[label], figure)
+                row[f"{figure.short} % of standard"] = 100 * mine / theirs if theirs and mine is not None else None
             ratios.append(row)
     quality = []
     for label in labels:
-        values = [_mean(by[label], "quality.spearman", 1.0) for _, _, by in machines]
+        values = [_mean(by[label], figures.FIGURES["spearman"]) for _, _, by in machines]
         gap = max(values) - min(values) if all(v is not None for v in values) else None
         quality.append({"arm": label, **dict(zip(names, values, strict=True)), "max gap": gap,
                         "flag": "GAP ABOVE TOLERANCE" if gap is not None and gap > tolerance else ""})
@@ -130,7 +127,7 @@ def bar_chart(per_arm: pd.DataFrame, names: list[str], out: Path) -> list[Path]:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    names_of_figures = [f for f, _, _ in FIGURES]
+    names_of_figures = [f.short for f in figures.shown_in("compare")]
     fig, axes = plt.subplots(1, len(names_of_figures), figsize=(4 * len(names_of_figures), 3.6))
     for ax, figure in zip(axes, names_of_figures, strict=True):
         sub = per_arm[per_arm["figure"] == figure].set_index("arm")[names]

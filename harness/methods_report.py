@@ -11,11 +11,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness import cells, methods, results
+from harness import cells, figures, methods, results
 
-# (column key in methods.csv, header); costs are also shown as "% of standard"
-COSTS = ["train_wall_s", "peak_memory_mib", "energy_wh", "artifact_mib"]
 _num, _ci = cells.num, cells.interval
+
+
+def _costs() -> list[str]:
+    """The methods table's costs: its figures that are positive (relative="ratio"), each also shown as
+    % of standard's mean."""
+    return [f.key for f in figures.shown_in("methods") if f.relative == "ratio"]
 
 
 def wanted(records: list[dict]) -> bool:
@@ -32,7 +36,7 @@ def method_rows(point_rows: list[dict]) -> list[dict]:
     out = []
     for row in point_rows:
         row = dict(row)
-        for key in COSTS:
+        for key in _costs():
             mine, theirs = row.get(f"{key}_mean"), (ref or {}).get(f"{key}_mean")
             row[f"{key}_pct_of_standard"] = 100 * mine / theirs if mine is not None and theirs else None
         if row.get("forgetting_mean") is not None and (ref or {}).get("forgetting_mean") is not None \
@@ -67,7 +71,7 @@ def precision_rows(records: list[dict], edges: dict[str, str | None] | None = No
 
     import numpy as np
 
-    from harness import report, stats, sweep
+    from harness import stats, sweep
     runs = [r for r in sweep.selected(records) if r["method"] != "baseline"]
     by_point: dict[str, dict[int, dict]] = defaultdict(dict)
     for r in runs:
@@ -93,7 +97,7 @@ def precision_rows(records: list[dict], edges: dict[str, str | None] | None = No
                "learning_rate": rate, "against_learning_rate": their_rate,
                "setup_differs": ", ".join(differ), "unfinished": unfinished, "sort": methods.sort_key(spec)}
         for key, path, _ in PRECISION_RATIOS:
-            pairs = [(report.get(mine[s], path), report.get(theirs[s], path)) for s in seeds]
+            pairs = [(figures.lookup(mine[s], path), figures.lookup(theirs[s], path)) for s in seeds]
             ratios = [a / b for a, b in pairs if a is not None and b]
             row.update(sweep.ci_columns(f"{key}_ratio", stats.t_interval(ratios)))
         if unfinished:
@@ -164,21 +168,36 @@ def _cost(row: dict, key: str) -> str:
     return _num(mean) + (f" ({pct:.0f}%)" if pct >= 10 else f" ({pct:.2g}%)")  # 0.33%, never 0%
 
 
-HEADERS = ["variant", "lr", "lr rule", "stable lr range", "lr × standard's", "seeds", "trainable params",
-           "Spearman (95% CI)", "Δ vs standard (95% CI, p, verdict)", "share of standard's gain", "converged",
-           "forgetting", "Δ forgetting vs standard", "train time (s)", "peak mem (MiB)", "energy (Wh)",
-           "artifact (MiB)", "reloads", "enc/s unmerged", "enc/s merged", "merges", "tuning cost"]
+# The methods table's own columns (header, cell, position); the figure registry places its figures among
+# them (figures.shown_in("methods")): a cost as mean (% of standard), any other figure as mean [95% CI].
+_OWN_COLUMNS = [
+    ("variant", lambda row: row["point"], 0), ("lr", cells.rate, 1),
+    ("lr rule", lambda row: row.get("lr_rule") or "—", 2),
+    ("stable lr range", cells.stable_range, 3), ("lr × standard's", cells.times_standard, 4),
+    ("seeds", lambda row: str(row.get("seeds", "")), 5),
+    ("trainable params", lambda row: "—" if row.get("trainable_params") is None else f"{row['trainable_params']:,}", 6),
+    ("Spearman (95% CI)", lambda row: _ci(row, "spearman"), 7),
+    ("Δ vs standard (95% CI, p, verdict)", cells.versus_standard, 8), ("share of standard's gain", cells.gain_share, 9),
+    ("converged", cells.converged, 10), ("Δ forgetting vs standard",
+                                         lambda row: _num(row.get("forgetting_vs_standard"), "+.3f"), 12),
+    ("reloads", cells.reload, 17), ("enc/s unmerged", lambda row: _num(row.get("unmerged_sentences_per_s"), ".0f"), 18),
+    ("enc/s merged", lambda row: _num(row.get("merged_sentences_per_s"), ".0f"), 19),
+    ("merges", lambda row: cells.merge(row, row["merges"]), 20), ("tuning cost", cells.tuning_cost, 21),
+]
 
 
-def _cells(row: dict) -> list[str]:
-    return [row["point"], cells.rate(row), row.get("lr_rule") or "—", cells.stable_range(row),
-            cells.times_standard(row), str(row.get("seeds", "")),
-            "—" if row.get("trainable_params") is None else f"{row['trainable_params']:,}",
-            _ci(row, "spearman"), cells.versus_standard(row), cells.gain_share(row), cells.converged(row),
-            _ci(row, "forgetting"), _num(row.get("forgetting_vs_standard"), "+.3f"),
-            *[_cost(row, key) for key in COSTS], cells.reload(row),
-            _num(row.get("unmerged_sentences_per_s"), ".0f"), _num(row.get("merged_sentences_per_s"), ".0f"),
-            cells.merge(row, row["merges"]), cells.tuning_cost(row)]
+def _figure_cell(figure):
+    if figure.relative == "ratio":
+        return lambda row: _cost(row, figure.key)
+    return lambda row: _ci(row, figure.key)
+
+
+def columns() -> list[tuple[str, object]]:
+    """(header, cell function of a row) of every column of the methods table, in order."""
+    placed = [(pos, i, header, cell) for i, (header, cell, pos) in enumerate(_OWN_COLUMNS)]
+    placed += [(f.shows["methods"], len(placed) + i, f.header, _figure_cell(f))
+               for i, f in enumerate(figures.shown_in("methods"))]
+    return [(header, cell) for _, _, header, cell in sorted(placed, key=lambda p: p[:2])]
 
 
 def methods_markdown(rows: list[dict], records: list[dict], precision: list[dict] = ()) -> str:
@@ -187,8 +206,10 @@ def methods_markdown(rows: list[dict], records: list[dict], precision: list[dict
     from harness.report import method_notes
     seen = [m for m in dict.fromkeys(r["method"] for r in rows) if m in methods.METHODS]
     from harness import sweep
+    table = columns()
     parts = [f"# {sweep.title(rows, records)}", "",
-             tabulate([_cells(r) for r in rows], headers=HEADERS, tablefmt="github", disable_numparse=True), "",
+             tabulate([[cell(r) for _, cell in table] for r in rows], headers=[h for h, _ in table],
+                      tablefmt="github", disable_numparse=True), "",
              "## How to read it", "",
              "- Spearman: test split, mean over seeds, cluster-bootstrap 95% CI (groups and seeds resampled). "
              "Δ vs standard: paired cluster bootstrap over the same groups, seeds paired.",
@@ -224,8 +245,9 @@ def methods_markdown(rows: list[dict], records: list[dict], precision: list[dict
     return "\n".join(parts)
 
 
-def write_methods(out, records: list[dict]) -> list[Path]:
-    """OUT/methods.md, OUT/methods.csv and plots/quality_vs_params, from the run records."""
+def write_methods(out, records: list[dict], points: list[dict] | None = None) -> list[Path]:
+    """OUT/methods.md, OUT/methods.csv and plots/quality_vs_params, from the run records (``points``:
+    their sweep.point_rows with the job's options, recommend.job_rows, where the caller has them)."""
     import pandas as pd
 
     from harness import plots, sweep
@@ -233,7 +255,8 @@ def write_methods(out, records: list[dict]) -> list[Path]:
     selection = sweep.job_selection(out)
     runs = sweep.selected(records, selection)
     margin = results.manifest_margin(out)
-    points = sweep.point_rows(records, planned=results.manifest_grids(out), selection=selection, margin=margin)
+    if points is None:
+        points = sweep.point_rows(records, planned=results.manifest_grids(out), selection=selection, margin=margin)
     rows = method_rows(points)
     frame = pd.DataFrame(rows)
     results.frame_to_csv_atomic(frame, out / "methods.csv", index=False)

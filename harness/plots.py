@@ -68,13 +68,12 @@ def rank_vs_quality(rows: pd.DataFrame, out: Path) -> list[Path]:
     return _save(fig, rows[[c for c in cols if c in rows]], out, "rank_vs_quality")
 
 
-COSTS = [(k, figures.FIGURES[k].short) for k in figures.PLOT_COSTS]
-
-
 def rank_vs_cost(rows: pd.DataFrame, out: Path) -> list[Path]:
+    """One panel per figure of the registry's plot view, against the rank."""
     std = _reference_row(rows)
-    fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
-    for ax, (col, label) in zip(axes, COSTS, strict=True):
+    costs = [(f.key, f.short) for f in figures.shown_in("plot")]
+    fig, axes = plt.subplots(1, len(costs), figsize=(4 * len(costs), 3.6), squeeze=False)
+    for ax, (col, label) in zip(axes[0], costs, strict=True):
         for series, sub in ranked_series(rows):
             if f"{col}_mean" in sub:
                 ax.plot(sub["rank"], sub[f"{col}_mean"], "o-", label=series)
@@ -83,7 +82,7 @@ def rank_vs_cost(rows: pd.DataFrame, out: Path) -> list[Path]:
         ax.set_xlabel("rank r (log2)")
         ax.set_ylabel(label)
         ax.legend(fontsize=8)
-    cols = ["point", "rank"] + [f"{c}_{s}" for c, _ in COSTS for s in ("mean", "lo", "hi")]
+    cols = ["point", "rank"] + [f"{c}_{s}" for c, _ in costs for s in ("mean", "lo", "hi")]
     return _save(fig, rows[[c for c in cols if c in rows]], out, "rank_vs_cost")
 
 

@@ -20,7 +20,7 @@ import warnings
 from pathlib import Path
 from typing import NamedTuple
 
-from harness import methods, report, results
+from harness import figures, methods, report, results
 
 ADR_001 = {  # ADR-001's own figures (shared/reference/ADR-001-lora-vs-standard.md)
     "baseline_spearman": -0.219, "standard_spearman": 0.853, "lora_spearman": 0.827,
@@ -147,7 +147,8 @@ def headline(records: list[dict]) -> dict:
     frame = report.runs_frame(records)
     table = report.tradeoff_table(frame)
 
-    def cell(metric, column):
+    def cell(key, column):
+        metric = figures.FIGURES[key].label  # the table's rows are the figures' labels
         if column not in table.columns or metric not in table.index:  # no record measured it
             return None
         value = table.loc[metric, column]
@@ -159,15 +160,14 @@ def headline(records: list[dict]) -> dict:
     lora = next((label for label in report.label_order(ok)
                  if any(r["method"] == "lora" and report.label_of(r) == label for r in ok)), None)
     return {
-        "baseline_spearman": cell("Spearman (test)", "baseline"),
-        "standard_spearman": cell("Spearman (test)", std),
-        "lora_label": lora, "lora_spearman": cell("Spearman (test)", lora) if lora else None,
-        "lora_time_pct": _pct(cell("Train wall time (s)", lora), cell("Train wall time (s)", std)),
-        "lora_memory_pct": _pct(cell("Peak memory, training (MiB)", lora),
-                                cell("Peak memory, training (MiB)", std)),
-        "lora_energy_pct": _pct(cell("Energy, training (Wh)", lora), cell("Energy, training (Wh)", std)),
-        "lora_trainable_params": cell("Trainable parameters", lora) if lora else None,
-        "standard_trainable_params": cell("Trainable parameters", std),
+        "baseline_spearman": cell("spearman", "baseline"),
+        "standard_spearman": cell("spearman", std),
+        "lora_label": lora, "lora_spearman": cell("spearman", lora) if lora else None,
+        "lora_time_pct": _pct(cell("train_wall_s", lora), cell("train_wall_s", std)),
+        "lora_memory_pct": _pct(cell("peak_memory_mib", lora), cell("peak_memory_mib", std)),
+        "lora_energy_pct": _pct(cell("energy_wh", lora), cell("energy_wh", std)),
+        "lora_trainable_params": cell("trainable_params", lora) if lora else None,
+        "standard_trainable_params": cell("trainable_params", std),
     }
 
 
@@ -359,13 +359,13 @@ def adr_comparison_markdown(results_root: Path, jobs: list[Job] | None = None) -
         h = headline(records)
         lora = next((r for r in records if r["method"] == "lora"), None)
         standard = next((r for r in records if r["method"] == "standard"), None)
-        inert = sum((report.get(standard, "params.inert_params") or {}).values()) if standard else 0
-        requires = _fmt(report.get(standard, "params.requires_grad_params"), "int")
-        modules = ", ".join(report.get(standard, "params.inert_params") or {})
+        inert = sum((figures.lookup(standard, "params.inert_params") or {}).values()) if standard else 0
+        requires = _fmt(figures.lookup(standard, "params.requires_grad_params"), "int")
+        modules = ", ".join(figures.lookup(standard, "params.inert_params") or {})
         standard_note = ("agrees (this record counts requires_grad)" if not inert else
                          f"ADR counts requires_grad ({requires}); {_fmt(inert, 'int')} of them ({modules}) never "
                          "receive a gradient under mean pooling")
-        expected = report.get(lora, "params.lora_params_expected") if lora else None
+        expected = figures.lookup(lora, "params.lora_params_expected") if lora else None
         speed = _pct(h["lora_time_pct"], 100)
         adr_speed = 100 * ADR_001["lora_minutes"] / ADR_001["standard_minutes"]
         lines += [f"## {hw}, {dataset}", "", "| figure | ADR-001 | measured here | note |", "|---|---|---|---|",

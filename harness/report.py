@@ -16,24 +16,17 @@ import pandas as pd
 from tabulate import tabulate
 
 from harness import figures, methods, results
-
-# (row label with unit, record path, scale), from the figure registry (harness/figures.py).
-ROWS: list[tuple[str, str, float]] = [(figures.FIGURES[k].label, figures.FIGURES[k].path, figures.FIGURES[k].scale)
-                                      for k in figures.TRADEOFF_ROWS]
-
-
-get = figures.lookup  # the value at a dotted path of a record (one implementation, in figures.py)
+from harness.figures import lookup
 
 
 def runs_frame(records: list[dict]) -> pd.DataFrame:
-    """One row per run: identity columns plus every ROWS figure (already scaled)."""
+    """One row per run: identity columns plus every figure of the registry (already scaled), by label."""
     rows = []
     for r in records:
         row = {"run_id": r["run_id"], "label": label_of(r), "order": methods.sort_key(r["spec"]), "method": r["method"],
-               "status": r["status"], "seed": get(r, "spec.seed"), "dataset": get(r, "data.name")}
-        for name, path, scale in ROWS:
-            value = get(r, path)
-            row[name] = None if value is None else value * scale
+               "status": r["status"], "seed": lookup(r, "spec.seed"), "dataset": lookup(r, "data.name")}
+        for figure in figures.every():
+            row[figure.label] = figure.value(r)
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -54,7 +47,11 @@ def reference_label(records: list[dict]) -> str | None:
 
 
 VERSUS = " vs "  # the comparison columns: "<arm> vs <standard>"
-RELATIVE = {figures.FIGURES[k].label: figures.FIGURES[k].relative for k in figures.TRADEOFF_ROWS}
+
+
+def _relative_kind(metric: str) -> str:
+    figure = figures.by_label(metric)
+    return figure.relative if figure else "ratio"
 
 
 def tradeoff_table(frame: pd.DataFrame) -> pd.DataFrame:
@@ -62,7 +59,7 @@ def tradeoff_table(frame: pd.DataFrame) -> pd.DataFrame:
     standard: a ratio (%) for costs, the share of standard's gain over the baseline for quality (only
     where standard moved it: a gain of 1e-5 has no shares), the difference for figures near zero."""
     ok = frame[frame["status"] == "success"]
-    metrics = [name for name, _, _ in ROWS]
+    metrics = [f.label for f in figures.every()]
     table = pd.DataFrame(index=metrics)
     labels = sorted(set(ok["label"]), key=lambda lab: ok[ok["label"] == lab]["order"].iloc[0])
     for label in labels:
@@ -86,7 +83,7 @@ GAIN_FLOOR = 0.01  # standard must move a quality figure by more than this (in i
 
 def _relative(metric: str, mine, theirs, base):
     """One comparison cell's value: a ratio in %, a share of the gain (a fraction) or a difference."""
-    kind = RELATIVE.get(metric, "ratio")
+    kind = _relative_kind(metric)
     if any(v is None or pd.isna(v) for v in (mine, theirs)):
         return None
     if kind == "ratio":
@@ -101,18 +98,23 @@ def _relative(metric: str, mine, theirs, base):
 def _fmt_relative(value, metric: str) -> str:
     if value is None or pd.isna(value):
         return "—"
-    kind = RELATIVE.get(metric, "ratio")
+    kind = _relative_kind(metric)
     if kind == "ratio":
         return _fmt_pct(value)
     if kind == "gain":
         return f"{100 * value:.0f}% of gain"
-    return f"{value:+,.0f}" if "count" in metric else f"{value:+.3f}"
+    return f"{value:+,.0f}" if _integer(metric) else f"{value:+.3f}"
+
+
+def _integer(metric: str) -> bool:
+    figure = figures.by_label(metric)
+    return bool(figure and figure.integer)
 
 
 def _fmt(value, metric: str) -> str:
     if value is None or pd.isna(value):
         return "—"
-    if "parameters" in metric and "%" not in metric or "count" in metric:
+    if _integer(metric):
         return f"{value:,.0f}"
     if abs(value) >= 100:
         return f"{value:,.1f}"
@@ -139,13 +141,13 @@ def method_notes(records: list[dict]) -> list[str]:
     ok = [r for r in records if r["status"] == "success"]
     notes = []
     for key, label in (("memory.source", "Peak memory"), ("energy.energy_method", "Energy")):
-        seen = sorted({get(r, key) for r in ok if get(r, key)})
+        seen = sorted({lookup(r, key) for r in ok if lookup(r, key)})
         if seen:
             notes.append(f"{label}: " + " | ".join(seen))
-    if any(get(r, "energy.energy_is_estimate") for r in ok):
+    if any(lookup(r, "energy.energy_is_estimate") for r in ok):
         notes.append("Energy figures are ESTIMATES (no hardware energy counters were readable for every part).")
-    missing = sorted({get(r, "energy.energy_unavailable_reason") for r in ok
-                      if r["method"] != "baseline" and get(r, "energy.energy_unavailable_reason")})
+    missing = sorted({lookup(r, "energy.energy_unavailable_reason") for r in ok
+                      if r["method"] != "baseline" and lookup(r, "energy.energy_unavailable_reason")})
     notes += [f"Energy not measured: {m}" for m in missing]
     first = ok[0] if ok else None
     if first:
@@ -161,7 +163,7 @@ def method_notes(records: list[dict]) -> list[str]:
             notes.append(f"TIMINGS MIX {len(mixed)} MACHINES: " + "; ".join(f"{m} ({n} runs)" for m, n in mixed.items())
                          + ". Quality is comparable across them; time, memory and energy figures are not, and "
                          "every mean of them here averages runs of different machines.")
-        notes.append(f"Timing: {get(first, 'timings.method') or get(ok[-1], 'timings.method') or 'n/a'}")
+        notes.append(f"Timing: {lookup(first, 'timings.method') or lookup(ok[-1], 'timings.method') or 'n/a'}")
     notes += precision_notes(ok)
     return notes
 
@@ -181,9 +183,9 @@ def precision_notes(ok: list[dict]) -> list[str]:
     """Which precision trained and which evaluated. Records written before the worker removed the
     trainer's autocast (no quality.eval_precision) evaluated mixed-precision runs in that precision."""
     notes = []
-    for precision in sorted({get(r, "spec.precision") for r in ok} - {"fp32", None}):
-        runs = [r for r in ok if get(r, "spec.precision") == precision and r["method"] != "baseline"]
-        old = [r for r in runs if get(r, "quality.eval_precision") is None]
+    for precision in sorted({lookup(r, "spec.precision") for r in ok} - {"fp32", None}):
+        runs = [r for r in ok if lookup(r, "spec.precision") == precision and r["method"] != "baseline"]
+        old = [r for r in runs if lookup(r, "quality.eval_precision") is None]
         if old:
             notes.append(f"Precision {precision}: mixed-precision training; {len(old)} of {len(runs)} runs were "
                          f"also EVALUATED under the trainer's {precision} autocast (recorded before the harness "
@@ -206,7 +208,7 @@ def category_table(records: list[dict]) -> pd.DataFrame:
     for label in label_order(ok):
         runs = [r for r in ok if label_of(r) == label]
         cats = runs[0]["quality"].get("per_category", {})
-        data[label] = {c: pd.Series([get(r, f"quality.per_category.{c}.spearman") for r in runs],
+        data[label] = {c: pd.Series([lookup(r, f"quality.per_category.{c}.spearman") for r in runs],
                                     dtype=float).mean() for c in cats}
     frame = pd.DataFrame(data)
     frame.index.name = "category"
@@ -332,7 +334,7 @@ def budget(records: list[dict], converged: bool | None = None) -> str:
     verdict where the caller has it); "" without steps."""
     from harness import convergence
     trained = [r for r in records if r["status"] == "success" and r["method"] != "baseline"]
-    steps = sorted({s for r in trained if (s := get(r, "training.global_step"))})
+    steps = sorted({s for r in trained if (s := lookup(r, "training.global_step"))})
     if not steps:
         return ""
     span = f"{steps[0]}" if len(steps) == 1 else f"{steps[0]}-{steps[-1]}"
@@ -367,9 +369,9 @@ def markdown_report(records: list[dict], *, stats_rows: list[dict] | None = None
     for r in sorted((r for r in records if r["status"] == "success"), key=lambda r: r["spec"]["seed"]):
         first.setdefault(label_of(r), r)
     for label, r in first.items():
-        top = get(r, "quality.false_positives.top") or []
-        parts.append(f"- **{label}** (seed {r['spec']['seed']}): {get(r, 'quality.false_positives.count')} of "
-                     f"{get(r, 'quality.false_positives.n_incompatible')} incompatible pairs")
+        top = lookup(r, "quality.false_positives.top") or []
+        parts.append(f"- **{label}** (seed {r['spec']['seed']}): {lookup(r, 'quality.false_positives.count')} of "
+                     f"{lookup(r, 'quality.false_positives.n_incompatible')} incompatible pairs")
         parts += [f"  - cos {fp['cos']:.3f} ({fp.get('category')}): \"{fp['text_a']}\" / \"{fp['text_b']}\""
                   for fp in top[:3]]
     return "\n".join(parts) + "\n"

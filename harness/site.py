@@ -26,10 +26,12 @@ from harness import figures, methods, publish, report, results, stats
 
 SITE = "site"
 
-# The explorer's axes: costs (x, lower is better) and quality figures (y), keys of figures.FIGURES.
-COSTS = ["train_wall_s", "peak_memory_mib", "energy_wh", "trainable_params", "artifact_mib", "step_ms_median"]
-QUALITY = ["spearman", "pearson", "auc_roc", "margin", "cohens_d", "f1", "best_f1_oracle", "cluster_purity",
-           "forgetting"]
+
+def _axes_keys() -> list[str]:
+    """The explorer's figures: its y axes (quality) then its x axes (costs), from the figure registry."""
+    return [f.key for f in figures.shown_in("y") + figures.shown_in("x")]
+
+
 # pytest-benchmark's compare-fail threshold the README documents: a run this much slower is marked
 THRESHOLD = 0.15
 
@@ -90,7 +92,7 @@ def variant_points(folder: Path, root: Path, records: list[dict]) -> list[dict]:
                  "seeds": [r["spec"]["seed"] for r in runs], "learning_rate": spec.get("learning_rate"),
                  "file": f"{hw}/{dataset}/{job}/runs/{runs[0]['run_id']}.json",  # relative to results/
                  "spec": ", ".join(f"{k}={v}" for k, v in sorted(spec.items()) if k not in ("dataset", "seed"))}
-        for key in QUALITY + COSTS:
+        for key in _axes_keys():
             interval = stats.t_interval([_finite(figures.FIGURES[key].value(r)) for r in runs])
             point[key] = _finite(interval["mean"])
             point[f"{key}_ci"] = [_finite(interval["lo"]), _finite(interval["hi"])]
@@ -117,7 +119,7 @@ def tuning_runs(folder: Path, root: Path, records: list[dict]) -> list[dict]:
                "dataset": dataset, "variant": methods.variant_label(r["spec"]), "method": r["method"],
                "seed": r["spec"]["seed"], "learning_rate": r["spec"].get("learning_rate"),
                "chosen": r["run_id"] in chosen, "file": f"{hw}/{dataset}/{job}/runs/{r['run_id']}.json"}
-        for key in QUALITY + COSTS:
+        for key in _axes_keys():
             run[key] = _finite(figures.FIGURES[key].value(r))
         runs.append(run)
     return runs
@@ -127,7 +129,8 @@ def axes() -> dict:
     def entry(key):
         f = figures.FIGURES[key]
         return {"key": key, "label": f.short, "better": f.better or "lower"}
-    return {"costs": [entry(k) for k in COSTS], "quality": [entry(k) for k in QUALITY]}
+    return {"costs": [entry(f.key) for f in figures.shown_in("x")],
+            "quality": [entry(f.key) for f in figures.shown_in("y")]}
 
 
 def _explorer(points: list[dict], runs: list[dict], *, depth: int, hardware_filter: bool) -> str:

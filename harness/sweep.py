@@ -17,6 +17,7 @@ from collections import defaultdict
 import numpy as np
 
 from harness import cells, convergence, figures, methods, report, results, stats, tuning
+from harness.figures import lookup
 from harness.spec import RunSpec, SpecError, build_specs
 
 
@@ -256,14 +257,6 @@ def selected(records: list[dict], selection: tuning.Selection | None = None) -> 
 
 # --- the sweep table -----------------------------------------------------------------------------
 
-EFFICIENCY = [(k, figures.FIGURES[k].path, figures.FIGURES[k].scale) for k in figures.SWEEP_COSTS]
-QUALITY = [(k, figures.FIGURES[k].path) for k in figures.SWEEP_QUALITY]
-
-
-def _get(record, dotted):
-    return report.get(record, dotted)
-
-
 def point_rows(records: list[dict], *, ttq_fraction: float = 0.95,
                planned: dict[str, list[float]] | None = None,
                selection: tuning.Selection | None = None, margin: float = stats.SPEARMAN_MARGIN) -> list[dict]:
@@ -284,8 +277,8 @@ def point_rows(records: list[dict], *, ttq_fraction: float = 0.95,
     ref = methods.reference_label([r["spec"] for r in runs])
     std_cos = _cos_by_seed(points.get(ref, []))
     base_cos = _cos_by_seed(points.get("baseline", []))
-    std_wall = stats.t_interval([_get(r, "timings.train_wall_s") for r in points.get(ref, [])])["mean"]
-    std_final_val = stats.t_interval([_get(r, "quality.validation_spearman")
+    std_wall = stats.t_interval([lookup(r, "timings.train_wall_s") for r in points.get(ref, [])])["mean"]
+    std_final_val = stats.t_interval([lookup(r, "quality.validation_spearman")
                                       for r in points.get(ref, [])])["mean"]
     base_val = tuning.baseline_validation(runs)
     edges = grid_edges(records, planned, selection)
@@ -298,7 +291,7 @@ def point_rows(records: list[dict], *, ttq_fraction: float = 0.95,
                "learning_rate": None if group[0]["method"] == "baseline" else group[0]["spec"]["learning_rate"],
                "lr_grid_edge": edges.get(point),
                "seeds": len(group),
-               "trainable_params": _get(group[0], "params.trainable_params")}
+               "trainable_params": lookup(group[0], "params.trainable_params")}
         if point in choices:
             row.update(_tuning_columns(choices[point], tried[point], choices, group[0]["spec"]))
         row.update({f"convergence_{k}": v for k, v in convergence.summary(group).items()})
@@ -306,11 +299,8 @@ def point_rows(records: list[dict], *, ttq_fraction: float = 0.95,
         if gold is not None and cos:
             ci = stats.bootstrap_spearman(cos, gold, groups=groups)
             row.update(ci_columns("spearman", ci), test_pairs=ci["n_pairs"], test_groups=ci["n_groups"])
-        for name, path in QUALITY:
-            row.update(ci_columns(name, stats.t_interval([_get(r, path) for r in group])))
-        for name, path, scale in EFFICIENCY:
-            vals = [_get(r, path) for r in group]
-            row.update(ci_columns(name, stats.t_interval([v * scale if v is not None else None for v in vals])))
+        for figure in figures.row_figures():
+            row.update(ci_columns(figure.key, stats.t_interval([figure.value(r) for r in group])))
         # a point (or standard) whose grid is unfinished trains at a rate not yet tuned: its difference
         # would measure the rate, not the method, so the tables withhold it (as the precision table does)
         unfinished = unfinished_grids(edges, (point, ref))
@@ -330,7 +320,7 @@ def point_rows(records: list[dict], *, ttq_fraction: float = 0.95,
         target = quality_target(std_final_val, base_val, ttq_fraction)
         if target is not None:
             row["time_to_95pct_standard_s"] = _time_to_quality(group, target)
-        merge = [_get(r, "merge") for r in group if _get(r, "merge")]
+        merge = [lookup(r, "merge") for r in group if lookup(r, "merge")]
         if merge:
             row.update(merge_max_abs_diff=max(m["max_abs_diff"] for m in merge),
                        merge_within_tolerance=all(m.get("within_tolerance", True) for m in merge),
@@ -338,7 +328,7 @@ def point_rows(records: list[dict], *, ttq_fraction: float = 0.95,
                        unmerged_sentences_per_s=float(np.mean([m["unmerged_sentences_per_s"] for m in merge])),
                        merged_sentences_per_s=float(np.mean([m["merged_sentences_per_s"] for m in merge])),
                        base_sentences_per_s=float(np.mean([m["base_sentences_per_s"] for m in merge])))
-        row.update(reload_columns([_get(r, "artifact_check") for r in group]))
+        row.update(reload_columns([lookup(r, "artifact_check") for r in group]))
         rows.append(row)
     return rows
 
@@ -401,8 +391,8 @@ def _time_to_quality(group: list[dict], target: float) -> float | None:
     """Median over seeds of the first training time at which validation Spearman reached target."""
     times = []
     for r in group:
-        curve = list(_get(r, "training.validation_curve") or [])
-        final_t, final_q = _get(r, "timings.train_wall_s"), _get(r, "quality.validation_spearman")
+        curve = list(lookup(r, "training.validation_curve") or [])
+        final_t, final_q = lookup(r, "timings.train_wall_s"), lookup(r, "quality.validation_spearman")
         if final_t is not None and final_q is not None:
             curve.append({"train_s": final_t, "val_spearman": final_q})
         hit = next((p["train_s"] for p in curve if p["val_spearman"] is not None and p["val_spearman"] >= target), None)
@@ -419,27 +409,36 @@ def curves_frame(records: list[dict]):
         if r["method"] == "baseline":
             continue
         point, seed = group_key(r["spec"]), r["spec"]["seed"]
-        for p in _get(r, "training.validation_curve") or []:
+        for p in lookup(r, "training.validation_curve") or []:
             rows.append({"point": point, "seed": seed, "step": p["step"], "train_s": p["train_s"],
                          "val_spearman": p["val_spearman"]})
-        rows.append({"point": point, "seed": seed, "step": _get(r, "timings.steps"),
-                     "train_s": _get(r, "timings.train_wall_s"),
-                     "val_spearman": _get(r, "quality.validation_spearman")})
+        rows.append({"point": point, "seed": seed, "step": lookup(r, "timings.steps"),
+                     "train_s": lookup(r, "timings.train_wall_s"),
+                     "val_spearman": lookup(r, "quality.validation_spearman")})
     return pd.DataFrame(rows, columns=["point", "seed", "step", "train_s", "val_spearman"])
 
 
-SWEEP_COLUMNS = [
-    ("point", "point"), ("learning_rate", "lr"), ("lr_stable", "stable lr range"), ("seeds", "seeds"),
-    ("trainable_params", "trainable params"), ("test_size", "test pairs / groups"),
-    ("spearman", "Spearman (95% CI)"), ("vs_standard_diff", "Δ vs std (95% CI, verdict)"),
-    ("gain_share", "share of std's gain (95% CI)"), ("converged", "converged"),
-    ("auc_roc", "AUC-ROC"), ("margin", "margin"), ("f1", "F1"), ("forgetting", "forgetting"),
-    ("train_wall_s", "train wall (s)"), ("train_wall_pct_of_standard", "time % of std"),
-    ("peak_memory_mib", "peak mem (MiB)"), ("energy_wh", "energy (Wh)"), ("artifact_mib", "artifact (MiB)"),
-    ("time_to_95pct_standard_s", "time to 95% of std's gain (s)"), ("vs_standard_p", "p vs std"),
-    ("reload", "reloads"), ("merge_max_abs_diff", "merge max abs diff"), ("unmerged_sentences_per_s", "enc/s unmerged"),
-    ("merged_sentences_per_s", "enc/s merged"), ("tuning", "tuning cost"),
+# The sweep table's own columns (key, header, position); the figure registry places its figures among
+# them (figures.shown_in("sweep")).
+_OWN_COLUMNS = [
+    ("point", "point", 0), ("learning_rate", "lr", 1), ("lr_stable", "stable lr range", 2), ("seeds", "seeds", 3),
+    ("trainable_params", "trainable params", 4), ("test_size", "test pairs / groups", 5),
+    ("spearman", "Spearman (95% CI)", 6), ("vs_standard_diff", "Δ vs std (95% CI, verdict)", 7),
+    ("gain_share", "share of std's gain (95% CI)", 8), ("converged", "converged", 9),
+    ("train_wall_pct_of_standard", "time % of std", 15),
+    ("time_to_95pct_standard_s", "time to 95% of std's gain (s)", 19),
+    ("vs_standard_p", "p vs std", 20), ("reload", "reloads", 21), ("merge_max_abs_diff", "merge max abs diff", 22),
+    ("unmerged_sentences_per_s", "enc/s unmerged", 23), ("merged_sentences_per_s", "enc/s merged", 24),
+    ("tuning", "tuning cost", 25),
 ]
+
+
+def sweep_columns() -> list[tuple[str, str]]:
+    """(row key, header) of every column of the sweep table, in order."""
+    placed = [(pos, i, key, header) for i, (key, header, pos) in enumerate(_OWN_COLUMNS)]
+    placed += [(f.shows["sweep"], len(placed) + i, f.key, f.header) for i, f in enumerate(figures.shown_in("sweep"))]
+    return [(key, header) for _, _, key, header in sorted(placed)]
+
 
 _CELLS = {"learning_rate": cells.rate, "lr_stable": cells.stable_range, "gain_share": cells.gain_share,
           "converged": cells.converged, "tuning": cells.tuning_cost, "reload": cells.reload,
@@ -524,9 +523,10 @@ def sweep_markdown(rows: list[dict], pareto_table, records: list[dict]) -> str:
     from tabulate import tabulate
 
     from harness.report import method_notes
-    body = [[_cell(r, key) for key, _ in SWEEP_COLUMNS] for r in rows]
+    columns = sweep_columns()
+    body = [[_cell(r, key) for key, _ in columns] for r in rows]
     parts = [f"# {title(rows, records)}", "",
-             tabulate(body, headers=[h for _, h in SWEEP_COLUMNS], tablefmt="github", disable_numparse=True), "",
+             tabulate(body, headers=[h for _, h in columns], tablefmt="github", disable_numparse=True), "",
              "## Method", "",
              "- Spearman: mean over seeds with a cluster-bootstrap 95% CI: each of 2000 replicates resamples the "
              "test *groups* (the independent units: profile pairs on dating, distinct sentence pairs on STS-B) and, "
@@ -550,8 +550,9 @@ def sweep_markdown(rows: list[dict], pareto_table, records: list[dict]) -> str:
     return "\n".join(parts)
 
 
-def write_sweep(out, records: list[dict]) -> list:
-    """OUT/sweep.md, OUT/sweep.csv and the plots, all from the run records."""
+def write_sweep(out, records: list[dict], rows: list[dict] | None = None) -> list:
+    """OUT/sweep.md, OUT/sweep.csv and the plots, all from the run records (``rows``: their point_rows
+    with the job's options, recommend.job_rows, where the caller has them already)."""
     from pathlib import Path
 
     import pandas as pd
@@ -559,8 +560,9 @@ def write_sweep(out, records: list[dict]) -> list:
     from harness import plots
     out = Path(out)
     selection = job_selection(out)
-    rows = point_rows(records, planned=results.manifest_grids(out), selection=selection,
-                      margin=results.manifest_margin(out))
+    if rows is None:
+        rows = point_rows(records, planned=results.manifest_grids(out), selection=selection,
+                          margin=results.manifest_margin(out))
     frame = pd.DataFrame(rows)
     results.frame_to_csv_atomic(frame, out / "sweep.csv", index=False)
     written = [out / "sweep.csv"]
@@ -574,7 +576,7 @@ def write_sweep(out, records: list[dict]) -> list:
         target = None
         chosen = selected(records, selection)
         ref = methods.reference_label([r["spec"] for r in chosen])
-        std_val = [_get(r, "quality.validation_spearman") for r in chosen if group_key(r["spec"]) == ref]
+        std_val = [lookup(r, "quality.validation_spearman") for r in chosen if group_key(r["spec"]) == ref]
         std_val = [v for v in std_val if v is not None]
         if not std.empty and std_val:
             target = quality_target(float(np.mean(std_val)), tuning.baseline_validation(chosen))

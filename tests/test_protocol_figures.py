@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness import convergence, report, stats
+from harness import convergence, figures, report, stats
 
 
 def _test(diff, lo, hi, significant):
@@ -53,11 +53,11 @@ def test_a_run_still_rising_in_its_last_quarter_has_not_converged():
 
 
 def test_the_tradeoff_table_gives_ratios_for_costs_shares_for_quality_and_differences_near_zero():
-    spearman, wall, forgetting = "Spearman (test)", "Train wall time (s)", report.ROWS[10][0]
+    spearman, wall, forgetting = "Spearman (test)", "Train wall time (s)", figures.FIGURES["forgetting"].label
     assert forgetting.startswith("Forgetting")
 
     def arm(label, method, order, s, w, f):
-        return {**{name: None for name, _, _ in report.ROWS}, "label": label, "method": method, "order": (order,),
+        return {**{f.label: None for f in figures.every()}, "label": label, "method": method, "order": (order,),
                 "status": "success", spearman: s, wall: w, forgetting: f}
     frame = pd.DataFrame([arm("baseline", "baseline", 0, -0.4, None, 0.0),
                           arm("standard", "standard", 1, 0.5, 400.0, 0.02),
