@@ -25,30 +25,50 @@ def interval(row: dict, key: str, fmt: str = ".3f") -> str:
     return num(mean, fmt) + (f" [{num(lo, fmt)}, {num(hi, fmt)}]" if lo is not None else "")
 
 
+def paired(test: dict, verdict_of: str | None, margin: float | None) -> tuple[str, str, str]:
+    """The parts of a paired test against a reference (stats.paired_spearman_test, stats.verdict), as
+    every table shows them: the difference with its 95% CI, p, and the verdict in words."""
+    return (f"{test['diff']:+.3f} [{test['lo']:+.3f}, {test['hi']:+.3f}]", f"{test['p_value']:.3f}",
+            verdict_text(verdict_of, margin, test.get("seeds_agree", True)))
+
+
+def paired_cell(test: dict, verdict_of: str | None, margin: float | None, *, with_p: bool = True) -> str:
+    """One cell of a paired test: "-0.052 [-0.140, +0.023] p=0.210 (inconclusive)"."""
+    ci, p, words = paired(test, verdict_of, margin)
+    return f"{ci}{f' p={p}' if with_p else ''} ({words})"
+
+
+def verdict_text(verdict_of: str | None, margin: float | None, seeds_agree: bool = True) -> str:
+    """"equivalent within ±0.02", "worse", "better", "inconclusive" (and why, where seeds disagree)."""
+    if verdict_of is None:
+        return "—"
+    if verdict_of == "equivalent":
+        return f"equivalent within ±{margin:g}"
+    if verdict_of == "inconclusive" and not seeds_agree:
+        return "inconclusive: seeds disagree"
+    return verdict_of
+
+
 def versus_standard(row: dict, *, with_p: bool = True) -> str:
     """The paired difference against standard with its CI, p and four-way verdict (stats.verdict):
     "-0.052 [-0.140, +0.023] p=0.210 (inconclusive)"; why it is withheld; or "reference"."""
-    d = row.get("vs_standard_spearman_diff")
-    if d is None:
+    if row.get("vs_standard_spearman_diff") is None:
         if row.get("vs_standard_withheld"):
             return f"— ({row['vs_standard_withheld']})"
         return "reference" if row.get("is_reference") else "—"
-    text = f"{d:+.3f} [{row['vs_standard_diff_lo']:+.3f}, {row['vs_standard_diff_hi']:+.3f}]"
-    if with_p:
-        text += f" p={row['vs_standard_p']:.3f}"
-    return f"{text} ({verdict(row)})"
+    test = {"diff": row["vs_standard_spearman_diff"], "lo": row["vs_standard_diff_lo"],
+            "hi": row["vs_standard_diff_hi"], "p_value": row["vs_standard_p"],
+            "seeds_agree": row.get("vs_standard_seeds_agree", True)}
+    return paired_cell(test, row.get("vs_standard_verdict"), row.get("vs_standard_margin"), with_p=with_p)
 
 
-def verdict(row: dict) -> str:
-    """"equivalent within ±0.02", "worse", "better", "inconclusive" (and why, where seeds disagree)."""
-    v = row.get("vs_standard_verdict")
-    if v is None:
-        return "—"
-    if v == "equivalent":
-        return f"equivalent within ±{row['vs_standard_margin']:g}"
-    if v == "inconclusive" and not row.get("vs_standard_seeds_agree", True):
-        return "inconclusive: seeds disagree"
-    return v
+def versus_fp32(row: dict) -> str:
+    """The precision table's paired difference of a variant against itself in fp32."""
+    if row.get("spearman_diff") is None:
+        return f"— (grid unfinished: {row['unfinished']})" if row.get("unfinished") else "—"
+    test = {"diff": row["spearman_diff"], "lo": row["spearman_diff_lo"], "hi": row["spearman_diff_hi"],
+            "p_value": row["spearman_diff_p"], "seeds_agree": row.get("spearman_diff_seeds_agree", True)}
+    return paired_cell(test, row.get("spearman_diff_verdict"), row.get("spearman_diff_margin"))
 
 
 def gain_share(row: dict) -> str:

@@ -113,7 +113,8 @@ def precision_rows(records: list[dict], edges: dict[str, str | None] | None = No
                                               np.array(gold), groups=groups)
             row.update(spearman_diff=test["diff"], spearman_diff_lo=test["lo"], spearman_diff_hi=test["hi"],
                        spearman_diff_p=test["p_value"], spearman_diff_significant=test["significant"],
-                       spearman_diff_verdict=stats.verdict(test, margin), spearman_diff_margin=margin)
+                       spearman_diff_verdict=stats.verdict(test, margin), spearman_diff_margin=margin,
+                       spearman_diff_seeds_agree=test["seeds_agree"])
         rows.append(row)
     rows.sort(key=lambda r: r.pop("sort"))
     return rows
@@ -127,13 +128,7 @@ def precision_markdown(rows: list[dict]) -> list[str]:
     body = []
     for r in rows:
         ratios = [_ci(r, f"{k}_ratio") for k, _, _ in PRECISION_RATIOS]
-        diff = f"— (grid unfinished: {r['unfinished']})" if r.get("unfinished") else "—"
-        if r.get("spearman_diff") is not None:
-            mark = r["spearman_diff_verdict"]
-            if mark == "equivalent":
-                mark = f"equivalent within ±{r['spearman_diff_margin']:g}"
-            diff = (f"{r['spearman_diff']:+.3f} [{r['spearman_diff_lo']:+.3f}, {r['spearman_diff_hi']:+.3f}] "
-                    f"p={r['spearman_diff_p']:.3f} ({mark})")
+        diff = cells.versus_fp32(r)
         verb = "differ" if "," in r["setup_differs"] else "differs"
         measured = f"across setups ({r['setup_differs']} {verb})" if r["setup_differs"] else "side by side"
         rates = f"{_num(r['learning_rate'], 'g')} / {_num(r['against_learning_rate'], 'g')}"

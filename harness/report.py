@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
-from harness import figures, methods, results
+from harness import cells, figures, methods, results
 from harness.figures import lookup
 
 
@@ -256,12 +256,7 @@ def stats_markdown(rows: list[dict]) -> list[str]:
         if test is None:
             versus = ["—", "—", "—"]
         else:
-            verdict = r["verdict"]
-            if verdict == "equivalent":
-                verdict = f"equivalent within ±{r['margin']:g}"
-            elif verdict == "inconclusive" and not test["seeds_agree"]:
-                verdict = "inconclusive: seeds disagree"
-            versus = [f"{test['diff']:+.3f} [{test['lo']:+.3f}, {test['hi']:+.3f}]", f"{test['p_value']:.3f}", verdict]
+            versus = list(cells.paired(test, r["verdict"], r["margin"]))
         body.append([r["label"], r["seeds"], f"{r['n_pairs']} / {r['n_groups']}",
                      f"{r['mean']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}]", *versus])
     lines = ["## Test Spearman with 95% confidence intervals", "",
