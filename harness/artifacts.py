@@ -31,10 +31,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
-from harness.callbacks import FAULT_ENV
+from harness.callbacks import FaultInjector
 
 TOLERANCE = 1e-5  # largest absolute difference between float32 embeddings
 PISSA_INIT = "_harness_initial_adapter"  # attribute holding PiSSA's initial A0, B0 per module
@@ -108,7 +107,7 @@ def save(model, method, dest: Path) -> dict:
     model.save_pretrained(str(dest))
     if hasattr(model, PISSA_INIT):
         _convert_to_lora(model, dest)
-    if os.environ.get(FAULT_ENV) == "artifact@rename":
+    if FaultInjector.injected("artifact") == "rename":
         _rename_weights(dest)
     weights = sorted(p for p in dest.rglob("*") if p.suffix in (".safetensors", ".bin"))
     return {"artifact_bytes": sum(p.stat().st_size for p in weights),

@@ -61,6 +61,16 @@ class FaultInjector(TrainerCallback):
         self._last_step_s = 0.0
         self._begun = 0.0
 
+    @classmethod
+    def injected(cls, kind: str):
+        """The argument of the fault of this kind that the environment switches on, else None (the
+        faults applied outside the trainer: ``artifact@rename`` in harness/artifacts.py)."""
+        fault = os.environ.get(FAULT_ENV)
+        if not fault:
+            return None
+        injector = cls(fault)  # a malformed fault fails here as it does in the trainer
+        return injector.arg if injector.kind == kind else None
+
     def on_step_begin(self, args, state, control, **kwargs):
         if self.kind == "sleep":
             time.sleep(self.arg)

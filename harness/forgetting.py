@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from harness import models
+
 CACHE_ENV = "HARNESS_JOB_CACHE"  # set by the runner for its workers: the job's cache folder
 
 
@@ -45,18 +47,10 @@ def load_reference(reference: str):
     return data.load_splits(reference).test
 
 
-def encode_texts(model, pairs) -> tuple[list[str], np.ndarray]:
-    texts = sorted(set(pairs.text_a) | set(pairs.text_b))
-    model.eval()
-    vectors = model.encode(texts, batch_size=64, convert_to_numpy=True, show_progress_bar=False)
-    return texts, vectors
-
-
 def spearman_of(texts: list[str], vectors: np.ndarray, pairs) -> float | None:
     from harness import evaluate
-    index = {t: i for i, t in enumerate(texts)}
-    a = vectors[[index[t] for t in pairs.text_a]]
-    b = vectors[[index[t] for t in pairs.text_b]]
+    from harness.models import pair_vectors
+    a, b = pair_vectors(texts, vectors, pairs)
     return evaluate.correlations(evaluate.cosine_rows(a, b), pairs.score)["spearman"]
 
 
@@ -96,7 +90,7 @@ class Probe:
             if texts == sorted(set(self.pairs.text_a) | set(self.pairs.text_b)):
                 self.texts, self.base_vectors, self.base_source = texts, vectors, "job cache"
         if self.base_vectors is None:
-            self.texts, self.base_vectors = encode_texts(model, self.pairs)
+            self.texts, self.base_vectors = models.encode_texts(model, self.pairs)
             self.base_source = "computed in this run"
             if cache is not None:
                 _save(cache, self.texts, self.base_vectors)
@@ -106,7 +100,7 @@ class Probe:
         out = {"reference": self.reference}
         if self.unavailable:
             return {**out, "unavailable_reason": self.unavailable}
-        texts, tuned = encode_texts(model, self.pairs)
+        texts, tuned = models.encode_texts(model, self.pairs)
         assert texts == self.texts
         spearman = spearman_of(texts, tuned, self.pairs)
         return {**out, "reference_pairs": len(self.pairs), "base_spearman": self.base_spearman,

@@ -149,22 +149,29 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
 
 
+def transformer_dir(folder: Path, name: str | None = None) -> Path:
+    """The folder of the transformer module of a local model folder: the path that modules.json gives
+    its Transformer module (a sentence-transformers folder), else the folder itself (a plain
+    transformers folder). The one reader of modules.json; a bad one is a ModelError naming the model."""
+    import json
+    if not (folder / "modules.json").is_file():
+        return folder
+    name = str(folder) if name is None else name
+    try:
+        listed = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
+        first = next(m for m in listed if "Transformer" in m.get("type", "")) if isinstance(listed, list) else None
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, AttributeError, TypeError, StopIteration) as exc:
+        raise ModelError(f"model {name!r}: modules.json is not a valid list of modules ({type(exc).__name__})") \
+            from None
+    if not isinstance(first, dict) or not isinstance(first.get("path"), str):
+        raise ModelError(f"model {name!r}: modules.json is not a valid list of modules")
+    return folder / first["path"]
+
+
 def _check_folder(folder: Path, name: str) -> None:
     """modules.json must list modules; the transformer's config.json must load."""
-    import json
-
     from transformers import AutoConfig
-    config_dir = folder
-    if (folder / "modules.json").is_file():
-        try:
-            listed = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
-            first = next(m for m in listed if "Transformer" in m.get("type", "")) if isinstance(listed, list) else None
-        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError, TypeError, StopIteration) as exc:
-            raise ModelError(f"model {name!r}: modules.json is not a valid list of modules ({type(exc).__name__})") \
-                from None
-        if not isinstance(first, dict) or not isinstance(first.get("path"), str):
-            raise ModelError(f"model {name!r}: modules.json is not a valid list of modules")
-        config_dir = folder / first["path"]
+    config_dir = transformer_dir(folder, name)
     try:
         AutoConfig.from_pretrained(str(config_dir))
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -207,14 +214,11 @@ _OFFSET_POSITIONS = ("roberta", "xlm-roberta", "camembert", "mpnet")
 
 def _transformer_config(folder: Path):
     """The transformer's config of a local sentence-transformers folder, or None where it cannot be read."""
-    import json
-
     from transformers import AutoConfig
     try:
-        first = json.loads((folder / "modules.json").read_text())[0]["path"] if (folder / "modules.json").is_file() \
-            else ""
-        return folder / first, AutoConfig.from_pretrained(str(folder / first))
-    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        config_dir = transformer_dir(folder)
+        return config_dir, AutoConfig.from_pretrained(str(config_dir))
+    except (ModelError, OSError, ValueError, KeyError, IndexError, TypeError):
         return None
 
 
@@ -265,19 +269,15 @@ def linear_module_names_at(path: str) -> list[str] | None:
 
     None when the architecture cannot be read this way (a hub id, or an unusual first module).
     """
-    import json
-
     from transformers import AutoConfig, AutoModel
     folder = Path(path)
     if not folder.is_dir():
         return None
     try:
-        first = json.loads((folder / "modules.json").read_text())[0]["path"] if (folder / "modules.json").is_file() \
-            else ""
-        config = AutoConfig.from_pretrained(str(folder / first))
+        config = AutoConfig.from_pretrained(str(transformer_dir(folder)))
         with torch.device("meta"):
             skeleton = AutoModel.from_config(config)
-    except (OSError, ValueError, KeyError, IndexError):
+    except (ModelError, OSError, ValueError, KeyError, IndexError):
         return None
     return linear_module_names(skeleton)
 
@@ -442,10 +442,20 @@ def build_tiny_model(dest: Path, *, seed: int = 0) -> str:
     return str(dest)
 
 
+def encode_texts(model, pairs):
+    """(the distinct texts of both sides of the pairs, sorted; their embeddings), each encoded once
+    in eval mode: the one place the harness encodes evaluation text."""
+    texts = sorted(set(pairs.text_a) | set(pairs.text_b))
+    model.eval()
+    return texts, model.encode(texts, batch_size=64, convert_to_numpy=True, show_progress_bar=False)
+
+
+def pair_vectors(texts, vectors, pairs):
+    """The embeddings of both sides of every pair, from encode_texts' result."""
+    index = {t: i for i, t in enumerate(texts)}
+    return vectors[[index[t] for t in pairs.text_a]], vectors[[index[t] for t in pairs.text_b]]
+
+
 def encode_pairs(model, pairs):
     """Embeddings of both sides of every pair, encoding each distinct text once (eval mode)."""
-    model.eval()
-    unique = sorted(set(pairs.text_a) | set(pairs.text_b))
-    vectors = model.encode(unique, batch_size=64, convert_to_numpy=True, show_progress_bar=False)
-    index = {t: i for i, t in enumerate(unique)}
-    return vectors[[index[t] for t in pairs.text_a]], vectors[[index[t] for t in pairs.text_b]]
+    return pair_vectors(*encode_texts(model, pairs), pairs)

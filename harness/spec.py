@@ -46,6 +46,9 @@ class SpecError(ValueError):
 
 @dataclass(frozen=True)
 class LoraSpec:
+    """The adapter table of every adapter method (rank, alpha, dropout, targets): LoHa, LoKr, VeRA and
+    IA3 read it as LoRA does. Named after LoRA and kept so: records and spec hashes carry the name
+    (``spec.lora``), and renaming it would orphan every published run file."""
     r: int = 8
     alpha: float = 16.0
     dropout: float = 0.1
@@ -69,7 +72,7 @@ class RunSpec:
     device: str = "auto"
     precision: str = "fp32"
     max_seq_length: int = 0  # 0 keeps the model's own limit
-    lora: LoraSpec | None = None
+    lora: LoraSpec | None = None  # the adapter table of any adapter method (LoraSpec), None for standard
     train_limit: int = 0  # 0 = all pairs
     eval_limit: int = 0
     compatible_threshold: float = 0.5
@@ -304,14 +307,15 @@ def _field_names(cls) -> set[str]:
 
 
 # Names people carry over from peft, transformers or papers.
-_ALIASES = {"rank": "r", "lora_r": "r", "lora_alpha": "alpha", "lora_dropout": "dropout", "lr": "learning_rate",
-            "targets": "target_modules", "num_train_epochs": "epochs", "per_device_train_batch_size": "batch_size"}
+_KEY_SUGGESTIONS = {"rank": "r", "lora_r": "r", "lora_alpha": "alpha", "lora_dropout": "dropout",
+                    "lr": "learning_rate", "targets": "target_modules", "num_train_epochs": "epochs",
+                    "per_device_train_batch_size": "batch_size"}
 
 
 def _did_you_mean(name: str, choices) -> str:
     choices = list(choices)
-    if _ALIASES.get(name) in choices:
-        return f" (did you mean {_ALIASES[name]!r}?)"
+    if _KEY_SUGGESTIONS.get(name) in choices:
+        return f" (did you mean {_KEY_SUGGESTIONS[name]!r}?)"
     close = difflib.get_close_matches(name, choices, n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
@@ -394,7 +398,7 @@ def validate(spec: RunSpec) -> list[str]:
     need(bool(spec.dataset), "dataset", spec.dataset, "dating, stsb or a .csv/.jsonl file")
     need(spec.epochs >= 0, "epochs", spec.epochs, ">= 0")
     need(spec.max_steps >= 0, "max_steps", spec.max_steps, ">= 0 (0 = use epochs)")
-    if spec.arm != "baseline":
+    if methods.trains(spec.arm):
         need(spec.epochs > 0 or spec.max_steps > 0, "epochs", spec.epochs,
              "> 0 when max_steps is 0 (a training arm must train)")
     need(spec.batch_size >= 1, "batch_size", spec.batch_size, ">= 1")
