@@ -126,10 +126,9 @@ SWEEP_TYPES = {  # what a [sweep] table in --config may hold: (check, descriptio
 }
 
 
-def cmd_sweep(args) -> int:
-    from harness import sweep
-    _check_margin(args)
-    _check_save_models(args)
+def _sweep_options(args) -> dict:
+    """The sweep's options: SWEEP_DEFAULTS, then a [sweep] table of --config (checked against
+    SWEEP_TYPES), then the command line's flags."""
     from harness.spec import load_toml
     table = dict(load_toml(args.config).get("sweep", {})) if args.config else {}
     unknown = [k for k in table if k not in SWEEP_DEFAULTS]
@@ -140,14 +139,20 @@ def cmd_sweep(args) -> int:
     if bad:
         raise SpecError(bad)
     opts = {**SWEEP_DEFAULTS, **{k: (",".join(map(str, v)) if isinstance(v, list) else v) for k, v in table.items()}}
-    for key in ("methods", "ranks", "precisions", "seeds", "alpha_policy", "targets", "lr_grid"):
+    for key in ("methods", "ranks", "precisions", "seeds", "alpha_policy", "targets", "lr_grid",
+                "lr_extend", "lr_select", "lr_screen"):
         if getattr(args, key) is not None:
             opts[key] = getattr(args, key)
     if args.eval_every is not None:
         opts["eval_every_steps"] = args.eval_every
-    for key in ("lr_extend", "lr_select", "lr_screen"):
-        if getattr(args, key) is not None:
-            opts[key] = getattr(args, key)
+    return opts
+
+
+def cmd_sweep(args) -> int:
+    from harness import sweep
+    _check_margin(args)
+    _check_save_models(args)
+    opts = _sweep_options(args)
     method_names = sweep.parse_methods(str(opts["methods"]))
     ranks = sweep.parse_ints(str(opts["ranks"]), name="ranks", minimum=1)
     precisions = sweep.parse_precisions(str(opts["precisions"])) if opts["precisions"] else None
@@ -178,32 +183,8 @@ def cmd_sweep(args) -> int:
                lr_selection=selection, margin=args.margin):
         options = {"out": out, "force": args.force, "retry_failed": not args.no_retry_failed, "log": log,
                    "executor": make_executor(args), "fingerprints": fingerprints, "save_models": args.save_models}
-        records = runner.run_all(specs, **options)
-        for _ in range(extend if grid else 0):
-            more = sweep.extend_grid(specs, records)
-            if not more:
-                break
-            log("best validation rate at an end of the grid; one step past it: "
-                + ", ".join(f"{s.label} at {s.learning_rate:g}" for s in more))
-            records += runner.run_all(more, **options)
-        if grid and len(seeds) > 1 and selection.rule == "first-seed":
-            later = sweep.second_phase(specs, records, seeds)
-            log(f"learning rates chosen on validation of seed {seeds[0]}: {sweep.chosen_rates(records)}; "
-                f"{len(later)} more runs")
-            records += runner.run_all(later, **options)
-        proposed = None
-        while grid and len(seeds) > 1 and selection.rule == "mean":
-            # screening: the first seed's best stable rates on the other seeds, until every variant's
-            # candidates have run everywhere (one that proves unstable gives its place to the next)
-            later = tuning.screening_runs(specs, records, seeds, selection.screen)
-            if not later or later == proposed:  # done, or the same runs failed again (not for their rate)
-                break
-            proposed = later
-            log(f"screening: the best {selection.screen} stable rates of seed {seeds[0]} on the other seeds; "
-                f"{len(later)} more runs")
-            records += runner.run_all(later, **options)
-        if selection is not None and len(seeds) > 1:
-            log(f"learning rates chosen ({selection.rule}): {sweep.chosen_rates(records, selection)}")
+        records = sweep.run_phases(specs, lambda more: runner.run_all(more, **options), seeds=seeds,
+                                   grid=grid, extend=extend, selection=selection, log=log)
         return _report(out, list({r["run_id"]: r for r in records}.values()))
 
 
@@ -411,25 +392,25 @@ def cmd_report(args) -> int:
 
 
 def _report(out: Path, records: list[dict]) -> int:
-    from harness import recommend, sweep
-    tuned = records  # the sweep and methods tables choose from every rate tried (and mark a grid's end)
-    rows = recommend.job_rows(out, tuned)  # the variant rows, computed once for every table below
+    from harness import recommend, sweep, sweep_table
+    every_run = records  # the sweep and methods tables choose from every rate tried (and mark a grid's end)
     is_sweep = sweep.is_sweep(records, out)
     if is_sweep:  # tuning runs at rates that were not chosen stay out of the tables
         records = [*sweep.selected(records, sweep.job_selection(out)),
                    *[r for r in records if r["status"] != "success"]]
     try:
         stats_rows = report.spearman_stats(records, margin=results.manifest_margin(out))
+        rows = recommend.job_rows(out, every_run)  # the variant rows, computed once for every table below
     except results.ResultError as exc:
         raise InputError(str(exc)) from None
     paths = report.write_report(out, records, stats_rows=stats_rows)
     if is_sweep:
-        written = sweep.write_sweep(out, tuned, rows)
+        written = sweep_table.write_sweep(out, every_run, rows)
         print((out / "sweep.md").read_text().split("\n## Method")[0])
         print(f"wrote {len(written)} sweep files (sweep.md, sweep.csv, plots/)")
     from harness import methods_report
     if methods_report.wanted(records):
-        written = methods_report.write_methods(out, tuned, rows)
+        written = methods_report.write_methods(out, every_run, rows)
         print((out / "methods.md").read_text().split("\n## How to read")[0])
         print(f"wrote {len(written)} methods files (methods.md, methods.csv, precision.csv with 2 precisions, plots/)")
     print()

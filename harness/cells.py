@@ -1,4 +1,4 @@
-"""Table cells of a row of sweep.point_rows, formatted in one place for the sweep, methods and
+"""Table cells of a row of variants.point_rows, formatted in one place for the sweep, methods and
 precision tables (Markdown) and the site: a number, an interval, the paired test against standard with
 its verdict, the share of standard's gain, the learning rate and how it was chosen, convergence, the
 merge check and what tuning cost."""
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 
-from harness import convergence
+from harness import convergence, methods
 
 
 def num(value, fmt: str = ".3g") -> str:
@@ -56,10 +56,16 @@ def versus_standard(row: dict, *, with_p: bool = True) -> str:
         if row.get("vs_standard_withheld"):
             return f"— ({row['vs_standard_withheld']})"
         return "reference" if row.get("is_reference") else "—"
-    test = {"diff": row["vs_standard_spearman_diff"], "lo": row["vs_standard_diff_lo"],
+    return paired_cell(versus_test(row), row.get("vs_standard_verdict"), row.get("vs_standard_margin"),
+                       with_p=with_p)
+
+
+def versus_test(row: dict) -> dict:
+    """A point row's paired test against standard (variants.versus_columns) as stats.paired_spearman_test
+    gives it, for paired()."""
+    return {"diff": row["vs_standard_spearman_diff"], "lo": row["vs_standard_diff_lo"],
             "hi": row["vs_standard_diff_hi"], "p_value": row["vs_standard_p"],
             "seeds_agree": row.get("vs_standard_seeds_agree", True)}
-    return paired_cell(test, row.get("vs_standard_verdict"), row.get("vs_standard_margin"), with_p=with_p)
 
 
 def versus_fp32(row: dict) -> str:
@@ -73,7 +79,7 @@ def versus_fp32(row: dict) -> str:
 
 def gain_share(row: dict) -> str:
     """The share of standard's gain over the baseline, as a percentage with its CI, or "—"."""
-    if row.get("is_reference") or row.get("method") == "baseline":
+    if row.get("is_reference") or not methods.trains(row.get("method")):
         return "—"
     mean, lo, hi = row.get("gain_share_mean"), row.get("gain_share_lo"), row.get("gain_share_hi")
     if mean is None:

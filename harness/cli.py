@@ -26,13 +26,24 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The parser of every subcommand: one function below per subcommand, in the order of --help."""
     parser = OneLineParser(
         prog="python -m harness",
         description="Matched, measured comparisons of LoRA against full fine-tuning for sentence-embedding "
                     "models. Each arm runs in its own fresh worker process, one at a time.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for input errors")
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_run(sub)
+    _add_sweep(sub)
+    _add_publish(sub)
+    _add_compare(sub)
+    _add_bench_compare(sub)
+    _add_report(sub)
+    _add_recommend(sub)
+    return parser
 
+
+def _add_run(sub) -> None:
     run = sub.add_parser("run", help="train and evaluate the arms, then write the tradeoff table",
                          description="Train and evaluate baseline, standard and LoRA arms under matched "
                                      "conditions (same seed, data order, eval set, device and precision). "
@@ -65,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     _verbose_option(run)
     _executor_options(run)
 
+
+def _add_sweep(sub) -> None:
     sw = sub.add_parser(
         "sweep", help="LoRA rank sweep with the baseline and standard arm as references",
         description="Run baseline, standard and LoRA at each rank (and seed) under matched conditions, then "
@@ -111,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     _verbose_option(sw)
     _executor_options(sw)
 
+
+def _add_publish(sub) -> None:
     pub = sub.add_parser("publish",
                          help="file an output folder under results/ and regenerate results/README.md",
                          description="With --add OUT --job NAME: copy OUT (runs, tables, plots) to "
@@ -121,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     pub.add_argument("--job", help="the job name for --add, e.g. adr or sweep")
     pub.add_argument("--results", default="results", help="the results root (default: %(default)s)")
 
+
+def _add_compare(sub) -> None:
     cmp_ = sub.add_parser("compare", help="compare result folders from different machines",
                           description="Check that the folders ran the same spec (only hardware may differ), then "
                                       "write compare.md, compare.csv and a grouped bar chart.")
@@ -129,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--quality-tolerance", type=float, default=0.02,
                       help="flag a Spearman gap between machines above this (default: %(default)s)")
 
+
+def _add_bench_compare(sub) -> None:
     bc = sub.add_parser("bench-compare", help="did a benchmark regress between two saved pytest-benchmark runs?",
                         description="Compare the per-round samples of every benchmark in BASE and NEW (files saved "
                                     "by pytest bench --benchmark-only --benchmark-save=NAME --benchmark-save-data): "
@@ -140,9 +159,13 @@ def build_parser() -> argparse.ArgumentParser:
     bc.add_argument("--min-effect", type=float, default=0.02,
                     help="smallest change of the median that counts, as a fraction (default: %(default)s)")
 
+
+def _add_report(sub) -> None:
     rep = sub.add_parser("report", help="rebuild tradeoffs.md and tradeoffs.csv from OUT/runs/*.json")
     rep.add_argument("out", help="a folder written by `run`")
 
+
+def _add_recommend(sub) -> None:
     rec = sub.add_parser("recommend", help="which variant to use under your constraints, and why, from a job's "
                                            "figures",
                          description="Read a job's run files and say which variants meet the constraints, which "
@@ -156,7 +179,6 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--min-gain-share", type=float,
                      help="the smallest share of standard's gain over the baseline, e.g. 0.95 (met only when the "
                           "CI's lower bound is above it)")
-    return parser
 
 
 def _margin_option(parser) -> None:

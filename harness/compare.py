@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from harness import cli, figures, publish, report, results
+from harness import cli, figures, methods, publish, report, results
 from harness.publish import hardware_id
 
 HARDWARE_FIELDS = {"device"}
@@ -108,7 +108,7 @@ def tables(machines: list[tuple[str, str, dict]], *, tolerance: float = QUALITY_
         records = [r for rs in by.values() for r in rs]
         ref = report.reference_label(records)
         std = by.get(ref)
-        for label in [c for c in report.label_order(records) if c != ref and by[c][0]["method"] != "baseline"]:
+        for label in [c for c in report.label_order(records) if c != ref and methods.trains(by[c][0]["method"])]:
             row = {"machine": name, "arm": label}
             for figure in [f for f in shown if f.better != "higher"]:  # costs: positive, so a ratio means something
                 theirs, mine = _mean(std, figure) if std else None, _mean(by[label], figure)

@@ -14,7 +14,7 @@ MIB = 2**20
 
 # Where a figure can be shown besides the tradeoff table (which shows every figure, in registry order).
 VIEWS = {
-    "csv": "per-variant mean and 95% CI columns of sweep.csv and methods.csv (sweep.point_rows)",
+    "csv": "per-variant mean and 95% CI columns of sweep.csv and methods.csv (variants.point_rows)",
     "sweep": "a column of the sweep table (sweep.md)",
     "methods": "a column of the methods table (methods.md); a cost (relative='ratio') with its % of standard",
     "plot": "a panel of plots/rank_vs_cost, against the rank",
@@ -22,7 +22,7 @@ VIEWS = {
     "x": "an x axis (a cost) of the site's Pareto explorer",
     "y": "a y axis (a quality figure) of the site's Pareto explorer",
 }
-# the views whose figures sweep.point_rows computes per variant (mean and 95% CI over seeds)
+# the views whose figures variants.point_rows computes per variant (mean and 95% CI over seeds)
 ROW_VIEWS = ("csv", "sweep", "methods", "plot")
 
 
@@ -147,7 +147,7 @@ def shown_in(view: str) -> list[Figure]:
 
 
 def row_figures() -> list[Figure]:
-    """The figures sweep.point_rows computes per variant: those of every view in ROW_VIEWS, the csv
+    """The figures variants.point_rows computes per variant: those of every view in ROW_VIEWS, the csv
     view's first in its order, then any other in registry order (so a figure placed only in a table
     is computed, and lands in the CSV files too)."""
     listed = shown_in("csv")

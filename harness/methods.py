@@ -302,7 +302,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            "a loss the model itself returns; sentence-transformers computes the loss outside the model, so the "
            "penalty is not applied, as for any sentence-transformers user"),
 )}
-ALIASES = {"full": "standard"}
+ALIASES = {"full": "standard"}  # other names of methods (spec._KEY_SUGGESTIONS are of config keys)
 
 
 def get(name: str) -> Method:
@@ -310,6 +310,13 @@ def get(name: str) -> Method:
 
 
 # --- the variant key: one identity for labels, run ids, table rows and plot series ----------------
+
+
+def trains(name: str | None) -> bool:
+    """Whether runs of this method train (every method but the untrained baseline; an unknown name, as
+    in a record of a method since removed, counts as trained)."""
+    method = METHODS.get(name) if name is not None else None
+    return method is None or method.trains
 
 
 def _ranked(method) -> bool:

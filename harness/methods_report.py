@@ -3,7 +3,7 @@ fine-tuning, for jobs that compare several methods or precisions.
 
 OUT/methods.md and OUT/methods.csv, and two plots: quality against trainable parameters (log x) for
 every method, and the Pareto front of quality against training time and peak memory across methods
-and precisions (plots.pareto). Everything comes from sweep.point_rows, so the figures, intervals and
+and precisions (plots.pareto). Everything comes from variants.point_rows, so the figures, intervals and
 significance marks are those of the sweep table, computed from the run records.
 """
 
@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness import cells, figures, methods, results
+from harness import cells, figures, methods, plots, results, stats, sweep, sweep_table, variants
+from harness.report import method_notes
 
 _num, _ci = cells.num, cells.interval
 
@@ -24,7 +25,7 @@ def _costs() -> list[str]:
 
 def wanted(records: list[dict]) -> bool:
     """A job gets the methods table when it holds more than one adapter method or precision."""
-    trained = [r["spec"] for r in records if r["status"] == "success" and r["method"] != "baseline"]
+    trained = [r["spec"] for r in records if r["status"] == "success" and methods.trains(r["method"])]
     adapter_methods = {s["arm"] for s in trained if s["arm"] in methods.METHODS and methods.METHODS[s["arm"]].adapter}
     precisions = {s.get("precision", "fp32") for s in trained}
     return len(adapter_methods) > 1 or len(precisions) > 1
@@ -40,7 +41,7 @@ def method_rows(point_rows: list[dict]) -> list[dict]:
             mine, theirs = row.get(f"{key}_mean"), (ref or {}).get(f"{key}_mean")
             row[f"{key}_pct_of_standard"] = 100 * mine / theirs if mine is not None and theirs else None
         if row.get("forgetting_mean") is not None and (ref or {}).get("forgetting_mean") is not None \
-                and not row.get("is_reference") and row["method"] != "baseline":
+                and not row.get("is_reference") and methods.trains(row["method"]):
             row["forgetting_vs_standard"] = row["forgetting_mean"] - ref["forgetting_mean"]  # a difference
         method = methods.METHODS.get(row["method"])
         row["merges"] = None if method is None or not method.adapter else method.merges
@@ -63,7 +64,7 @@ def precision_rows(records: list[dict], edges: dict[str, str | None] | None = No
     Student-t 95% CI over seeds; quality is the Spearman difference by the paired cluster bootstrap
     over the same test groups (stats.paired_spearman_test) and the ratio of the mean Spearmans.
     Where either side's learning-rate grid is not finished (``edges``: each point's grid mark,
-    sweep.grid_edges, as sweep.point_rows gives it), its rate is not yet the tuned one, so the quality
+    sweep.grid_edges, as variants.point_rows gives it), its rate is not yet the tuned one, so the quality
     comparison would measure the rate, not the precision: the row keeps its cost ratios and says
     ``unfinished`` instead of a quality figure. ``margin``: the smallest difference of interest of the
     four-way verdict (stats.verdict)."""
@@ -71,8 +72,7 @@ def precision_rows(records: list[dict], edges: dict[str, str | None] | None = No
 
     import numpy as np
 
-    from harness import stats, sweep
-    runs = [r for r in sweep.selected(records) if r["method"] != "baseline"]
+    runs = [r for r in sweep.selected(records) if methods.trains(r["method"])]
     by_point: dict[str, dict[int, dict]] = defaultdict(dict)
     for r in runs:
         by_point[sweep.group_key(r["spec"])][r["spec"]["seed"]] = r
@@ -99,7 +99,7 @@ def precision_rows(records: list[dict], edges: dict[str, str | None] | None = No
         for key, path, _ in PRECISION_RATIOS:
             pairs = [(figures.lookup(mine[s], path), figures.lookup(theirs[s], path)) for s in seeds]
             ratios = [a / b for a, b in pairs if a is not None and b]
-            row.update(sweep.ci_columns(f"{key}_ratio", stats.t_interval(ratios)))
+            row.update(variants.ci_columns(f"{key}_ratio", stats.t_interval(ratios)))
         if unfinished:
             rows.append({**row, **dict.fromkeys(("spearman_diff", "spearman_diff_lo", "spearman_diff_hi",
                                                   "spearman_diff_p", "spearman_diff_significant",
@@ -198,17 +198,15 @@ def columns() -> list[tuple[str, object]]:
 def methods_markdown(rows: list[dict], records: list[dict], precision: list[dict] = ()) -> str:
     from tabulate import tabulate
 
-    from harness.report import method_notes
     seen = [m for m in dict.fromkeys(r["method"] for r in rows) if m in methods.METHODS]
-    from harness import sweep
     table = columns()
-    parts = [f"# {sweep.title(rows, records)}", "",
+    parts = [f"# {sweep_table.title(rows, records)}", "",
              tabulate([[cell(r) for _, cell in table] for r in rows], headers=[h for h, _ in table],
                       tablefmt="github", disable_numparse=True), "",
              "## How to read it", "",
              "- Spearman: test split, mean over seeds, cluster-bootstrap 95% CI (groups and seeds resampled). "
              "Δ vs standard: paired cluster bootstrap over the same groups, seeds paired.",
-             *[f"- {line}" for line in sweep.protocol_notes(rows)],
+             *[f"- {line}" for line in sweep_table.protocol_notes(rows)],
              "- lr: the learning rate the variant trained with; LoRA+'s is the rate of its A matrices. lr × "
              "standard's: the chosen rate over standard's chosen rate in the same precision.",
              "- Costs: mean over seeds; in brackets, % of standard's mean (costs are positive, so a ratio means "
@@ -242,16 +240,16 @@ def methods_markdown(rows: list[dict], records: list[dict], precision: list[dict
 
 def write_methods(out, records: list[dict], points: list[dict] | None = None) -> list[Path]:
     """OUT/methods.md, OUT/methods.csv and plots/quality_vs_params, from the run records (``points``:
-    their sweep.point_rows with the job's options, recommend.job_rows, where the caller has them)."""
+    their variants.point_rows with the job's options, recommend.job_rows, where the caller has them)."""
     import pandas as pd
 
-    from harness import plots, sweep
     out = Path(out)
     selection = sweep.job_selection(out)
     runs = sweep.selected(records, selection)
     margin = results.manifest_margin(out)
     if points is None:
-        points = sweep.point_rows(records, planned=results.manifest_grids(out), selection=selection, margin=margin)
+        points = variants.point_rows(records, planned=results.manifest_grids(out), selection=selection,
+                                     margin=margin)
     rows = method_rows(points)
     frame = pd.DataFrame(rows)
     results.frame_to_csv_atomic(frame, out / "methods.csv", index=False)

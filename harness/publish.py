@@ -232,7 +232,7 @@ def _sweeps(records: list[dict]) -> list[tuple[tuple[tuple[str, ...], tuple[int,
     swept yet: a study stopped early) goes with the first sweep. Each: ((methods, ranks), precisions)."""
     ordered = sorted(records, key=lambda r: methods.sort_key(r["spec"]))
     by_precision: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {}
-    for precision in dict.fromkeys(r["spec"].get("precision", "fp32") for r in ordered if r["method"] != "baseline"):
+    for precision in dict.fromkeys(r["spec"].get("precision", "fp32") for r in ordered if methods.trains(r["method"])):
         mine = [r for r in ordered if r["spec"].get("precision", "fp32") == precision]
         swept = tuple(m for m in dict.fromkeys(r["method"] for r in mine) if m not in ("baseline", "standard"))
         ranks = tuple(sorted({r["spec"]["lora"]["r"] for r in mine

@@ -35,7 +35,7 @@ def _arr(items: dict) -> dict:
     return {"type": "array", "items": items}
 
 
-# what the sweep's rows read from a merge check (sweep.point_rows)
+# what the sweep's rows read from a merge check (variants.point_rows)
 MERGE_FIGURES = ("max_abs_diff", "unmerged_sentences_per_s", "merged_sentences_per_s", "base_sentences_per_s")
 FIGURES = {k: NUM for k in ("spearman", "pearson", "margin", "cohens_d", "auc_roc", "f1", "decision_threshold",
                             "validation_f1", "best_f1_oracle", "best_f1_oracle_threshold", "compatible_threshold",

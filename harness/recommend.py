@@ -1,7 +1,7 @@
 """A recommendation written from a job's figures, the way ADR-001 ends with a hand-written one.
 
 ``python -m harness recommend DIR [--max-memory MiB] [--max-train-time S] [--max-artifact MiB]
-[--min-gain-share F]`` reads the job's rows (sweep.point_rows: each variant at its chosen rate, mean and
+[--min-gain-share F]`` reads the job's rows (variants.point_rows: each variant at its chosen rate, mean and
 95% CI over seeds, the paired difference against standard with its four-way verdict, the share of
 standard's gain over the baseline) and says which variants meet the constraints, which of those are
 Pareto-optimal (quality against train time), and which one to use and why, every figure with its CI.
@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+
+from harness import methods
 
 FILE = "recommendation.md"  # written by report into every job folder, with no constraints
 
@@ -48,12 +50,12 @@ class Constraints:
 def job_rows(out: Path, records: list[dict] | None = None) -> list[dict]:
     """The job's variant rows, as its methods and sweep tables compute them (``records``: all of the
     job's records, where the caller has read them already, so that a bad file is not warned of twice)."""
-    from harness import results, sweep
+    from harness import results, sweep, variants
     records = results.load_runs(out) if records is None else records
     if not [r for r in records if r["status"] == "success"]:
         return []
-    return sweep.point_rows(records, planned=results.manifest_grids(out), selection=sweep.job_selection(out),
-                            margin=results.manifest_margin(out))
+    return variants.point_rows(records, planned=results.manifest_grids(out), selection=sweep.job_selection(out),
+                               margin=results.manifest_margin(out))
 
 
 def amount(value: float) -> str:
@@ -85,8 +87,8 @@ def _share(row: dict) -> str:
 def _delta(row: dict) -> str:
     if row.get("vs_standard_spearman_diff") is None:
         return ""
-    return (f"Δ {row['vs_standard_spearman_diff']:+.3f} [{row['vs_standard_diff_lo']:+.3f}, "
-            f"{row['vs_standard_diff_hi']:+.3f}]")
+    from harness import cells
+    return "Δ " + cells.paired(cells.versus_test(row), None, None)[0]
 
 
 def _costs(row: dict, ref: dict | None) -> str:
@@ -131,7 +133,8 @@ def pareto(rows: list[dict]) -> list[dict]:
 
 def recommend(rows: list[dict], c: Constraints = Constraints()) -> dict:
     """{"choice": row or None, "why": sentence, "meets": rows, "pareto": rows, "closest": row or None}."""
-    trained = [r for r in rows if r.get("method") not in (None, "baseline") and r.get("spearman_mean") is not None]
+    trained = [r for r in rows if r.get("method") is not None and methods.trains(r["method"])
+               and r.get("spearman_mean") is not None]
     ref = next((r for r in trained if r.get("is_reference")), None)
     meets = [r for r in trained if not _violations(r, c)]
     out = {"meets": meets, "pareto": pareto(meets), "reference": ref, "choice": None, "closest": None}

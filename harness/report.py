@@ -147,7 +147,7 @@ def method_notes(records: list[dict]) -> list[str]:
     if any(lookup(r, "energy.energy_is_estimate") for r in ok):
         notes.append("Energy figures are ESTIMATES (no hardware energy counters were readable for every part).")
     missing = sorted({lookup(r, "energy.energy_unavailable_reason") for r in ok
-                      if r["method"] != "baseline" and lookup(r, "energy.energy_unavailable_reason")})
+                      if methods.trains(r["method"]) and lookup(r, "energy.energy_unavailable_reason")})
     notes += [f"Energy not measured: {m}" for m in missing]
     first = ok[0] if ok else None
     if first:
@@ -184,7 +184,7 @@ def precision_notes(ok: list[dict]) -> list[str]:
     trainer's autocast (no quality.eval_precision) evaluated mixed-precision runs in that precision."""
     notes = []
     for precision in sorted({lookup(r, "spec.precision") for r in ok} - {"fp32", None}):
-        runs = [r for r in ok if lookup(r, "spec.precision") == precision and r["method"] != "baseline"]
+        runs = [r for r in ok if lookup(r, "spec.precision") == precision and methods.trains(r["method"])]
         old = [r for r in runs if lookup(r, "quality.eval_precision") is None]
         if old:
             notes.append(f"Precision {precision}: mixed-precision training; {len(old)} of {len(runs)} runs were "
@@ -328,7 +328,7 @@ def budget(records: list[dict], converged: bool | None = None) -> str:
     steps" where every trained run converged by the rule of harness/convergence.py (``converged``: that
     verdict where the caller has it); "" without steps."""
     from harness import convergence
-    trained = [r for r in records if r["status"] == "success" and r["method"] != "baseline"]
+    trained = [r for r in records if r["status"] == "success" and methods.trains(r["method"])]
     steps = sorted({s for r in trained if (s := lookup(r, "training.global_step"))})
     if not steps:
         return ""

@@ -97,7 +97,7 @@ def variant_points(folder: Path, root: Path, records: list[dict]) -> list[dict]:
             point[key] = _finite(interval["mean"])
             point[f"{key}_ci"] = [_finite(interval["lo"]), _finite(interval["hi"])]
         cos = [np.asarray(r["quality"]["test_cos"]) for r in runs if (r.get("quality") or {}).get("test_cos")]
-        if evalset and len(cos) == len(runs):  # the tables' interval: the same cluster bootstrap (sweep.point_rows)
+        if evalset and len(cos) == len(runs):  # the tables' interval: the same cluster bootstrap (variants.point_rows)
             ci = stats.bootstrap_spearman(cos, evalset[0], groups=evalset[1])
             point["spearman_ci"] = [_finite(ci["lo"]), _finite(ci["hi"])]
         points.append(point)

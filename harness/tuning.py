@@ -87,7 +87,7 @@ def points(records: list[dict]) -> dict[str, Point]:
     the rate; the sweep retries them."""
     out: dict[str, Point] = {}
     for r in records:
-        if r["method"] == "baseline" or not (r["status"] == "success" or _diverged(r)):
+        if not methods.trains(r["method"]) or not (r["status"] == "success" or _diverged(r)):
             continue
         name = point_of(r["spec"])
         point = out.setdefault(name, Point(name))
@@ -99,7 +99,7 @@ def points(records: list[dict]) -> dict[str, Point]:
 
 def baseline_validation(records: list[dict]) -> float | None:
     """The untrained model's validation Spearman (mean over the job's baseline runs), or None."""
-    vals = [v for r in records if r["method"] == "baseline" and r["status"] == "success"
+    vals = [v for r in records if not methods.trains(r["method"]) and r["status"] == "success"
             if (v := _validation(r)) is not None]
     return sum(vals) / len(vals) if vals else None
 
@@ -229,7 +229,7 @@ def screening_runs(specs, records: list[dict], seeds: list[int], screen: int = D
     base = baseline_validation(records)
     out, seen = [], set()
     for spec in specs:
-        if spec.arm == "baseline":
+        if not methods.trains(spec.arm):
             continue
         name = point_of(spec.to_dict())
         if name in seen or name not in by_point:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import compare, figures, methods_report, plots, publish, report, site, sweep
+from harness import compare, figures, methods_report, plots, publish, report, site, sweep_table, variants
 
 # a published standard run, with energy measured (the tiny fixtures switch energy off)
 FIXTURE = Path(__file__).parent.parent / "results" / "cpu-amd-epyc-2c" / "dating-v2" / "adr" / "runs" / \
@@ -77,9 +77,9 @@ def test_a_new_figure_is_one_entry_and_every_output_shows_it(tmp_path, monkeypat
     table = report.format_table(report.tradeoff_table(report.runs_frame(records)))
     assert re.search(rf"\| Optimizer steps \(count\) +\| {steps:,} +\|", table), table
     # sweep and methods tables and their CSV files; the rank-vs-cost plot gets a fifth panel
-    rows = sweep.point_rows(records)
+    rows = variants.point_rows(records)
     assert rows[0]["steps_done_mean"] == steps
-    sweep.write_sweep(out, records, rows)
+    sweep_table.write_sweep(out, records, rows)
     methods_report.write_methods(out, records, rows)
     for name in ("sweep.md", "methods.md"):
         header = next(line for line in (out / name).read_text().splitlines() if line.startswith("| point")

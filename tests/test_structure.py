@@ -69,3 +69,16 @@ def test_the_package_has_no_import_circles():
 
 def test_the_circle_finder_finds_a_circle():
     assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+LONG = 70  # lines of a function above which its docstring must say why it is one function
+
+
+def test_no_function_runs_past_about_sixty_lines_without_saying_why():
+    long = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= LONG:
+                if "one function because" not in (ast.get_docstring(node) or ""):
+                    long.append(f"{module_name(path)}.{node.name} ({node.end_lineno - node.lineno + 1} lines)")
+    assert long == [], "split these, or say in the docstring why each is 'one function because ...'"

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from harness import methods, models, sweep
+from harness import methods, models, sweep, sweep_table, variants
 from harness.spec import LoraSpec, SpecError
 from tests.conftest import REPO, TINY_ARGS, repo_env, run_cli
 
@@ -81,7 +81,7 @@ def test_a_grid_that_is_not_finished_is_marked_with_the_rates_run_not_as_a_choic
     records += [record(s, s.learning_rate * 1000) for s in trained if s.learning_rate in (2e-4, 5e-4)]
     assert sweep.grid_edges(records, planned) == sweep.grid_edges(records) == {"lora r=8": "top of grid"}
     row = {"learning_rate": 1e-4, "lr_grid_edge": sweep.grid_edges(records[:2], planned)["lora r=8"]}
-    assert sweep._cell(row, "learning_rate") == "0.0001 (1 of 3 rates run)"  # the table cell
+    assert sweep_table._cell(row, "learning_rate") == "0.0001 (1 of 3 rates run)"  # the table cell
 
 
 def test_the_manifest_keeps_the_union_of_the_grids_asked_for_and_ignores_a_bad_one(tmp_path):
@@ -197,7 +197,7 @@ def test_killed_sweep_resumes_without_redoing_finished_runs(tmp_path, harness_ca
     for name in ("sweep.md", "sweep.csv", "plots/rank_vs_quality.png", "plots/rank_vs_cost.svg",
                  "plots/pareto.csv", "plots/time_to_quality.png"):
         assert (out / name).exists(), name
-    rows = {r["point"]: r for r in sweep.point_rows([json.loads(t) for t in files.values()])}
+    rows = {r["point"]: r for r in variants.point_rows([json.loads(t) for t in files.values()])}
     assert rows["lora r=4"]["seeds"] == 2 and rows["lora r=4"]["spearman_lo"] is not None
     assert rows["lora r=4"]["merge_max_abs_diff"] <= 1e-5
     assert np.isfinite(rows["lora r=1"]["vs_standard_p"])
