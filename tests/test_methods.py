@@ -10,7 +10,7 @@ import pytest
 
 from harness import methods, models
 from harness.data import load_splits
-from harness.spec import ARMS, build_specs
+from harness.spec import ARMS, LoraSpec, build_specs
 from tests.conftest import REPO, TINY_ARGS, run_cli
 
 
@@ -167,3 +167,21 @@ def test_adalora_reallocates_its_rank_budget_during_training(tiny_model_path, tm
         trainer.train()
         masked[with_allocator] = sum(int((p == 0).sum()) for n, p in model.named_parameters() if "lora_E" in n)
     assert masked[True] > 0 and masked[False] == 0, masked
+
+
+def test_merged_adapter_embeds_like_the_unmerged_one(tiny_model_path):
+    import torch
+
+    from harness.worker import merge_check
+    model = models.load_model(tiny_model_path, device="cpu")
+    methods.get("lora").attach(model, LoraSpec(r=4))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(std=0.2)  # a trained-looking adapter: merging must matter
+    pairs = load_splits("dating").test.head(40)
+    out = merge_check(model, pairs, "cpu")
+    assert out["merged_layers"] == 4  # query and value in 2 layers
+    assert out["max_abs_diff"] <= 1e-5 and out["within_tolerance"]
+    assert models.count_params(model)["total_params"] == 999_072  # back to the plain base shape
+    assert not any("lora" in n for n, _ in model.named_parameters())
