@@ -1,4 +1,4 @@
-"""Command line: ``python -m harness run|sweep|report|recommend|publish|compare|bench-compare`` (also
+"""Command line: ``python -m harness run|sweep|report|recommend|publish|compare|sizes|serve|bench-compare`` (also
 installed as ``lora-bench``).
 
 Exit status: 0 all runs succeeded, 1 a run failed (it is recorded), 2 bad input (nothing written).
@@ -64,6 +64,8 @@ def cmd_run(args) -> int:
     arms = [a.strip() for a in args.arms.split(",") if a.strip()]
     specs = build_specs(arms=arms, dataset=args.dataset, profile=args.profile, config_path=args.config,
                         overrides=args.overrides)
+    if args.per_category is not None:
+        specs = _per_category(specs, args.per_category)
     if args.seeds is not None:  # seed-major, so that a stopped run leaves whole seeds behind
         seeds = sweep.parse_ints(args.seeds, name="seeds", minimum=0)
         specs = [dataclasses.replace(spec, seed=seed) for seed in seeds for spec in specs]
@@ -77,6 +79,32 @@ def cmd_run(args) -> int:
                                  log=lambda m: print(m, flush=True), executor=make_executor(args),
                                  fingerprints=fingerprints, save_models=args.save_models)
         return _report(out, records)
+
+
+def _per_category(specs, text: str):
+    """Each adapter arm once per category (``all``, or the comma-separated names given), trained on
+    that category's pairs only; the other arms (baseline, standard) once, on every pair: ADR-001's
+    "separate adapters per category" against one model trained on all."""
+    import dataclasses
+
+    from harness import data
+    adapters = [s for s in specs if s.method.adapter]
+    if not adapters:
+        raise InputError("--per-category: no adapter arm in --arms to train per category (e.g. --arms "
+                         "baseline,standard,lora)")
+    try:
+        there = data.load_splits(specs[0].dataset, seed=specs[0].dataset_seed,
+                                 score_range=specs[0].score_range).categories()
+    except data.DataError as exc:
+        raise InputError(str(exc)) from None
+    wanted = there if text.strip() == "all" else [c.strip() for c in text.split(",") if c.strip()]
+    unknown = [c for c in wanted if c not in there]
+    if not wanted or unknown:
+        raise InputError(f"--per-category {text!r}: " + (f"no category {', '.join(map(repr, unknown))} in "
+                         if unknown else "no category given for ") + f"{specs[0].dataset_name}'s training "
+                         f"pairs; its categories: {', '.join(there) or 'none (its pairs carry no category)'}")
+    return [variant for s in specs for variant in (
+        [dataclasses.replace(s, train_category=c) for c in wanted] if s.method.adapter else [s])]
 
 
 @contextlib.contextmanager
@@ -262,6 +290,36 @@ def cmd_compare(args) -> int:
     return EXIT_OK
 
 
+def cmd_serve(args) -> int:
+    from harness import serving, tasks
+    out = Path(args.out)
+    if not results.runs_dir(out).is_dir():
+        raise InputError(f"serve {str(out)!r}: no runs/ folder in it (expected a folder written by run --per-category)")
+    try:
+        record = serving.serve(out)
+    except (serving.ServingError, results.ResultError) as exc:
+        raise InputError(str(exc)) from None
+    with warnings_as_lines():
+        tasks.write_tasks(out, results.load_runs(out))
+    print("\n".join(serving.markdown(record)))
+    return EXIT_OK if all(a["within_tolerance"] for a in record["adapters"]) else EXIT_RUN_FAILED
+
+
+def cmd_sizes(args) -> int:
+    from harness import sizes
+    _not_a_file(args.out, "sizes --out")
+    for folder in args.folders:
+        if not results.runs_dir(Path(folder)).is_dir():
+            raise InputError(f"sizes {folder!r}: no runs/ folder in it (expected a job folder written by run or sweep)")
+    try:
+        paths = sizes.run([Path(f) for f in args.folders], out=Path(args.out))
+    except (sizes.SizesError, results.ResultError) as exc:
+        raise InputError(str(exc)) from None
+    print(paths["md"].read_text())
+    print(f"wrote {', '.join(str(p) for p in paths.values())}")
+    return EXIT_OK
+
+
 def _follow_model_targets(specs):
     from harness import models
     return models.follow_model_targets(specs)
@@ -289,6 +347,7 @@ def preflight(specs) -> dict[str, str]:
             key = spec.data_key
             if key not in seen:
                 seen[key] = data.load_splits(spec.dataset, seed=spec.dataset_seed, score_range=spec.score_range)
+            seen[key].for_category(spec.train_category)  # a category the data lacks fails here, not in a worker
             path = models.resolve_model_path(spec.model)
             if spec.model not in checked_models:
                 models.check_loadable(spec.model, path)
@@ -413,6 +472,9 @@ def _report(out: Path, records: list[dict]) -> int:
         written = methods_report.write_methods(out, every_run, rows)
         print((out / "methods.md").read_text().split("\n## How to read")[0])
         print(f"wrote {len(written)} methods files (methods.md, methods.csv, precision.csv with 2 precisions, plots/)")
+    from harness import tasks
+    if tasks.wanted(records) and tasks.write_tasks(out, records):
+        print((out / tasks.FILE).read_text().split("\n- ")[0])
     print()
     print(report.format_table(report.tradeoff_table(report.runs_frame(records))))
     print()
@@ -445,7 +507,8 @@ def main(argv: list[str] | None = None) -> int:
         os.environ[callbacks.VERBOSE_ENV] = "1"
     try:
         commands = {"run": cmd_run, "sweep": cmd_sweep, "report": cmd_report, "publish": cmd_publish,
-                    "compare": cmd_compare, "bench-compare": cmd_bench_compare, "recommend": cmd_recommend}
+                    "compare": cmd_compare, "bench-compare": cmd_bench_compare, "recommend": cmd_recommend,
+                    "sizes": cmd_sizes, "serve": cmd_serve}
         return commands[args.command](args)
     except (SpecError, InputError) as exc:
         if args.debug:

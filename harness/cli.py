@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bench_compare(sub)
     _add_report(sub)
     _add_recommend(sub)
+    _add_sizes(sub)
+    _add_serve(sub)
     return parser
 
 
@@ -70,6 +72,10 @@ def _add_run(sub) -> None:
                           "runs/superseded/, never deleted)")
     run.add_argument("--no-retry-failed", action="store_true",
                      help="keep earlier failed results instead of rerunning them")
+    run.add_argument("--per-category", metavar="all|CATEGORY,...",
+                     help="train each adapter arm once per category of the training pairs (all, or the names "
+                          "given), on that category's pairs only; baseline and standard train once on every pair. "
+                          "report then writes tasks.md: each adapter on its own category against standard")
     _margin_option(run)
     _save_models_option(run)
     _dry_run_option(run)
@@ -179,6 +185,27 @@ def _add_recommend(sub) -> None:
     rec.add_argument("--min-gain-share", type=float,
                      help="the smallest share of standard's gain over the baseline, e.g. 0.95 (met only when the "
                           "CI's lower bound is above it)")
+
+
+def _add_sizes(sub) -> None:
+    sz = sub.add_parser("sizes", help="LoRA's saving against model size, from one job per model",
+                        description="Set each job's LoRA variants against its standard arm (costs as % of standard, "
+                                    "paired by seed; the share of standard's quality gain) and order the jobs by "
+                                    "the model's total parameters: where does LoRA start to pay? The jobs must "
+                                    "come from one machine and one dataset. Writes sizes.md, sizes.csv and "
+                                    "plots/lora_saving_vs_size.")
+    sz.add_argument("folders", nargs="+", help="job folders (each with runs/), one model each")
+    sz.add_argument("--out", default="out/sizes", help="where to write the table and plot (default: %(default)s)")
+
+
+def _add_serve(sub) -> None:
+    sv = sub.add_parser("serve", help="serve a --per-category job's adapters from one process and check them",
+                        description="Load the base model once and every adapter a `run --per-category --save-models` "
+                                    "job kept onto it (peft's loaders), make each active in turn (set_adapter) and "
+                                    "check that it reproduces its run's test cosines; record the memory of the "
+                                    "process and the switch time in OUT/serving.json and tasks.md. Exit status 1 "
+                                    "when an adapter does not reproduce its run.")
+    sv.add_argument("out", help="a folder written by run --per-category --save-models")
 
 
 def _margin_option(parser) -> None:

@@ -58,6 +58,12 @@ class Pairs:
     def n_groups(self) -> int:
         return len(set(self.group))
 
+    def of_category(self, category: str) -> Pairs:
+        """The pairs of one category."""
+        keep = [i for i, c in enumerate(self.category) if c == category]
+        return Pairs([self.text_a[i] for i in keep], [self.text_b[i] for i in keep], self.score[keep],
+                     [self.category[i] for i in keep], [self.group[i] for i in keep])
+
     @classmethod
     def from_rows(cls, rows: list[dict]) -> Pairs:
         return cls([r["text_a"] for r in rows], [r["text_b"] for r in rows],
@@ -86,6 +92,24 @@ class Splits:
     def limited(self, *, train_limit: int, eval_limit: int) -> Splits:
         return Splits(self.name, self.train.head(train_limit), self.validation.head(eval_limit),
                       self.test.head(eval_limit), self.fingerprint, self.version)
+
+    def for_category(self, category: str) -> Splits:
+        """Train and validation pairs of one category (a task's adapter trains and chooses its rate
+        there), the test split whole; "" keeps every pair. A category without training or validation
+        pairs is a DataError naming the categories there are."""
+        if not category:
+            return self
+        train, validation = self.train.of_category(category), self.validation.of_category(category)
+        if not len(train) or not len(validation):
+            there = sorted({c for c in self.train.category if c is not None})
+            raise DataError(f"train_category = {category!r}: {self.name} has no "
+                            f"{'training' if not len(train) else 'validation'} pairs of that category; "
+                            + (f"its categories: {', '.join(there)}" if there else "its pairs carry no category"))
+        return Splits(self.name, train, validation, self.test, self.fingerprint, self.version)
+
+    def categories(self) -> list[str]:
+        """The categories of the training pairs, sorted."""
+        return sorted({c for c in self.train.category if c is not None})
 
     def texts(self) -> list[str]:
         """Every distinct text of the three splits, in a stable order."""

@@ -334,6 +334,8 @@ def variant_label(spec: dict) -> str:
     trains = METHODS[method].trains if method in METHODS else True
     if trains and spec.get("precision", "fp32") != "fp32":  # the baseline trains nothing: no precision
         parts.append(spec["precision"])
+    if spec.get("train_category"):  # one task's adapter (run --per-category)
+        parts.append(f"on {spec['train_category']}")
     return " ".join(str(p) for p in parts)
 
 
@@ -353,7 +355,11 @@ def run_id_prefix(spec: dict) -> str:
     """``lora-r8``, ``standard``: the start of a run id (the spec hash follows, so ids stay unique)."""
     adapter = spec.get("lora")
     method = spec.get("arm")
-    return f"{method}-r{adapter['r']}" if adapter and _ranked(method) else str(method)
+    prefix = f"{method}-r{adapter['r']}" if adapter and _ranked(method) else str(method)
+    if spec.get("train_category"):
+        import re
+        prefix += "-" + (re.sub(r"[^a-z0-9]+", "-", str(spec["train_category"]).lower()).strip("-") or "category")
+    return prefix
 
 
 def sort_key(spec: dict) -> tuple:
@@ -362,4 +368,4 @@ def sort_key(spec: dict) -> tuple:
     method = spec.get("arm")
     adapter = spec.get("lora") or {}
     return (order.index(method) if method in order else len(order), adapter.get("r", 0) if _ranked(method) else 0,
-            spec.get("precision", "fp32") != "fp32", spec.get("precision", "fp32"))
+            spec.get("precision", "fp32") != "fp32", spec.get("precision", "fp32"), spec.get("train_category") or "")

@@ -13,7 +13,8 @@ import pandas as pd  # noqa: E402
 from harness import figures, results, stats  # noqa: E402
 
 
-def _save(fig, frame: pd.DataFrame, out: Path, name: str) -> list[Path]:
+def save(fig, frame: pd.DataFrame, out: Path, name: str) -> list[Path]:
+    """OUT/NAME.png, .svg and .csv (the plotted numbers): every plot of the harness is written here."""
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{name}.png", out / f"{name}.svg", out / f"{name}.csv"]
     fig.tight_layout()
@@ -65,7 +66,7 @@ def rank_vs_quality(rows: pd.DataFrame, out: Path) -> list[Path]:
         ax.set_ylabel("Spearman (test)")
         ax.legend(fontsize=8)
     cols = ["point", "method", "rank", "trainable_params", "spearman_mean", "spearman_lo", "spearman_hi"]
-    return _save(fig, rows[[c for c in cols if c in rows]], out, "rank_vs_quality")
+    return save(fig, rows[[c for c in cols if c in rows]], out, "rank_vs_quality")
 
 
 def rank_vs_cost(rows: pd.DataFrame, out: Path) -> list[Path]:
@@ -83,7 +84,7 @@ def rank_vs_cost(rows: pd.DataFrame, out: Path) -> list[Path]:
         ax.set_ylabel(label)
         ax.legend(fontsize=8)
     cols = ["point", "rank"] + [f"{c}_{s}" for c, _ in costs for s in ("mean", "lo", "hi")]
-    return _save(fig, rows[[c for c in cols if c in rows]], out, "rank_vs_cost")
+    return save(fig, rows[[c for c in cols if c in rows]], out, "rank_vs_cost")
 
 
 def pareto(rows: pd.DataFrame, out: Path) -> tuple[list[Path], pd.DataFrame]:
@@ -105,7 +106,7 @@ def pareto(rows: pd.DataFrame, out: Path) -> tuple[list[Path], pd.DataFrame]:
     cols = ["point", "spearman_mean", "train_wall_s_mean", "peak_memory_mib_mean", "pareto_train_wall_s",
             "pareto_peak_memory_mib"]
     table = trained[[c for c in cols if c in trained]]
-    return _save(fig, table, out, "pareto"), table
+    return save(fig, table, out, "pareto"), table
 
 
 def quality_vs_params(rows: pd.DataFrame, out: Path) -> list[Path]:
@@ -124,7 +125,7 @@ def quality_vs_params(rows: pd.DataFrame, out: Path) -> list[Path]:
     ax.set_ylabel("Spearman (test, 95% CI)")
     ax.legend(fontsize=8, ncol=2)
     cols = ["point", "series", "method", "rank", "trainable_params", "spearman_mean", "spearman_lo", "spearman_hi"]
-    return _save(fig, trained[[c for c in cols if c in trained]], out, "quality_vs_params")
+    return save(fig, trained[[c for c in cols if c in trained]], out, "quality_vs_params")
 
 
 def time_to_quality(curves: pd.DataFrame, out: Path, *, target: float | None) -> list[Path]:
@@ -136,7 +137,7 @@ def time_to_quality(curves: pd.DataFrame, out: Path, *, target: float | None) ->
     ax.set_xlabel("training wall time, evaluation excluded (s)")
     ax.set_ylabel("Spearman (validation)")
     ax.legend(fontsize=7)
-    return _save(fig, curves, out, "time_to_quality")
+    return save(fig, curves, out, "time_to_quality")
 
 
 def _row(rows: pd.DataFrame, point: str):
@@ -162,7 +163,7 @@ def quality_vs_forgetting(rows: pd.DataFrame, out: Path) -> list[Path]:
     ax.set_ylabel("task Spearman (test)")
     cols = ["point", "spearman_mean", "spearman_lo", "spearman_hi", "forgetting_mean", "forgetting_lo",
             "forgetting_hi", "drift_mean_cos_mean"]
-    return _save(fig, ok[[c for c in cols if c in ok]], out, "quality_vs_forgetting")
+    return save(fig, ok[[c for c in cols if c in ok]], out, "quality_vs_forgetting")
 
 
 def lr_sensitivity(frame: pd.DataFrame, out: Path) -> list[Path]:
@@ -199,4 +200,4 @@ def lr_sensitivity(frame: pd.DataFrame, out: Path) -> list[Path]:
     axes.flat[0].set_ylabel("Spearman")
     axes.flat[0].legend(fontsize=6)
     fig.supxlabel("learning rate (log)", fontsize=9)
-    return _save(fig, frame, out, "lr_sensitivity")
+    return save(fig, frame, out, "lr_sensitivity")

@@ -50,6 +50,7 @@ SCHEMA = _obj({
         "warmup_steps": {"type": "integer"}, "device": {"type": "string"}, "precision": {"type": "string"},
         "max_seq_length": {"type": "integer"}, "train_limit": {"type": "integer"}, "eval_limit": {"type": "integer"},
         "compatible_threshold": {"type": "number"}, "eval_every_steps": {"type": "integer"},
+        "train_category": {"type": "string"},
         "score_range": {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2},
         "lora": {"oneOf": [{"type": "null"}, {**_obj({
             "r": {"type": "integer"}, "alpha": {"type": "number"}, "dropout": {"type": "number"},
@@ -72,7 +73,7 @@ SCHEMA = _obj({
                                                       "text_a": {"type": "string"}, "text_b": {"type": "string"}},
                                                      rest=SCALAR), "required": ["cos", "text_a", "text_b"]})}),
         "test_cos": _arr({"type": "number"}), "test_gold": _arr({"type": "number"}),
-        "test_group": _arr({"type": ["string", "integer"]}),
+        "test_group": _arr({"type": ["string", "integer"]}), "test_category": _arr(STR),
         "forgetting": {"oneOf": [{"type": "null"}, _obj(rest=SCALAR)]},
         "split": STR, "eval_precision": STR, "threshold_from": STR,
     }),
@@ -107,7 +108,8 @@ def problem(record: dict) -> str | None:
         where = "/".join(map(str, error.absolute_path)) or "the top level"
         return f"{error.message} at {where}"
     quality = record.get("quality") or {}
-    lengths = {k: len(quality[k]) for k in ("test_cos", "test_gold", "test_group") if isinstance(quality.get(k), list)}
+    lengths = {k: len(quality[k]) for k in ("test_cos", "test_gold", "test_group", "test_category")
+               if isinstance(quality.get(k), list)}
     if len(set(lengths.values())) > 1:
         return "quality: " + ", ".join(f"{k} has {n}" for k, n in lengths.items()) + " entries (one per test pair)"
     return None

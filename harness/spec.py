@@ -33,7 +33,7 @@ LOSSES = ("CosineSimilarityLoss",)
 
 
 # Spec fields added after results were published, with the default that leaves the hash unchanged.
-LATE_DEFAULTS: dict[str, Any] = {"forgetting_reference": "auto"}
+LATE_DEFAULTS: dict[str, Any] = {"forgetting_reference": "auto", "train_category": ""}
 
 
 class SpecError(ValueError):
@@ -84,6 +84,9 @@ class RunSpec:
     # zero-shot reference for forgetting (harness/forgetting.py): auto (stsb, or dating when training
     # on stsb), stsb, dating, dating-v1, none, or a .csv/.jsonl file
     forgetting_reference: str = "auto"
+    # train (and choose the rate) on the pairs of one category only, e.g. kids: one adapter per task
+    # (`run --per-category`); the test set stays whole, so each adapter is scored on every category
+    train_category: str = ""
 
     def __post_init__(self):
         problems = validate(self)
@@ -421,6 +424,8 @@ def validate(spec: RunSpec) -> list[str]:
          f"auto, {_dataset_names()}, none or a .csv/.jsonl file")
     need(len(spec.country_iso_code) == 3 and spec.country_iso_code.isalpha(), "country_iso_code",
          spec.country_iso_code, "a 3-letter ISO code such as USA, FRA or DEU")
+    need(spec.train_category == spec.train_category.strip() and spec.train_category.isprintable(),
+         "train_category", spec.train_category, "a category name of the dataset (printable, no surrounding spaces)")
     lo, hi = spec.score_range
     need(hi > lo, "score_range", list(spec.score_range), "[low, high] with high > low")
     adapter_arms = ", ".join(n for n, m in methods.METHODS.items() if m.adapter)

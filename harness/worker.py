@@ -66,7 +66,7 @@ def _execute(spec: RunSpec, record: dict, *, artifact: Path | None = None) -> No
     record["environment"] = environment.collect_environment(device)
     set_seed(spec.seed)  # python, numpy and torch, before anything random happens
     splits = data.load_splits(spec.dataset, seed=spec.dataset_seed, score_range=spec.score_range)
-    splits = splits.limited(train_limit=spec.train_limit, eval_limit=spec.eval_limit)
+    splits = splits.for_category(spec.train_category).limited(train_limit=spec.train_limit, eval_limit=spec.eval_limit)
     record["data"] = splits.summary()
 
     # Loading includes the gradient probes (one backward pass on one batch each): which Linear layers
@@ -168,6 +168,7 @@ def evaluate_model(model, splits, spec: RunSpec) -> dict:
     quality["test_cos"] = [round(float(c), 7) for c in test_cos]
     quality["test_gold"] = [float(g) for g in splits.test.score]
     quality["test_group"] = list(splits.test.group)
+    quality["test_category"] = list(splits.test.category)  # per-task tables score each adapter on its own
     return quality
 
 

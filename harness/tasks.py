@@ -1,0 +1,120 @@
+"""One adapter per task: OUT/tasks.md and OUT/tasks.csv for a job run with ``run --per-category``.
+
+ADR-001 proposes "separate LoRA adapters per category" against one model for everything. Such a
+job trains each adapter arm once per category, on that category's training pairs only (the spec's
+``train_category``), and standard once on every pair; all are evaluated on the whole test set. Per
+category and adapter method, from the run records (``quality.test_cos`` and ``test_category``):
+
+- test Spearman on that category's test pairs of the baseline, of standard (trained on every pair)
+  and of the category's own adapter, each a mean over seeds with its cluster-bootstrap 95% CI over
+  the category's test groups;
+- the adapter against standard on that category: the paired difference, its CI and four-way verdict
+  at the job's margin (stats.verdict);
+- both on the *other* categories' test pairs: what the adapter gave up by specialising.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from tabulate import tabulate
+
+from harness import cells, methods, results, stats
+from harness.figures import lookup
+
+FILE = "tasks.md"
+
+
+def wanted(records: list[dict]) -> bool:
+    """A job gets the task table when some successful run trained on one category."""
+    return any(lookup(r, "spec.train_category") for r in records if r["status"] == "success")
+
+
+def _by_seed(runs: list[dict]) -> dict[int, np.ndarray]:
+    return {r["spec"]["seed"]: np.asarray(r["quality"]["test_cos"], dtype=float) for r in runs}
+
+
+def _interval(cos: dict[int, np.ndarray], mask, gold, groups) -> dict:
+    if not cos or not mask.any():
+        return {}
+    ci = stats.bootstrap_spearman([c[mask] for _, c in sorted(cos.items())], gold[mask],
+                                  groups=[g for g, m in zip(groups, mask, strict=True) if m])
+    return {"mean": ci["mean"], "lo": ci["lo"], "hi": ci["hi"]}
+
+
+def rows(records: list[dict], *, margin: float = stats.SPEARMAN_MARGIN) -> list[dict]:
+    """One row per (category, adapter method) of the job."""
+    ok = [r for r in records if r["status"] == "success" and (r.get("quality") or {}).get("test_cos")]
+    evalset = results.evaluation_set(ok)
+    labelled = next((r["quality"]["test_category"] for r in ok if r["quality"].get("test_category")), None)
+    if evalset is None or labelled is None:
+        return []
+    gold, groups = evalset
+    categories = np.asarray([c if c is not None else "" for c in labelled], dtype=object)
+    general = [r for r in ok if not lookup(r, "spec.train_category")]
+    baseline = _by_seed([r for r in general if not methods.trains(r["method"])])
+    ref = methods.reference_label([r["spec"] for r in general])
+    standard = _by_seed([r for r in general if methods.variant_label(r["spec"]) == ref])
+    tasks: dict[tuple[str, str], list[dict]] = {}
+    for r in ok:
+        if lookup(r, "spec.train_category"):
+            method_label = methods.variant_label({**r["spec"], "train_category": ""})
+            tasks.setdefault((r["spec"]["train_category"], method_label), []).append(r)
+    out = []
+    for (category, label), runs in sorted(tasks.items(), key=lambda kv: (kv[0][0],
+                                                                          methods.sort_key(kv[1][0]["spec"]))):
+        mine = _by_seed(runs)
+        own, rest = categories == category, categories != category
+        row = {"category": category, "adapter": label, "against": ref, "seeds": len(mine),
+               "test_pairs": int(own.sum()), "test_groups": len({g for g, m in zip(groups, own, strict=True) if m})}
+        for name, cos in (("baseline", baseline), ("standard", standard), ("adapter", mine)):
+            for where, mask in (("own", own), ("rest", rest)):
+                row.update({f"{name}_{where}_{k}": v for k, v in _interval(cos, mask, gold, groups).items()})
+        seeds = sorted(set(mine) & set(standard))
+        if seeds and own.any():
+            test = stats.paired_spearman_test([mine[s][own] for s in seeds], [standard[s][own] for s in seeds],
+                                              gold[own], groups=[g for g, m in zip(groups, own, strict=True) if m])
+            row.update(vs_standard_spearman_diff=test["diff"], vs_standard_diff_lo=test["lo"],
+                       vs_standard_diff_hi=test["hi"], vs_standard_p=test["p_value"],
+                       vs_standard_seeds_agree=test["seeds_agree"], vs_standard_verdict=stats.verdict(test, margin),
+                       vs_standard_margin=margin)
+        out.append(row)
+    return out
+
+
+def markdown(rows_: list[dict]) -> str:
+    headers = ["category", "test pairs / groups", "adapter", "seeds", "baseline", "standard (all pairs)",
+               "adapter (its category)", "Δ adapter − standard (95% CI, verdict)", "adapter on the other categories",
+               "standard on the other categories"]
+    body = [[r["category"], f"{r['test_pairs']} / {r['test_groups']}", r["adapter"], str(r["seeds"]),
+             cells.interval(r, "baseline_own"), cells.interval(r, "standard_own"), cells.interval(r, "adapter_own"),
+             cells.paired_cell(cells.versus_test(r), r.get("vs_standard_verdict"), r.get("vs_standard_margin"))
+             if r.get("vs_standard_spearman_diff") is not None else "—",
+             cells.interval(r, "adapter_rest"), cells.interval(r, "standard_rest")] for r in rows_]
+    reference = next((r["against"] for r in rows_ if r.get("against")), "standard")
+    return "\n".join([
+        "# One adapter per category against one model for all", "",
+        tabulate(body, headers=headers, tablefmt="github", disable_numparse=True), "",
+        f"- Each adapter trained (and chose nothing else) on its category's training pairs only; {reference} "
+        "trained once on every pair. Every model is scored on the whole test set; a column restricts the "
+        "test pairs to one category (its own) or to the others.",
+        "- Test Spearman: mean over seeds with a cluster-bootstrap 95% CI over that category's test groups "
+        "(and the seeds). Δ: the paired cluster bootstrap over the same groups, seeds paired, with the "
+        "verdict at the job's margin: equivalent where the whole CI lies within ±margin, better or worse "
+        "where significant, else inconclusive.", ""])
+
+
+def write_tasks(out: Path, records: list[dict]) -> list[Path]:
+    """OUT/tasks.md (with the serving section where ``serve`` has run) and OUT/tasks.csv."""
+    import pandas as pd
+
+    from harness import serving
+    found = rows(records, margin=results.manifest_margin(out))
+    if not found:
+        return []
+    served = serving.read(out)
+    results.write_text_atomic(out / FILE, markdown(found) + ("\n" + "\n".join(serving.markdown(served))
+                                                             if served else ""))
+    results.frame_to_csv_atomic(pd.DataFrame(found), out / "tasks.csv", index=False)
+    return [out / FILE, out / "tasks.csv"]
