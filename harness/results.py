@@ -120,7 +120,9 @@ def save_figure_atomic(fig, path: Path, **kwargs) -> Path:
     fmt = Path(path).suffix.lstrip(".")
     if fmt == "svg":  # no creation date: the same figure gives the same file (published files are diffed)
         kwargs.setdefault("metadata", {"Date": None})
-    fig.savefig(buffer, format=fmt, **kwargs)
+    import matplotlib
+    with matplotlib.rc_context({"svg.hashsalt": "harness"}):  # element ids from a fixed salt, not a random one
+        fig.savefig(buffer, format=fmt, **kwargs)
     write_bytes_atomic(Path(path), buffer.getvalue())
     return Path(path)
 
