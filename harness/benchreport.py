@@ -21,6 +21,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from harness import cells
+
 BEGIN, END = "<!-- bench-figures:begin (python -m harness publish) -->", "<!-- bench-figures:end -->"
 
 # benchmark name prefix -> (extra_info key of the ratio, label, what the ratio is)
@@ -229,12 +231,12 @@ def serving_lines(serving: dict) -> list[str]:
     return lines
 
 
-def _fmt(v, spec: str) -> str:
-    return "—" if v is None else format(v, spec)
+_fmt = cells.num  # a number, or "—"
 
 
 def _pct(v) -> str:
-    return "—" if v is None else f"{100 * v:.1f}%"
+    """A fraction as a percentage: 0.032 -> "3.2%" (cells.pct), or "—"."""
+    return cells.pct(None if v is None else 100 * v, ".1f")
 
 
 def markdown(results_root: Path) -> str:

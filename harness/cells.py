@@ -17,6 +17,12 @@ def num(value, fmt: str = ".3g") -> str:
     return format(value, fmt)
 
 
+def pct(value, fmt: str = ".0f") -> str:
+    """A percentage (the value is already in %), or "—": "42%", "9.4%"."""
+    text = num(value, fmt)
+    return text if text == "—" else f"{text}%"
+
+
 def interval(row: dict, key: str, fmt: str = ".3f") -> str:
     """``KEY_mean [KEY_lo, KEY_hi]`` of a row (no brackets without an interval: one seed)."""
     mean, lo, hi = row.get(f"{key}_mean"), row.get(f"{key}_lo"), row.get(f"{key}_hi")

@@ -20,7 +20,7 @@ import warnings
 from pathlib import Path
 from typing import NamedTuple
 
-from harness import figures, methods, report, results
+from harness import cells, figures, methods, report, results
 
 ADR_001 = {  # ADR-001's own figures (shared/reference/ADR-001-lora-vs-standard.md)
     "baseline_spearman": -0.219, "standard_spearman": 0.853, "lora_spearman": 0.827,
@@ -287,16 +287,6 @@ def _toml(value) -> str:
     return str(value)
 
 
-def _fmt(value, kind: str = "num") -> str:
-    if value is None:
-        return "—"
-    if kind == "pct":
-        return f"{value:.0f}%"
-    if kind == "int":
-        return f"{value:,.0f}"
-    return f"{value:.3f}"
-
-
 def _recommendation(folder: Path) -> str | None:
     """The recommendation sentence of a job (its recommendation.md, which report writes)."""
     path = folder / "recommendation.md"
@@ -317,10 +307,12 @@ def index_markdown(results_root: Path, jobs: list[Job] | None = None) -> str:
         hw, dataset, job = folder.relative_to(results_root).parts
         h = headline(records)
         lines.append(f"| {hw} | {dataset} | [{job}]({hw}/{dataset}/{job}/tradeoffs.md) | "
-                     f"{_fmt(h['baseline_spearman'])} | {_fmt(h['standard_spearman'])} | {_fmt(h['lora_spearman'])} | "
-                     f"{h['lora_label'] or '—'} | {_fmt(h['lora_time_pct'], 'pct')} | "
-                     f"{_fmt(h['lora_memory_pct'], 'pct')} | {_fmt(h['lora_energy_pct'], 'pct')} | "
-                     f"{_fmt(h['lora_trainable_params'], 'int')} / {_fmt(h['standard_trainable_params'], 'int')} |")
+                     f"{cells.num(h['baseline_spearman'], '.3f')} | {cells.num(h['standard_spearman'], '.3f')} | "
+                     f"{cells.num(h['lora_spearman'], '.3f')} | "
+                     f"{h['lora_label'] or '—'} | {cells.pct(h['lora_time_pct'])} | "
+                     f"{cells.pct(h['lora_memory_pct'])} | {cells.pct(h['lora_energy_pct'])} | "
+                     f"{cells.num(h['lora_trainable_params'], ',.0f')} / "
+                     f"{cells.num(h['standard_trainable_params'], ',.0f')} |")
         command = reproduce_command(records, job, manifest)
         details += [f"### {hw} / {dataset} / {job}", "", f"Reproduce: `{command}`", ""]
         advice = _recommendation(folder)
@@ -360,33 +352,35 @@ def adr_comparison_markdown(results_root: Path, jobs: list[Job] | None = None) -
         lora = next((r for r in records if r["method"] == "lora"), None)
         standard = next((r for r in records if r["method"] == "standard"), None)
         inert = sum((figures.lookup(standard, "params.inert_params") or {}).values()) if standard else 0
-        requires = _fmt(figures.lookup(standard, "params.requires_grad_params"), "int")
+        requires = cells.num(figures.lookup(standard, "params.requires_grad_params"), ",.0f")
         modules = ", ".join(figures.lookup(standard, "params.inert_params") or {})
         standard_note = ("agrees (this record counts requires_grad)" if not inert else
-                         f"ADR counts requires_grad ({requires}); {_fmt(inert, 'int')} of them ({modules}) never "
+                         f"ADR counts requires_grad ({requires}); {cells.num(inert, ',.0f')} of them ({modules}) never "
                          "receive a gradient under mean pooling")
         expected = figures.lookup(lora, "params.lora_params_expected") if lora else None
         speed = _pct(h["lora_time_pct"], 100)
         adr_speed = 100 * ADR_001["lora_minutes"] / ADR_001["standard_minutes"]
         lines += [f"## {hw}, {dataset}", "", "| figure | ADR-001 | measured here | note |", "|---|---|---|---|",
                   f"| LoRA trainable parameters (r=8 on query, value) | 294K (1.3%) | "
-                  f"{_fmt(h['lora_trainable_params'], 'int')} | ADR's figure cannot be right for its stated config: "
-                  f"6 layers x 2 modules x r (384 + 384) = {_fmt(expected, 'int')}; 294,912 would be r=32 on "
+                  f"{cells.num(h['lora_trainable_params'], ',.0f')} | ADR's figure cannot be right for its stated "
+                  "config: "
+                  f"6 layers x 2 modules x r (384 + 384) = {cells.num(expected, ',.0f')}; 294,912 would be r=32 on "
                   "query/value or r=16 on query/key/value/output |",
-                  f"| standard trainable parameters | 22.7M | {_fmt(h['standard_trainable_params'], 'int')} | "
+                  f"| standard trainable parameters | 22.7M | {cells.num(h['standard_trainable_params'], ',.0f')} | "
                   f"{standard_note} |",
                   f"| LoRA train time, % of standard | {adr_speed:.0f}% (38 vs 45 min, M2 Mac) | "
-                  f"{_fmt(speed, 'pct')} | ours: train_wall_s on this machine, same step budget |",
-                  f"| baseline Spearman | {ADR_001['baseline_spearman']} | {_fmt(h['baseline_spearman'])} | "
+                  f"{cells.pct(speed)} | ours: train_wall_s on this machine, same step budget |",
+                  f"| baseline Spearman | {ADR_001['baseline_spearman']} | "
+                  f"{cells.num(h['baseline_spearman'], '.3f')} | "
                   "both inverted (negative) |",
                   f"| standard Spearman | {ADR_001['standard_spearman']} | "
-                  f"{_fmt(h['standard_spearman'])} | "
+                  f"{cells.num(h['standard_spearman'], '.3f')} | "
                   "ours on held-out phrasings of our generator |",
                   f"| LoRA Spearman | {ADR_001['lora_spearman']} (training metric) | "
-                  f"{_fmt(h['lora_spearman'])} (test) | "
+                  f"{cells.num(h['lora_spearman'], '.3f')} (test) | "
                   "ADR compared a training figure with a test figure; ours are both test |",
                   f"| LoRA against standard (Spearman) | 96.9% of standard's Spearman | "
-                  f"{_fmt(_gain_pct(h), 'pct')} of standard's gain over the baseline | the ADR divided one "
+                  f"{cells.pct(_gain_pct(h))} of standard's gain over the baseline | the ADR divided one "
                   "Spearman by another; Spearman is signed (both baselines are negative), so ours is the share "
                   "of the gain, (LoRA - baseline) / (standard - baseline) |", ""]
     return "\n".join(lines + deployment_rows(results_root))
@@ -426,7 +420,7 @@ def deployment_rows(results_root: Path) -> list[str]:
                   f"{full['per_task_mib']:.3g} MiB per model" if adapters and full else "—") +
               " | RSS of one fresh process per K (K = 1, 2, 4, 8), slope over K |",
               "| \"merge post-training (no runtime overhead)\" | " + (
-                  ", ".join(f"{k} {_fmt(v, '.0f')} sentences/s" for k, v in encode.items()) or "—") +
+                  ", ".join(f"{k} {cells.num(v, '.0f')} sentences/s" for k, v in encode.items()) or "—") +
               (f"; the merge itself {serving['merge_ms']:.3g} ms" if serving.get("merge_ms") is not None else "") +
               " | encoding the dating test texts, single process |", ""]
     return lines

@@ -22,7 +22,7 @@ import json
 import shutil
 from pathlib import Path
 
-from harness import figures, methods, publish, report, results, stats
+from harness import cells, figures, methods, publish, report, results, stats
 
 SITE = "site"
 
@@ -185,12 +185,12 @@ def index_page(jobs: list[publish.Job], root: Path) -> str:
     for folder, records, _, _ in jobs:
         hw, dataset, job = folder.relative_to(root).parts
         h = publish.headline(records)
-        cells = [f'<a href="jobs/{_slug(folder, root)}.html">{html.escape(f"{hw} / {dataset} / {job}")}</a>',
-                 publish._fmt(h["baseline_spearman"]), publish._fmt(h["standard_spearman"]),
-                 publish._fmt(h["lora_spearman"]), html.escape(h["lora_label"] or "—"),
-                 publish._fmt(h["lora_time_pct"], "pct"), publish._fmt(h["lora_memory_pct"], "pct"),
-                 publish._fmt(h["lora_energy_pct"], "pct"), str(len(records))]
-        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+        row = [f'<a href="jobs/{_slug(folder, root)}.html">{html.escape(f"{hw} / {dataset} / {job}")}</a>',
+               cells.num(h["baseline_spearman"], ".3f"), cells.num(h["standard_spearman"], ".3f"),
+               cells.num(h["lora_spearman"], ".3f"), html.escape(h["lora_label"] or "—"),
+               cells.pct(h["lora_time_pct"]), cells.pct(h["lora_memory_pct"]),
+               cells.pct(h["lora_energy_pct"]), str(len(records))]
+        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>")
     head = ["job", "Spearman baseline", "standard", "LoRA", "LoRA variant", "LoRA time % of std",
             "LoRA memory % of std", "LoRA energy % of std", "runs"]
     notes = []
