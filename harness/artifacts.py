@@ -107,8 +107,12 @@ def save(model, method, dest: Path) -> dict:
     model.save_pretrained(str(dest))
     if hasattr(model, PISSA_INIT):
         _convert_to_lora(model, dest)
-    if FaultInjector.injected("artifact") == "rename":
+    fault = FaultInjector.injected("artifact")
+    if fault == "rename":
         _rename_weights(dest)
+    if fault == "enospc":  # the disk fills while the artifact is written: its files are there, incomplete
+        import errno
+        raise OSError(errno.ENOSPC, "No space left on device (injected: artifact@enospc)", str(dest))
     weights = sorted(p for p in dest.rglob("*") if p.suffix in (".safetensors", ".bin"))
     return {"artifact_bytes": sum(p.stat().st_size for p in weights),
             "artifact_dir_bytes": sum(p.stat().st_size for p in dest.rglob("*") if p.is_file()),

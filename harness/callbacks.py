@@ -49,14 +49,15 @@ class FaultInjector(TrainerCallback):
     ``alloc@G`` really allocates a G GiB tensor after the first step (under a ``prlimit`` the CPU
     allocator then fails as it does when a batch does not fit); ``artifact@rename`` renames the saved
     artifact's weight tensors (the known failure of an adapter that loads back as the base model;
-    applied by harness/artifacts.py, not here).
+    applied by harness/artifacts.py, not here); ``artifact@enospc`` fails the artifact's save as a full disk
+    does (ENOSPC, after its files are written).
     """
 
     def __init__(self, fault: str):
         kind, _, arg = fault.partition("@")
         if kind not in ("oom", "sleep", "slow", "touch", "alloc", "artifact"):
             raise ValueError(f"{FAULT_ENV} = {fault!r}: expected oom@STEP, sleep@SECONDS, slow@FRACTION, touch@PATH, "
-                             "alloc@GIB or artifact@rename")
+                             "alloc@GIB, artifact@rename or artifact@enospc")
         self.kind, self.arg = kind, (arg if kind in ("touch", "artifact") else float(arg))
         self._last_step_s = 0.0
         self._begun = 0.0

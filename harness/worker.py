@@ -54,6 +54,9 @@ def classify(exc: BaseException) -> str:
         return "oom"
     if isinstance(exc, (DataError, ModelError, devices.DeviceError, SpecError)):
         return "bad_input"
+    import errno
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "disk_full"
     return "exception"
 
 

@@ -301,6 +301,8 @@ FAILURE_REASONS = {
     "timeout": "no: the run outlasted timeout_s",
     "lost": "no: the Ray task was lost with its node or worker",
     "artifact_mismatch": "no: the saved artifact exists only after training",
+    "disk_full": "no: the disk fills while the run writes (its artifact, a kept model); check_writable only "
+                 "proves that OUT can be written at the start",
 }
 
 
@@ -324,3 +326,26 @@ def test_a_folder_whose_runs_come_from_two_machines_says_so_beside_its_timings(t
     assert main(["report", str(tmp_path)]) == 0, capsys.readouterr().err
     table = (tmp_path / "tradeoffs.md").read_text()
     assert "TIMINGS MIX 2 MACHINES" in table and "AMD EPYC 9R14, 2 cores (1 runs)" in table
+
+
+def test_a_full_disk_while_a_kept_model_is_written_fails_that_run_and_leaves_no_partial_model(tmp_path,
+                                                                                             harness_cache):
+    """ENOSPC while --save-models writes the artifact: the run is recorded as failed (disk_full) with the
+    error, no half-written model is left under OUT/models (nor its incoming folder), and the same
+    command without the fault reruns it and keeps a whole model."""
+    out = tmp_path / "out"
+    args = ("run", "--arms", "standard", "--save-models", "--out", str(out), *TINY_ARGS)
+    full = run_cli(*args, env_extra={"HARNESS_INJECT_FAULT": "artifact@enospc"})
+    assert full.returncode == 1, full.stderr[-2000:]
+    (record,) = [json.loads(p.read_text()) for p in (out / "runs").glob("*.json")]
+    assert record["status"] == "failed" and record["error"]["reason"] == "disk_full", record["error"]
+    assert "No space left on device" in record["error"]["message"]
+    assert not (out / "models").exists() or not any((out / "models").iterdir())
+    again = run_cli(*args)
+    assert again.returncode == 0, again.stderr[-2000:]
+    (kept,) = (out / "models").iterdir()
+    (record,) = [json.loads(p.read_text()) for p in (out / "runs").glob("*.json")]
+    assert record["status"] == "success" and kept.name == record["run_id"]
+    assert record["artifact_saved"]["sha256"] and any(kept.rglob("*.safetensors"))
+    (failed,) = (out / "runs" / "superseded").glob("*.json")  # the failed record is kept aside, never lost
+    assert json.loads(failed.read_text())["error"]["reason"] == "disk_full"
