@@ -245,7 +245,7 @@ def cmd_publish(args) -> int:
 
 
 def _publish(args) -> int:
-    from harness import publish
+    from harness import catalog, publish
     _not_a_file(args.results, "publish --results")
     root = Path(args.results)
     if args.add:
@@ -257,7 +257,7 @@ def _publish(args) -> int:
             raise InputError(str(exc)) from None
         print(f"published {args.add} -> {dest}")
     root.mkdir(parents=True, exist_ok=True)
-    jobs = publish.published_jobs(root)  # each job folder read once, for the index and the site
+    jobs = catalog.published_jobs(root)  # each job folder read once, for the index and the site
     for path in publish.write_index(root, jobs):
         print(f"wrote {path}")
     from harness import site

@@ -12,8 +12,8 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from harness import cli, figures, methods, publish, report, results
-from harness.publish import hardware_id
+from harness import catalog, cli, figures, methods, report, results
+from harness.catalog import hardware_id
 
 HARDWARE_FIELDS = {"device"}
 QUALITY_TOLERANCE = 0.02  # Spearman gap between machines above which a row is flagged
@@ -33,7 +33,7 @@ def load_machine(folder: Path) -> tuple[str, dict[str, list[dict]], int]:
     tuned sweep) a figure is never a mean over the rate grid; the third item counts the runs at
     other rates."""
     with cli.warnings_as_lines():
-        job = publish.read_job(folder, quiet=False)
+        job = catalog.read_job(folder, quiet=False)
     if not job.records:
         raise CompareError(f"{folder}: no successful run records in {results.runs_dir(folder)}")
     return hardware_id(job.records[0]["environment"]), by_arm(job.records), job.left_out

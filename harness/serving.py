@@ -36,7 +36,7 @@ def _rss() -> int:
 
 def _adapters(out: Path, records: list[dict]) -> list[dict]:
     runs = [r for r in records if r["status"] == "success" and lookup(r, "spec.train_category")
-            and lookup(r, "artifact_saved.folder")]
+            and lookup(r, "artifact_saved.folder") == f"models/{r['run_id']}"]  # where the runner keeps it
     if not runs:
         raise ServingError(f"{out}: no per-category adapter kept in {out / 'models'} (run with --per-category "
                            "and --save-models)")
@@ -60,14 +60,18 @@ def serve(out: Path) -> dict:
     out = Path(out)
     runs = _adapters(out, results.load_runs(out))
     spec = runs[0]["spec"]
-    splits = data.load_splits(spec["dataset"], seed=spec.get("dataset_seed", 0),
-                              score_range=tuple(spec.get("score_range", (0.0, 1.0))))
+    try:
+        splits = data.load_splits(spec["dataset"], seed=spec.get("dataset_seed", 0),
+                                  score_range=tuple(spec.get("score_range", (0.0, 1.0))))
+        base = models.resolve_model_path(spec["model"])
+    except (data.DataError, models.ModelError, ValueError, TypeError) as exc:
+        raise ServingError(f"{out}: cannot load what its runs were trained on ({exc})") from None
     test = splits.test.head(spec.get("eval_limit", 0))
     if splits.fingerprint != lookup(runs[0], "data.fingerprint"):
         raise ServingError(f"{out}: the data of {spec['dataset']!r} has changed since these runs")
     gc.collect()
     rss_before = _rss()
-    model = SentenceTransformer(models.resolve_model_path(spec["model"]), device="cpu").eval()
+    model = SentenceTransformer(base, device="cpu").eval()
     if spec.get("max_seq_length"):
         model.max_seq_length = spec["max_seq_length"]
     gc.collect()

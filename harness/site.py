@@ -22,7 +22,7 @@ import json
 import shutil
 from pathlib import Path
 
-from harness import cells, figures, methods, publish, report, results, stats
+from harness import catalog, cells, figures, methods, publish, report, results, stats
 
 SITE = "site"
 
@@ -180,7 +180,7 @@ def job_page(folder: Path, root: Path, site: Path, records: list[dict],
                  scripts=("plotly.min.js", "explorer.js")), written
 
 
-def index_page(jobs: list[publish.Job], root: Path) -> str:
+def index_page(jobs: list[catalog.Job], root: Path) -> str:
     rows = []
     for folder, records, _, _ in jobs:
         hw, dataset, job = folder.relative_to(root).parts
@@ -205,10 +205,10 @@ def index_page(jobs: list[publish.Job], root: Path) -> str:
     return _page("Published results", body)
 
 
-def hardware_page(jobs: list[publish.Job], root: Path) -> str:
+def hardware_page(jobs: list[catalog.Job], root: Path) -> str:
     """compare's tables for every (dataset, job) that more than one machine ran with the same specs."""
     from harness import compare
-    by_job: dict[tuple[str, str], list[tuple[str, publish.Job]]] = {}
+    by_job: dict[tuple[str, str], list[tuple[str, catalog.Job]]] = {}
     for j in jobs:  # the runs each job reports on, as the index shows them (sweep.reported)
         hw, dataset, job = j.folder.relative_to(root).parts
         by_job.setdefault((dataset, job), []).append((hw, j))
@@ -277,8 +277,8 @@ def benchmarks_page(root: Path) -> str:
     return _page("Benchmark history", body, scripts=("plotly.min.js", "explorer.js"))
 
 
-def build(root: Path, site: Path | None = None, jobs: list[publish.Job] | None = None) -> list[Path]:
-    """Write ``root/site/`` (or ``site``) from the run files under ``root`` (``jobs``: publish.published_jobs
+def build(root: Path, site: Path | None = None, jobs: list[catalog.Job] | None = None) -> list[Path]:
+    """Write ``root/site/`` (or ``site``) from the run files under ``root`` (``jobs``: catalog.published_jobs
     of it, where the caller has read them already); returns the files written.
 
     The new site is built in a folder beside the old one and swapped in when complete, so that a build
@@ -300,7 +300,7 @@ def build(root: Path, site: Path | None = None, jobs: list[publish.Job] | None =
     return [site / p.relative_to(building) for p in written]
 
 
-def _build_into(site: Path, root: Path, jobs: list[publish.Job] | None) -> list[Path]:
+def _build_into(site: Path, root: Path, jobs: list[catalog.Job] | None) -> list[Path]:
     (site / "assets").mkdir(parents=True)
     (site / "jobs").mkdir()
     written = []
@@ -313,7 +313,7 @@ def _build_into(site: Path, root: Path, jobs: list[publish.Job] | None) -> list[
     write(site / "assets" / "plotly.min.js", get_plotlyjs())
     write(site / "assets" / "explorer.js", (Path(__file__).parent / "site_explorer.js").read_text())
     write(site / "assets" / "site.css", CSS)
-    jobs = publish.published_jobs(root) if jobs is None else jobs
+    jobs = catalog.published_jobs(root) if jobs is None else jobs
     all_points, all_runs = [], []
     for folder, records, manifest, _ in jobs:
         runs = tuning_runs(folder, root, records)  # every run file of the job, read once for both explorers

@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from harness import cells, cli, figures, methods, publish, recommend, results, stats
+from harness import catalog, cells, cli, figures, methods, recommend, results, stats
 
 
 class SizesError(ValueError):
@@ -41,7 +41,7 @@ def _model_of(records: list[dict]) -> tuple[str, int | None]:
 def job_rows(folder: Path) -> list[dict]:
     """The LoRA rows of one job folder: costs as % of standard (paired by seed) and the gain share."""
     with cli.warnings_as_lines():
-        job = publish.read_job(folder, quiet=False)
+        job = catalog.read_job(folder, quiet=False)
     records = [r for r in job.records if r["status"] == "success"]
     if not records:
         raise SizesError(f"{folder}: no successful run records in {results.runs_dir(folder)}")
@@ -60,7 +60,8 @@ def job_rows(folder: Path) -> list[dict]:
         standard = by_label.get(std_label)
         row = {"order": methods.sort_key(first["spec"]), "folder": str(folder), "model": model,
                "total_params": total, "variant": label, "against": std_label if standard else None,
-               "hardware": publish.hardware_id(first["environment"]), "dataset": figures.lookup(first, "data.name")}
+               "hardware": catalog.hardware_id(first.get("environment") or {}),
+               "dataset": figures.lookup(first, "data.name")}
         seeds = sorted(set(runs) & set(standard or {}))
         row["seeds"] = len(seeds)
         for figure in figures.shown_in("sizes"):

@@ -207,7 +207,7 @@ OPTION_VALUES = st.one_of(st.text(max_size=30), st.sampled_from(
      "standard=1e-5;lora=1e-4", "2r", "fixed:16", "mean", "first-seed", "../..", "/dev/null"]),
     st.integers(-10, 10).map(str))
 RUN_OPTIONS = ["--dataset", "--arms", "--seeds", "--profile", "--margin", "--executor", "--ray-address",
-               "--ray-max-retries"]
+               "--ray-max-retries", "--per-category"]
 SWEEP_OPTIONS = ["--dataset", "--methods", "--ranks", "--precisions", "--seeds", "--alpha-policy", "--targets",
                  "--lr-grid", "--lr-select", "--lr-screen", "--lr-extend", "--eval-every", "--profile", "--margin"]
 FLAGS = ["--force", "--no-retry-failed", "--save-models", "--debug-not-an-option"]
@@ -412,6 +412,30 @@ def test_compare_on_hostile_records(records):
         _job(inputs, "a", [_record_bytes(r) for r in records])
         _job(inputs, "b", [p.read_bytes() for p in sorted(FIXTURES.glob("run-v4-*.json"))])
     keeps_the_promise(["compare", "INPUT/a", "INPUT/b", "--out", "OUT"], prepare=prepare, writes_on_success=True)
+
+
+@given(records=st.lists(hostile_records(), min_size=1, max_size=2))
+def test_sizes_on_hostile_records(records):
+    def prepare(inputs):
+        _job(inputs, "a", [_record_bytes(r) for r in records])
+        _job(inputs, "b", [p.read_bytes() for p in sorted(FIXTURES.glob("run-v4-*.json"))])
+    keeps_the_promise(["sizes", "INPUT/a", "INPUT/b", "--out", "OUT"], prepare=prepare, writes_on_success=True)
+
+
+@given(records=st.lists(hostile_records(), min_size=1, max_size=2),
+       category=st.one_of(st.none(), st.text(min_size=1, max_size=12)),
+       folder=st.sampled_from(["models/RUN", "/", "..", "models", "models/../.."]))
+def test_serve_on_hostile_records(records, category, folder):
+    def prepare(inputs):
+        marked = []
+        for r in records:
+            if category is not None and isinstance(r.get("spec"), dict) and isinstance(r.get("run_id"), str):
+                r = {**r, "spec": {**r["spec"], "train_category": category},
+                     "artifact_saved": {"folder": folder.replace("RUN", r["run_id"])}}
+            marked.append(_record_bytes(r))
+        _job(inputs, "job", marked)
+        (inputs / "job" / "models").mkdir()
+    keeps_the_promise(["serve", "INPUT/job"], prepare=prepare, ok=(0, 1), writes_on_success=True, written="job")
 
 
 @settings(max_examples=max(5, settings().max_examples // 4))  # each publish writes a whole results tree

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import benchreport, publish
+from harness import benchreport, catalog, publish
 from tests.conftest import REPO, run_cli
 from tests.test_compare import CPU_ADR, _copy_with_a_losing_rate
 
@@ -16,8 +16,8 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def test_hardware_id():
-    assert publish.hardware_id({"device_type": "cpu", "cpu_model": "AMD EPYC", "cpu_count": 2}) == "cpu-amd-epyc-2c"
-    assert publish.hardware_id({"device_type": "cuda", "device_name": "NVIDIA H100 80GB HBM3",
+    assert catalog.hardware_id({"device_type": "cpu", "cpu_model": "AMD EPYC", "cpu_count": 2}) == "cpu-amd-epyc-2c"
+    assert catalog.hardware_id({"device_type": "cuda", "device_name": "NVIDIA H100 80GB HBM3",
                                 "device_memory_bytes": 85_028_290_560}) == "cuda-nvidia-h100-80gb-hbm3-79gb"
 
 
@@ -108,7 +108,7 @@ def test_report_publish_compare_and_the_site_report_the_same_runs_of_a_rate_grid
 
     everything = results.load_runs(tuned)
     assert sweep.is_sweep(everything, tuned)  # so `report` writes the sweep's tables for it
-    jobs = {j.folder: j for j in publish.published_jobs(root)}
+    jobs = {j.folder: j for j in catalog.published_jobs(root)}
     _, by_label, left_out = compare.load_machine(tuned)
     ids = sorted(r["run_id"] for r in jobs[tuned].records)
     assert ids == sorted(r["run_id"] for rs in by_label.values() for r in rs) == sorted(
@@ -207,7 +207,7 @@ def test_the_published_method_study_says_how_to_reproduce_its_learning_rate_tuni
 def test_a_tuned_sweep_of_one_rank_and_seed_is_published_at_its_chosen_rate_everywhere(tmp_path):
     """A sweep tuned on a learning-rate grid at one rank and one seed (one rank and one seed look like
     a single run job; its rate grid and its manifest both say sweep). The index, the ADR page and the
-    site read the same runs (publish.published_records): each point at its chosen rate, not a mean
+    site read the same runs (catalog.published_records): each point at its chosen rate, not a mean
     over the grid."""
     from harness import results, sweep
     source = RESULTS / "cpu-amd-epyc-2c" / "dating-v2" / "methods-v1"
@@ -222,7 +222,7 @@ def test_a_tuned_sweep_of_one_rank_and_seed_is_published_at_its_chosen_rate_ever
     lora = [r for r in everything if r["method"] == "lora"]
     assert len({r["spec"]["learning_rate"] for r in lora}) > 1  # a grid, or the test proves nothing
     assert sweep.is_sweep(everything)  # its records alone say so: one arm at several rates
-    chosen = publish.published_records(job)
+    chosen = catalog.published_records(job)
     assert chosen == sweep.selected(everything)
     [lora_chosen] = [r for r in chosen if r["method"] == "lora"]
     row = next(line for line in publish.index_markdown(tmp_path).splitlines() if "[methods-v1]" in line)

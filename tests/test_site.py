@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import publish, site
+from harness import catalog, site
 from tests.conftest import REPO
 
 RESULTS = REPO / "results"
@@ -43,7 +43,7 @@ def test_the_published_site_is_up_to_date(tmp_path):
     assert stale == [], "results/site/ is stale: run python -m harness publish"
     assert "plotly" in (SITE / VENDORED).read_text(encoding="utf-8")[:2000].lower()
     pages = sorted(p.relative_to(fresh).as_posix() for p in fresh.rglob("*.html"))
-    jobs = [f"jobs/{'--'.join(f.relative_to(RESULTS).parts)}.html" for f in site.publish.job_folders(RESULTS)]
+    jobs = [f"jobs/{'--'.join(f.relative_to(RESULTS).parts)}.html" for f in catalog.job_folders(RESULTS)]
     assert set(jobs) <= set(pages) and {"index.html", "explorer.html", "hardware.html", "benchmarks.html"} <= set(pages)
 
 
@@ -56,7 +56,7 @@ def test_a_build_that_fails_part_way_leaves_the_previous_site_whole(tmp_path):
     built = site.build(root)
     assert built and all(p.is_file() and p.is_relative_to(root / site.SITE) for p in built)
     before = {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
-    stray = publish.Job(tmp_path / "elsewhere" / "hw" / "data" / "job", [], None, 0)
+    stray = catalog.Job(tmp_path / "elsewhere" / "hw" / "data" / "job", [], None, 0)
     with pytest.raises(ValueError):
         site.build(root, jobs=[stray])
     after = {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
@@ -65,8 +65,8 @@ def test_a_build_that_fails_part_way_leaves_the_previous_site_whole(tmp_path):
 
 
 def test_every_variant_of_a_job_is_one_point_at_its_chosen_rate_and_the_front_is_stats_pareto_front():
-    folder = next(f for f in site.publish.job_folders(RESULTS) if f.name == "adr")
-    records = publish.published_records(folder)
+    folder = next(f for f in catalog.job_folders(RESULTS) if f.name == "adr")
+    records = catalog.published_records(folder)
     points = site.variant_points(folder, RESULTS, records)
     by_variant = {}
     for r in records:
