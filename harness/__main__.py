@@ -295,11 +295,11 @@ def cmd_serve(args) -> int:
     out = Path(args.out)
     if not results.runs_dir(out).is_dir():
         raise InputError(f"serve {str(out)!r}: no runs/ folder in it (expected a folder written by run --per-category)")
-    try:
-        record = serving.serve(out)
-    except (serving.ServingError, results.ResultError) as exc:
-        raise InputError(str(exc)) from None
-    with warnings_as_lines():
+    with warnings_as_lines():  # a skipped run file is one line
+        try:
+            record = serving.serve(out)
+        except (serving.ServingError, results.ResultError) as exc:
+            raise InputError(str(exc)) from None
         tasks.write_tasks(out, results.load_runs(out))
     print("\n".join(serving.markdown(record)))
     return EXIT_OK if all(a["within_tolerance"] for a in record["adapters"]) else EXIT_RUN_FAILED
@@ -311,10 +311,11 @@ def cmd_sizes(args) -> int:
     for folder in args.folders:
         if not results.runs_dir(Path(folder)).is_dir():
             raise InputError(f"sizes {folder!r}: no runs/ folder in it (expected a job folder written by run or sweep)")
-    try:
-        paths = sizes.run([Path(f) for f in args.folders], out=Path(args.out))
-    except (sizes.SizesError, results.ResultError) as exc:
-        raise InputError(str(exc)) from None
+    with warnings_as_lines():  # a skipped run file is one line
+        try:
+            paths = sizes.run([Path(f) for f in args.folders], out=Path(args.out))
+        except (sizes.SizesError, results.ResultError) as exc:
+            raise InputError(str(exc)) from None
     print(paths["md"].read_text())
     print(f"wrote {', '.join(str(p) for p in paths.values())}")
     return EXIT_OK

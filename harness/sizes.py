@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from harness import catalog, cells, cli, figures, methods, recommend, results, stats
+from harness import catalog, cells, figures, methods, recommend, results, stats
 
 
 class SizesError(ValueError):
@@ -40,8 +40,7 @@ def _model_of(records: list[dict]) -> tuple[str, int | None]:
 
 def job_rows(folder: Path) -> list[dict]:
     """The LoRA rows of one job folder: costs as % of standard (paired by seed) and the gain share."""
-    with cli.warnings_as_lines():
-        job = catalog.read_job(folder, quiet=False)
+    job = catalog.read_job(folder, quiet=True)  # recommend.job_rows below reads the folder again and warns
     records = [r for r in job.records if r["status"] == "success"]
     if not records:
         raise SizesError(f"{folder}: no successful run records in {results.runs_dir(folder)}")

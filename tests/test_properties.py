@@ -419,7 +419,10 @@ def test_sizes_on_hostile_records(records):
     def prepare(inputs):
         _job(inputs, "a", [_record_bytes(r) for r in records])
         _job(inputs, "b", [p.read_bytes() for p in sorted(FIXTURES.glob("run-v4-*.json"))])
-    keeps_the_promise(["sizes", "INPUT/a", "INPUT/b", "--out", "OUT"], prepare=prepare, writes_on_success=True)
+    outcome = keeps_the_promise(["sizes", "INPUT/a", "INPUT/b", "--out", "OUT"], prepare=prepare,
+                                writes_on_success=True)
+    assert all(line.startswith(("warning:", "error:")) or not line.strip() for line in outcome.err.splitlines()), \
+        outcome.err
 
 
 @given(records=st.lists(hostile_records(), min_size=1, max_size=2),
@@ -431,11 +434,15 @@ def test_serve_on_hostile_records(records, category, folder):
         for r in records:
             if category is not None and isinstance(r.get("spec"), dict) and isinstance(r.get("run_id"), str):
                 r = {**r, "spec": {**r["spec"], "train_category": category},
-                     "artifact_saved": {"folder": folder.replace("RUN", r["run_id"])}}
+                     "artifact_saved": {"folder": folder.replace("RUN", r["run_id"]), "dir_bytes": 1,
+                                        "sha256": "0" * 64}}
             marked.append(_record_bytes(r))
         _job(inputs, "job", marked)
         (inputs / "job" / "models").mkdir()
-    keeps_the_promise(["serve", "INPUT/job"], prepare=prepare, ok=(0, 1), writes_on_success=True, written="job")
+    outcome = keeps_the_promise(["serve", "INPUT/job"], prepare=prepare, ok=(0, 1), writes_on_success=True,
+                                written="job")
+    assert all(line.startswith(("warning:", "error:")) or not line.strip() for line in outcome.err.splitlines()), \
+        outcome.err
 
 
 @settings(max_examples=max(5, settings().max_examples // 4))  # each publish writes a whole results tree
