@@ -129,6 +129,13 @@ def check_loadable(name: str, path: str) -> None:
     close = difflib.get_close_matches(name, BUILTIN_NAMES, n=1, cutoff=0.8)
     if close:
         raise ModelError(f"model {name!r}: unknown (did you mean {close[0]!r}?)")
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+    try:
+        validate_repo_id(name)  # a name that is no folder, no built-in and no possible hub id
+    except HFValidationError as exc:
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"model {name!r}: not a built-in model ({', '.join(BUILTIN_NAMES)}), not a local folder, "
+                         f"and not a valid hub id ({first})") from None
     if _offline():
         from huggingface_hub import try_to_load_from_cache
         if not isinstance(try_to_load_from_cache(repo_id=name, filename="modules.json"), str):

@@ -159,6 +159,7 @@ KEYS = st.one_of(st.sampled_from(FIELDS),
 
 @given(sets=st.lists(st.tuples(KEYS, VALUES), min_size=1, max_size=3))
 @example(sets=[("max_seq_length", "100000")])  # far above the model's positions
+@example(sets=[("model", ":")])  # found by the fuzz run: once a traceback from huggingface_hub's repo id check
 @example(sets=[("lora.target_modules", '["query", "query"]')])
 @example(sets=[("arms.lora.lora.r", "99999999999999999999")])
 def test_every_spec_field_through_set(sets):
