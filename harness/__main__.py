@@ -295,12 +295,13 @@ def cmd_serve(args) -> int:
     out = Path(args.out)
     if not results.runs_dir(out).is_dir():
         raise InputError(f"serve {str(out)!r}: no runs/ folder in it (expected a folder written by run --per-category)")
-    with warnings_as_lines():  # a skipped run file is one line
+    with warnings_as_lines():  # a skipped run file is one line, said once
+        records = results.load_runs(out)
         try:
-            record = serving.serve(out)
+            record = serving.serve(out, records)
         except (serving.ServingError, results.ResultError) as exc:
             raise InputError(str(exc)) from None
-        tasks.write_tasks(out, results.load_runs(out))
+        tasks.write_tasks(out, records)
     print("\n".join(serving.markdown(record)))
     return EXIT_OK if all(a["within_tolerance"] for a in record["adapters"]) else EXIT_RUN_FAILED
 

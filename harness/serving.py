@@ -49,8 +49,9 @@ def _adapters(out: Path, records: list[dict]) -> list[dict]:
     return sorted(runs, key=lambda r: (r["spec"]["train_category"], r["spec"]["seed"], r["run_id"]))
 
 
-def serve(out: Path) -> dict:
-    """Load the base once and every per-category adapter onto it; check each against its record."""
+def serve(out: Path, records: list[dict]) -> dict:
+    """Load the base once and every per-category adapter onto it; check each against its record
+    (``records``: the folder's run records, as results.load_runs reads them)."""
     import gc
 
     from sentence_transformers import SentenceTransformer
@@ -58,7 +59,7 @@ def serve(out: Path) -> dict:
     from harness import data, evaluate, models
     from harness.artifacts import with_peft_adapter
     out = Path(out)
-    runs = _adapters(out, results.load_runs(out))
+    runs = _adapters(out, records)
     spec = runs[0]["spec"]
     try:
         splits = data.load_splits(spec["dataset"], seed=spec.get("dataset_seed", 0),

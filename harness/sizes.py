@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from harness import catalog, cells, figures, methods, recommend, results, stats
+from harness import catalog, cells, figures, methods, recommend, results, stats, sweep
 
 
 class SizesError(ValueError):
@@ -40,12 +40,12 @@ def _model_of(records: list[dict]) -> tuple[str, int | None]:
 
 def job_rows(folder: Path) -> list[dict]:
     """The LoRA rows of one job folder: costs as % of standard (paired by seed) and the gain share."""
-    job = catalog.read_job(folder, quiet=True)  # recommend.job_rows below reads the folder again and warns
-    records = [r for r in job.records if r["status"] == "success"]
+    loaded = results.load_runs(folder)  # read once: the reported runs and the variant rows come from it
+    records = [r for r in sweep.reported(loaded, folder) if r["status"] == "success"]
     if not records:
         raise SizesError(f"{folder}: no successful run records in {results.runs_dir(folder)}")
     model, total = _model_of(records)
-    points = {r["point"]: r for r in recommend.job_rows(folder)}
+    points = {r["point"]: r for r in recommend.job_rows(folder, loaded)}
     by_label: dict[str, dict[int, dict]] = {}
     for r in records:
         by_label.setdefault(methods.variant_label(r["spec"]), {})[r["spec"]["seed"]] = r

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from tabulate import tabulate
 
-from harness import cells, methods, results, stats
+from harness import cells, methods, results, stats, variants
 from harness.figures import lookup
 
 FILE = "tasks.md"
@@ -73,12 +73,8 @@ def rows(records: list[dict], *, margin: float = stats.SPEARMAN_MARGIN) -> list[
                 row.update({f"{name}_{where}_{k}": v for k, v in _interval(cos, mask, gold, groups).items()})
         seeds = sorted(set(mine) & set(standard))
         if seeds and own.any():
-            test = stats.paired_spearman_test([mine[s][own] for s in seeds], [standard[s][own] for s in seeds],
-                                              gold[own], groups=[g for g, m in zip(groups, own, strict=True) if m])
-            row.update(vs_standard_spearman_diff=test["diff"], vs_standard_diff_lo=test["lo"],
-                       vs_standard_diff_hi=test["hi"], vs_standard_p=test["p_value"],
-                       vs_standard_seeds_agree=test["seeds_agree"], vs_standard_verdict=stats.verdict(test, margin),
-                       vs_standard_margin=margin)
+            row.update(variants.versus_columns([mine[s][own] for s in seeds], [standard[s][own] for s in seeds],
+                                               gold[own], [g for g, m in zip(groups, own, strict=True) if m], margin))
         out.append(row)
     return out
 
