@@ -47,7 +47,7 @@ def _bench(storage: Path, name: str, *, model: str, rounds: int, processes: int,
 
 
 def _write(out: Path, args, verdicts: list[dict]) -> dict:
-    from harness import benchcompare, results
+    from harness import benchcompare, files
     n = len(verdicts)
     counts = benchcompare.power_counts(verdicts)
     detected, false_alarms = counts["detected"], counts["false_alarms"]
@@ -56,7 +56,7 @@ def _write(out: Path, args, verdicts: list[dict]) -> dict:
                "detected": detected, "false_alarms": false_alarms, "detection_rate": detected / n,
                "false_alarm_rate": false_alarms / n, "alpha": benchcompare.ALPHA, "min_effect": benchcompare.MIN_EFFECT}
     out.mkdir(parents=True, exist_ok=True)
-    results.write_json_atomic(out / "power.json", {**summary, "verdicts": verdicts}, overwrite=True)
+    files.write_json_atomic(out / "power.json", {**summary, "verdicts": verdicts}, overwrite=True)
     return summary
 
 

@@ -10,7 +10,7 @@ Follow one run from the command line to its results file:
         worker.py seeds, data.py (dating.py / stsb / user file), models.py (+ peft LoRA),
                   trackers.py (time, memory, energy, StepTimer callback) around
                   SentenceTransformerTrainer.train(), then evaluate.py on the test split
-        results.py  SCHEMA_VERSION, atomic writes, loading with version checks
+        results.py  SCHEMA_VERSION, loading with version checks; files.py writes atomically
       report.py   OUT/runs/*.json -> OUT/tradeoffs.md and OUT/tradeoffs.csv
 
     `sweep`       sweep.py builds ranks x seeds (+ baseline, standard), chooses learning rates on

@@ -12,7 +12,7 @@ import signal
 import sys
 from pathlib import Path
 
-from harness import report, results, runner, tuning
+from harness import files, jobfile, report, results, runner, tuning
 from harness.cli import EXIT_BAD_INPUT, EXIT_OK, EXIT_RUN_FAILED, build_parser, one_line, warnings_as_lines
 from harness.spec import SpecError, build_specs
 
@@ -118,7 +118,7 @@ def claim(out: Path, *, kind: str, argv: list[str], lr_grids: dict[str, list[flo
     except ValueError as exc:
         raise InputError(str(exc)) from None
     try:
-        results.write_manifest(out, kind=kind, argv=argv, lr_grids=lr_grids, lr_selection=lr_selection,
+        jobfile.write(out, kind=kind, argv=argv, lr_grids=lr_grids, lr_selection=lr_selection,
                                margin=margin)
         yield
     finally:
@@ -218,7 +218,7 @@ def cmd_sweep(args) -> int:
 
 def _same_rule(out: Path, selection: tuning.Selection) -> None:
     """A folder's rates are chosen by one rule: resuming it under another would change every chosen rate."""
-    manifest = results.read_manifest(out)
+    manifest = jobfile.read(out)
     if manifest is None or not manifest.get("lr_grids"):
         return
     theirs = tuning.Selection.from_manifest(manifest)
@@ -302,7 +302,7 @@ def cmd_serve(args) -> int:
         except (serving.ServingError, results.ResultError) as exc:
             raise InputError(str(exc)) from None
         tasks.write_tasks(out, records)
-    print("\n".join(serving.markdown(record)))
+    print("\n".join(tasks.serving_markdown(record)))
     return EXIT_OK if all(a["within_tolerance"] for a in record["adapters"]) else EXIT_RUN_FAILED
 
 
@@ -460,7 +460,7 @@ def _report(out: Path, records: list[dict]) -> int:
         records = [*sweep.selected(records, sweep.job_selection(out)),
                    *[r for r in records if r["status"] != "success"]]
     try:
-        stats_rows = report.spearman_stats(records, margin=results.manifest_margin(out))
+        stats_rows = report.spearman_stats(records, margin=jobfile.margin(out))
         rows = recommend.job_rows(out, every_run)  # the variant rows, computed once for every table below
     except results.ResultError as exc:
         raise InputError(str(exc)) from None
@@ -487,7 +487,7 @@ def _report(out: Path, records: list[dict]) -> int:
     for f in fails:
         print(f"FAILED {f}")
     if rows:
-        results.write_text_atomic(out / recommend.FILE, recommend.markdown(rows))
+        files.write_text_atomic(out / recommend.FILE, recommend.markdown(rows))
     print(f"\nwrote {paths['md']} and {paths['csv']}; run records in {results.runs_dir(out)}")
     return EXIT_RUN_FAILED if fails else EXIT_OK
 

@@ -5,17 +5,12 @@ the runs it reports on (each variant at its chosen rate, sweep.reported) and wha
 
 from __future__ import annotations
 
-import re
 import warnings
 from pathlib import Path
 from typing import NamedTuple
 
-from harness import results, sweep
-
-
-def slug(text) -> str:
-    """Lower-case letters, digits and single dashes: safe as one path component."""
-    return re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-")
+from harness import jobfile, results, sweep
+from harness.files import slug
 
 
 def hardware_id(env: dict) -> str:
@@ -88,7 +83,7 @@ def published_jobs(results_root: Path) -> list[Job]:
     ADR page and the site."""
     jobs = []
     for folder in job_folders(results_root):
-        job = read_job(folder, results.read_manifest(folder))
+        job = read_job(folder, jobfile.read(folder))
         if job.records:
             jobs.append(job)
     return jobs

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from harness import catalog, cli, figures, methods, report, results
+from harness import catalog, cli, figures, files, methods, report, results
 from harness.catalog import hardware_id
 
 HARDWARE_FIELDS = {"device"}
@@ -137,7 +137,7 @@ def bar_chart(per_arm: pd.DataFrame, names: list[str], out: Path) -> list[Path]:
     fig.tight_layout()
     paths = [out / "compare.png", out / "compare.svg"]
     for p in paths:
-        results.save_figure_atomic(fig, p, dpi=120)
+        files.save_figure_atomic(fig, p, dpi=120)
     plt.close(fig)
     return paths
 
@@ -168,10 +168,10 @@ def run(folders: list[Path], *, out: Path, tolerance: float = QUALITY_TOLERANCE)
     for name, _, by in machines:
         md += [f"- {name}: " + "; ".join(report.method_notes([r for rs in by.values() for r in rs])[:2])]
     paths = {"md": out / "compare.md", "csv": out / "compare.csv"}
-    results.write_text_atomic(paths["md"], "\n".join(md) + "\n")
-    results.frame_to_csv_atomic(t["per_arm"], paths["csv"], index=False)
-    results.frame_to_csv_atomic(t["ratios"], out / "compare-ratios.csv", index=False)
-    results.frame_to_csv_atomic(t["quality"], out / "compare-quality.csv", index=False)
+    files.write_text_atomic(paths["md"], "\n".join(md) + "\n")
+    files.frame_to_csv_atomic(t["per_arm"], paths["csv"], index=False)
+    files.frame_to_csv_atomic(t["ratios"], out / "compare-ratios.csv", index=False)
+    files.frame_to_csv_atomic(t["quality"], out / "compare-quality.csv", index=False)
     for p in bar_chart(t["per_arm"], [n for n, _, _ in machines], out):
         paths[p.suffix[1:]] = p
     return paths

@@ -26,6 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from harness import files
+
 
 @dataclass(frozen=True)
 class Method:
@@ -357,8 +359,7 @@ def run_id_prefix(spec: dict) -> str:
     method = spec.get("arm")
     prefix = f"{method}-r{adapter['r']}" if adapter and _ranked(method) else str(method)
     if spec.get("train_category"):
-        import re
-        prefix += "-" + (re.sub(r"[^a-z0-9]+", "-", str(spec["train_category"]).lower()).strip("-") or "category")
+        prefix += "-" + (files.slug(spec["train_category"]) or "category")
     return prefix
 
 

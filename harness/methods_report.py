@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness import cells, figures, methods, plots, results, stats, sweep, sweep_table, variants
+from harness import cells, figures, files, jobfile, methods, plots, results, stats, sweep, sweep_table, variants
 from harness.report import method_notes
 
 _num, _ci = cells.num, cells.interval
@@ -246,13 +246,13 @@ def write_methods(out, records: list[dict], points: list[dict] | None = None) ->
     out = Path(out)
     selection = sweep.job_selection(out)
     runs = sweep.selected(records, selection)
-    margin = results.manifest_margin(out)
+    margin = jobfile.margin(out)
     if points is None:
-        points = variants.point_rows(records, planned=results.manifest_grids(out), selection=selection,
+        points = variants.point_rows(records, planned=jobfile.grids(out), selection=selection,
                                      margin=margin)
     rows = method_rows(points)
     frame = pd.DataFrame(rows)
-    results.frame_to_csv_atomic(frame, out / "methods.csv", index=False)
+    files.frame_to_csv_atomic(frame, out / "methods.csv", index=False)
     written = [out / "methods.csv"]
     if not frame.empty and "spearman_mean" in frame:
         written += plots.quality_vs_params(frame, out / "plots")
@@ -260,8 +260,8 @@ def write_methods(out, records: list[dict], points: list[dict] | None = None) ->
         written += paths
     precision = precision_rows(runs, edges={p["point"]: p["lr_grid_edge"] for p in points}, margin=margin)
     if precision:
-        results.frame_to_csv_atomic(pd.DataFrame(precision), out / "precision.csv", index=False)
+        files.frame_to_csv_atomic(pd.DataFrame(precision), out / "precision.csv", index=False)
         written.append(out / "precision.csv")
-    results.write_text_atomic(out / "methods.md", methods_markdown(rows, runs, precision))
+    files.write_text_atomic(out / "methods.md", methods_markdown(rows, runs, precision))
     return [out / "methods.md", *written]
 

@@ -10,7 +10,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from harness import figures, results, stats  # noqa: E402
+from harness import figures, files, stats  # noqa: E402
 
 
 def save(fig, frame: pd.DataFrame, out: Path, name: str) -> list[Path]:
@@ -18,10 +18,10 @@ def save(fig, frame: pd.DataFrame, out: Path, name: str) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{name}.png", out / f"{name}.svg", out / f"{name}.csv"]
     fig.tight_layout()
-    results.save_figure_atomic(fig, paths[0], dpi=120)
-    results.save_figure_atomic(fig, paths[1])
+    files.save_figure_atomic(fig, paths[0], dpi=120)
+    files.save_figure_atomic(fig, paths[1])
     plt.close(fig)
-    results.frame_to_csv_atomic(frame, paths[2], index=False)
+    files.frame_to_csv_atomic(frame, paths[2], index=False)
     return paths
 
 

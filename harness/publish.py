@@ -18,8 +18,9 @@ import shutil
 import warnings
 from pathlib import Path
 
-from harness import cells, figures, methods, report, results
-from harness.catalog import IN_PROGRESS, Job, hardware_id, published_jobs, safe_destination, slug, studies_in_progress
+from harness import cells, figures, files, jobfile, methods, report, results
+from harness.catalog import IN_PROGRESS, Job, hardware_id, published_jobs, safe_destination, studies_in_progress
+from harness.files import slug
 
 ADR_001 = {  # ADR-001's own figures (shared/reference/ADR-001-lora-vs-standard.md)
     "baseline_spearman": -0.219, "standard_spearman": 0.853, "lora_spearman": 0.827,
@@ -102,11 +103,11 @@ def _manifest_options(manifest: dict | None) -> str:
     if not commands:
         return ""
     command = commands[-1].get("command", "")
-    prefix = shlex.split(results.CLI)  # how write_manifest records a command line
+    prefix = shlex.split(jobfile.CLI)  # how jobfile.write records a command line
     try:
         words = shlex.split(command)
         if words[:len(prefix)] != prefix:
-            raise ValueError(f"it does not start with {results.CLI!r}")
+            raise ValueError(f"it does not start with {jobfile.CLI!r}")
         with contextlib.redirect_stderr(io.StringIO()) as err:  # argparse's own message goes in the warning
             args, _ = build_parser().parse_known_args(words[len(prefix):])
     except (ValueError, SystemExit) as exc:
@@ -132,7 +133,7 @@ def reproduce_command(records: list[dict], job: str, manifest: dict | None = Non
     seeds = ",".join(map(str, sorted({r["spec"]["seed"] for r in records})))
     # a sweep: its manifest says so (as sweep.is_sweep reads it), or (folders made before manifests) its
     # records evaluate during training, which only the sweep asks for
-    if results.manifest_says(manifest, "sweep") or any(r["spec"].get("eval_every_steps") for r in records):
+    if jobfile.says(manifest, "sweep") or any(r["spec"].get("eval_every_steps") for r in records):
         options = _manifest_options(manifest)
         return " && ".join(
             f"python -m harness sweep --dataset {dataset}{_sweep_options(swept, ranks, precisions)}{options} "
@@ -350,13 +351,13 @@ def write_index(results_root: Path, jobs: list[Job] | None = None) -> list[Path]
     from harness import benchreport
     jobs = published_jobs(results_root) if jobs is None else jobs
     paths = [results_root / "README.md", results_root / "ADR-001-comparison.md"]
-    results.write_text_atomic(paths[0], index_markdown(results_root, jobs))
-    results.write_text_atomic(paths[1], adr_comparison_markdown(results_root, jobs))
+    files.write_text_atomic(paths[0], index_markdown(results_root, jobs))
+    files.write_text_atomic(paths[1], adr_comparison_markdown(results_root, jobs))
     if (results_root / "benchmarks").is_dir():
         paths.append(results_root / "benchmarks" / "README.md")
-        results.write_text_atomic(paths[-1], benchreport.markdown(results_root))
+        files.write_text_atomic(paths[-1], benchreport.markdown(results_root))
         readme = results_root.parent / "README.md"
         if readme.is_file() and benchreport.BEGIN in (text := readme.read_text(encoding="utf-8")):
-            results.write_text_atomic(readme, benchreport.replace_block(text, benchreport.readme_block(results_root)))
+            files.write_text_atomic(readme, benchreport.replace_block(text, benchreport.readme_block(results_root)))
             paths.append(readme)
     return paths

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import methods
+from harness import jobfile, methods
 
 FILE = "recommendation.md"  # written by report into every job folder, with no constraints
 
@@ -54,8 +54,8 @@ def job_rows(out: Path, records: list[dict] | None = None) -> list[dict]:
     records = results.load_runs(out) if records is None else records
     if not [r for r in records if r["status"] == "success"]:
         return []
-    return variants.point_rows(records, planned=results.manifest_grids(out), selection=sweep.job_selection(out),
-                               margin=results.manifest_margin(out))
+    return variants.point_rows(records, planned=jobfile.grids(out), selection=sweep.job_selection(out),
+                               margin=jobfile.margin(out))
 
 
 def amount(value: float) -> str:

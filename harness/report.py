@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
-from harness import cells, figures, methods, results
+from harness import cells, figures, files, methods, results
 from harness.figures import lookup
 
 
@@ -376,6 +376,6 @@ def write_report(out: Path, records: list[dict], *, stats_rows: list[dict] | Non
     """Write OUT/tradeoffs.md and OUT/tradeoffs.csv (regenerated from the records every time)."""
     out = Path(out)
     paths = {"md": out / "tradeoffs.md", "csv": out / "tradeoffs.csv"}
-    results.write_text_atomic(paths["md"], markdown_report(records, stats_rows=stats_rows))
-    results.frame_to_csv_atomic(tradeoff_table(runs_frame(records)), paths["csv"])
+    files.write_text_atomic(paths["md"], markdown_report(records, stats_rows=stats_rows))
+    files.frame_to_csv_atomic(tradeoff_table(runs_frame(records)), paths["csv"])
     return paths

@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import math
 import os
-import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -69,77 +67,6 @@ def data_version(record: dict) -> str:
 
 class ResultError(ValueError):
     """A result file that cannot be read or is of an unknown schema version."""
-
-
-def write_json_atomic(path: Path, data: dict, *, overwrite: bool = False) -> None:
-    """Write to a temporary file in the same folder, flush and fsync, then rename into place.
-
-    A reader never sees a half-written file. Without ``overwrite`` an existing file is an error.
-    """
-    path = Path(path)
-    if (path.exists() or path.is_symlink()) and not overwrite:
-        raise FileExistsError(f"{path}: a result already exists; refusing to overwrite it")
-    text = json.dumps(_finite(data), indent=2, allow_nan=False) + "\n"
-    write_bytes_atomic(path, text.encode("utf-8"))
-
-
-def write_text_atomic(path: Path, text: str) -> Path:
-    """Tables and pages: the same temporary file, fsync and rename as records."""
-    write_bytes_atomic(Path(path), text.encode("utf-8"))
-    return Path(path)
-
-
-def write_bytes_atomic(path: Path, payload: bytes) -> None:
-    """Never through a symlink (the rename replaces the link itself), never half written, and with
-    the permissions the user's umask gives a new file (mkstemp alone would make it 0600)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def save_figure_atomic(fig, path: Path, **kwargs) -> Path:
-    """matplotlib's savefig into a buffer, then an atomic write."""
-    import io
-    buffer = io.BytesIO()
-    fmt = Path(path).suffix.lstrip(".")
-    if fmt == "svg":  # no creation date: the same figure gives the same file (published files are diffed)
-        kwargs.setdefault("metadata", {"Date": None})
-    import matplotlib
-    with matplotlib.rc_context({"svg.hashsalt": "harness"}):  # element ids from a fixed salt, not a random one
-        fig.savefig(buffer, format=fmt, **kwargs)
-    write_bytes_atomic(Path(path), buffer.getvalue())
-    return Path(path)
-
-
-def frame_to_csv_atomic(frame, path: Path, **kwargs) -> Path:
-    return write_text_atomic(Path(path), frame.to_csv(**kwargs))
-
-
-def _finite(value):
-    """JSON has no NaN or infinity: store them as null rather than lose the record."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
 
 
 def load_record(path: Path) -> dict:
@@ -267,35 +194,6 @@ def check_writable(out: Path) -> None:
         raise ValueError(f"--out {str(out)!r}: cannot write there ({exc.strerror or exc})") from None
 
 
-class OutputLock:
-    """An exclusive ``fcntl.flock`` on ``OUT/.lock`` for one harness process at a time: two processes
-    on one folder would run every arm twice and spoil each other's timings. Released on exit, even
-    when the process is killed (the kernel drops the lock with the file descriptor)."""
-
-    def __init__(self, out: Path):
-        self.path = Path(out) / ".lock"
-        self.fd: int | None = None
-
-    def __enter__(self):
-        import fcntl
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
-            os.close(fd)
-            raise ValueError(f"--out {str(self.path.parent)!r} is in use by {holder}; wait for it to finish or "
-                             "choose another --out") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"process {os.getpid()} ({' '.join(sys.argv[:3])})".encode())
-        self.fd = fd
-        return self
-
-    def __exit__(self, *exc):
-        os.close(self.fd)
-
-
 # --- the record's shape ---------------------------------------------------------------------
 
 
@@ -328,105 +226,3 @@ def new_record(spec) -> dict:
     }
 
 
-# --- the job manifest ------------------------------------------------------------------------
-
-MANIFEST = "job.json"
-
-
-def read_manifest(out) -> dict | None:
-    """OUT/job.json, or None where there is none (folders made before manifests) or it is unreadable."""
-    path = Path(out) / MANIFEST
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        warnings.warn(f"{path}: unreadable job manifest, ignored ({exc})", stacklevel=2)
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def manifest_says(manifest: dict | None, kind: str) -> bool:
-    """Whether a job's manifest (its job.json, or None) records a command of ``kind`` (run, sweep)."""
-    return kind in (manifest or {}).get("kinds", [])
-
-
-# How job.json records a command line: this prefix, then the arguments (publish reads them back after it).
-CLI = "python -m harness"
-
-
-def write_manifest(out, *, kind: str, argv: list[str], lr_grids: dict[str, list[float]] | None = None,
-                   lr_selection=None, margin: float | None = None) -> Path:
-    """Add this command to OUT/job.json: which kinds of job wrote here, each exact command line, and
-    the harness version, so that report and publish need not guess what a folder holds. ``lr_grids``
-    (a sweep with a learning-rate grid): per sweep point, the rates its first seed is to run; the
-    manifest keeps the union over every command, so the tables can tell a grid still running from one
-    that is done (see manifest_grids). ``lr_selection`` (a tuning.Selection): the rule that chooses
-    the rates and the seeds the study reports, the union over every command. ``margin``: the smallest
-    difference in Spearman that counts (stats.verdict), where the command set one; the latest wins."""
-    import shlex
-
-    from harness import __version__
-    old = read_manifest(out) or {}
-    commands = old.get("commands") if isinstance(old.get("commands"), list) else []
-    kinds = old.get("kinds") if isinstance(old.get("kinds"), list) else []
-    manifest = {"kinds": sorted({*kinds, kind}), "created_at": old.get("created_at", now()),
-                "commands": [*commands, {"kind": kind, "command": f"{CLI} {shlex.join(argv)}",
-                                         "harness_version": __version__, "at": now()}]}
-    grids = manifest_grids(out, old)
-    for point, rates in (lr_grids or {}).items():
-        grids[point] = sorted({*grids.get(point, []), *map(float, rates)})
-    if grids:
-        manifest["lr_grids"] = grids
-    if lr_selection is not None:
-        from harness import tuning
-        old_selection = old.get("lr_selection")
-        if isinstance(old_selection, dict):
-            lr_selection = tuning.Selection.from_manifest(old).merged(lr_selection)
-        manifest["lr_selection"] = lr_selection.to_manifest()
-    elif "lr_selection" in old:
-        manifest["lr_selection"] = old["lr_selection"]
-    if margin is not None or "spearman_margin" in old:
-        manifest["spearman_margin"] = margin if margin is not None else old["spearman_margin"]
-    path = Path(out) / MANIFEST
-    write_text_atomic(path, json.dumps(manifest, indent=2) + "\n")
-    return path
-
-
-def manifest_margin(out, manifest: dict | None = None) -> float:
-    """The job's smallest difference of interest in Spearman (job.json's spearman_margin, set by --margin),
-    else the documented default (stats.SPEARMAN_MARGIN); a malformed one is ignored with a warning."""
-    import math
-
-    from harness import stats
-    manifest = read_manifest(out) if manifest is None else manifest
-    value = (manifest or {}).get("spearman_margin")
-    if value is None:
-        return stats.SPEARMAN_MARGIN
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and 0 <= value < 1:
-        return float(value)
-    warnings.warn(f"{Path(out) / MANIFEST}: spearman_margin = {value!r} is not a number in [0, 1); the default "
-                  f"{stats.SPEARMAN_MARGIN} is used", stacklevel=2)
-    return stats.SPEARMAN_MARGIN
-
-
-def manifest_grids(out, manifest: dict | None = None) -> dict[str, list[float]]:
-    """The learning rates the sweeps in OUT were asked to run on each point's first seed (the manifest's
-    lr_grids), or {} where no sweep with a grid recorded them (folders made before they were recorded).
-    An entry that is not a list of positive numbers is left out, with a warning."""
-    manifest = read_manifest(out) if manifest is None else manifest
-    raw = (manifest or {}).get("lr_grids")
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        warnings.warn(f"{Path(out) / MANIFEST}: lr_grids is not a table of point: rates; ignored", stacklevel=2)
-        return {}
-    good = {}
-    for point, rates in raw.items():
-        if isinstance(rates, list) and rates and all(
-                isinstance(r, (int, float)) and not isinstance(r, bool) and r > 0 for r in rates):
-            good[str(point)] = sorted(float(r) for r in rates)
-        else:
-            warnings.warn(f"{Path(out) / MANIFEST}: lr_grids[{point!r}] = {rates!r} is not a list of rates; "
-                          "ignored", stacklevel=2)
-    return good

@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import results
+from harness import files, results
 from harness.results import new_record, now
 from harness.spec import RunSpec
 
@@ -117,7 +117,7 @@ def _figures(record: dict) -> str:
 def check_out(out: Path):
     """Pre-run checks of the output folder: writable, then locked for this process (a context manager)."""
     results.check_writable(out)
-    return results.OutputLock(out)
+    return files.OutputLock(out)
 
 
 def store(record: dict, *, out: Path, log=print) -> Path:
@@ -133,7 +133,7 @@ def store(record: dict, *, out: Path, log=print) -> Path:
             aside.parent.mkdir(parents=True, exist_ok=True)
             os.replace(path, aside)
             log(f"    previous result moved to {aside}")
-        results.write_json_atomic(path, record)
+        files.write_json_atomic(path, record)
     except OSError as exc:
         raise results.StoreError(f"cannot file the result of {record['run_id']} in {results.runs_dir(out)} "
                                  f"({exc.strerror or exc}); {_rescue(record)}; later runs were not started") from None
@@ -154,7 +154,7 @@ def _rescue(record: dict) -> str:
     """Keep a finished record that the output folder refused: in the temporary folder if possible."""
     rescue = Path(tempfile.gettempdir()) / f"harness-unfiled-{record['run_id']}-{os.getpid()}.json"
     try:
-        results.write_json_atomic(rescue, record, overwrite=True)
+        files.write_json_atomic(rescue, record, overwrite=True)
     except OSError as exc:
         return f"it could not be saved elsewhere either ({exc.strerror or exc})"
     return f"the record was saved to {rescue}"
@@ -203,7 +203,7 @@ def _run_worker(spec: RunSpec, *, cache_dir: Path | None = None, artifact: Path 
     started_at = now()
     with tempfile.TemporaryDirectory(prefix="harness-worker-") as tmp:
         spec_path, record_path = Path(tmp) / "spec.json", Path(tmp) / "record.json"
-        results.write_json_atomic(spec_path, spec.to_dict())
+        files.write_json_atomic(spec_path, spec.to_dict())
         cmd = [sys.executable, "-m", "harness.worker", str(spec_path), str(record_path),
                *([str(artifact)] if artifact is not None else [])]
         env = repo_env()

@@ -7,21 +7,19 @@ is made active (``set_adapter``) and encodes its category's test pairs. The cosi
 ones its run recorded (``quality.test_cos``) within TOLERANCE: the adapters really are interchangeable
 on one resident base. Recorded in OUT/serving.json: each adapter's largest cosine difference and the
 time ``set_adapter`` took, the process's resident memory before the base, with the base alone and with
-every adapter loaded. tasks.md shows it.
+every adapter loaded. tasks.md shows it (tasks.serving_markdown).
 """
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 
-from harness import results
+from harness import files, tasks
 from harness.figures import lookup
 
-FILE = "serving.json"
 TOLERANCE = 1e-5  # float32 cosines of the same model on the same texts
 
 
@@ -105,32 +103,5 @@ def serve(out: Path, records: list[dict]) -> dict:
               "method": "one process: the base loaded once (SentenceTransformer), every adapter loaded onto it "
                         "with peft (PeftModel.from_pretrained, then load_adapter), each made active with "
                         "set_adapter and its category's test pairs encoded; RSS from psutil after gc"}
-    results.write_json_atomic(out / FILE, record)
+    files.write_json_atomic(out / tasks.SERVING_FILE, record)
     return record
-
-
-def read(out: Path) -> dict | None:
-    """OUT/serving.json as serve wrote it, or None where it is absent or unreadable."""
-    try:
-        value = json.loads((Path(out) / FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return value if isinstance(value, dict) and isinstance(value.get("adapters"), list) else None
-
-
-def markdown(record: dict) -> list[str]:
-    """The serving section of tasks.md."""
-    adapters = [a for a in record["adapters"] if isinstance(a, dict)]
-    worst = max((a.get("max_abs_cos_diff") or 0.0 for a in adapters), default=0.0)
-    ok = all(a.get("within_tolerance") is True for a in adapters)
-    switch = sorted(a["set_adapter_s"] for a in adapters if isinstance(a.get("set_adapter_s"), (int, float)))
-    mib = 2 ** 20
-    return ["## Served from one process", "",
-            f"- {len(adapters)} adapters on one {record.get('base_model')} ({record.get('device')}): resident memory "
-            f"{(record['rss_base_bytes'] - record['rss_before_bytes']) / mib:,.0f} MiB for the base, "
-            f"{(record['rss_all_bytes'] - record['rss_before_bytes']) / mib:,.0f} MiB with every adapter loaded "
-            f"({record['per_adapter_bytes'] / mib:.2f} MiB per adapter).",
-            f"- Each adapter, made active with set_adapter, reproduced its run's test cosines on its category: "
-            f"{'yes' if ok else 'NO'}, largest difference {worst:.2g} (tolerance {record.get('tolerance'):g})"
-            + (f"; set_adapter took {1000 * switch[len(switch) // 2]:.3g} ms (median)." if switch else "."),
-            f"- How: {record.get('method')}.", ""]

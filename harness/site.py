@@ -22,7 +22,7 @@ import json
 import shutil
 from pathlib import Path
 
-from harness import catalog, cells, figures, methods, publish, report, results, stats
+from harness import catalog, cells, figures, files, methods, publish, report, results, stats
 
 SITE = "site"
 
@@ -306,7 +306,7 @@ def _build_into(site: Path, root: Path, jobs: list[catalog.Job] | None) -> list[
     written = []
 
     def write(path: Path, text: str):
-        results.write_text_atomic(path, text)
+        files.write_text_atomic(path, text)
         written.append(path)
 
     from plotly.offline import get_plotlyjs

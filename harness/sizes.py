@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from harness import catalog, cells, figures, methods, recommend, results, stats, sweep
+from harness import catalog, cells, figures, files, methods, recommend, results, stats, sweep
 
 
 class SizesError(ValueError):
@@ -161,8 +161,8 @@ def run(folders: list[Path], *, out: Path) -> dict[str, Path]:
     rows = table(folders)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"md": out / "sizes.md", "csv": out / "sizes.csv"}
-    results.write_text_atomic(paths["md"], markdown(rows))
-    results.frame_to_csv_atomic(pd.DataFrame(rows), paths["csv"], index=False)
+    files.write_text_atomic(paths["md"], markdown(rows))
+    files.frame_to_csv_atomic(pd.DataFrame(rows), paths["csv"], index=False)
     for p in plot(rows, out):
         paths[p.suffix[1:]] = p
     return paths

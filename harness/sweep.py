@@ -16,7 +16,7 @@ import dataclasses
 import math
 from collections import defaultdict
 
-from harness import methods, results, tuning
+from harness import jobfile, methods, tuning
 from harness.spec import RunSpec, SpecError, build_specs
 
 
@@ -161,7 +161,7 @@ def _among(rate: float, rates: list[float]) -> bool:
 
 def planned_grids(specs: list[RunSpec]) -> dict[str, list[float]]:
     """Per sweep point, the learning rates its first seed is to run: the grid the command asked for.
-    The sweep records it in the job manifest (results.write_manifest), so that a table made while the
+    The sweep records it in the job manifest (jobfile.write), so that a table made while the
     grid is still running (or after it was stopped) can say so (grid_edges)."""
     grids = defaultdict(set)
     for spec in _first_seed_specs(specs):
@@ -294,8 +294,8 @@ def is_sweep(records: list[dict], out=None, *, manifest: dict | None = None) -> 
     says a sweep ran there, or its records hold several ranks or seeds (folders made before manifests),
     or one arm at several learning rates (a rate grid, whatever ran it: a mean over it means nothing)."""
     if manifest is None and out is not None:
-        manifest = results.read_manifest(out)
-    if results.manifest_says(manifest, "sweep"):
+        manifest = jobfile.read(out)
+    if jobfile.says(manifest, "sweep"):
         return True
     ranks = {r["spec"]["lora"]["r"] for r in records if r["spec"].get("lora")}
     seeds = {r["spec"]["seed"] for r in records}
@@ -309,7 +309,7 @@ def is_sweep(records: list[dict], out=None, *, manifest: dict | None = None) -> 
 def job_selection(out=None, manifest: dict | None = None) -> tuning.Selection:
     """The rule that chooses a job folder's rates, from its manifest (``manifest``, else read from ``out``)."""
     if manifest is None and out is not None:
-        manifest = results.read_manifest(out)
+        manifest = jobfile.read(out)
     return tuning.Selection.from_manifest(manifest)
 
 
@@ -320,5 +320,5 @@ def reported(records: list[dict], out=None, *, manifest: dict | None = None) -> 
     hold failed runs: a diverged one makes its rate unstable."""
     ok = [r for r in records if r["status"] == "success"]
     if manifest is None and out is not None:
-        manifest = results.read_manifest(out)
+        manifest = jobfile.read(out)
     return selected(records, job_selection(manifest=manifest)) if is_sweep(records, out, manifest=manifest) else ok

@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from harness import cells, convergence, figures, methods, report, results, stats, tuning
+from harness import cells, convergence, figures, files, jobfile, methods, report, stats, tuning
 from harness.figures import lookup
 from harness.sweep import group_key, job_selection, selected
 from harness.variants import curves_frame, point_rows, quality_target
@@ -164,10 +164,10 @@ def write_sweep(out, records: list[dict], rows: list[dict] | None = None) -> lis
     out = Path(out)
     selection = job_selection(out)
     if rows is None:
-        rows = point_rows(records, planned=results.manifest_grids(out), selection=selection,
-                          margin=results.manifest_margin(out))
+        rows = point_rows(records, planned=jobfile.grids(out), selection=selection,
+                          margin=jobfile.margin(out))
     frame = pd.DataFrame(rows)
-    results.frame_to_csv_atomic(frame, out / "sweep.csv", index=False)
+    files.frame_to_csv_atomic(frame, out / "sweep.csv", index=False)
     written = [out / "sweep.csv"]
     pareto_table = None
     if not frame.empty and "spearman_mean" in frame:
@@ -189,5 +189,5 @@ def write_sweep(out, records: list[dict], rows: list[dict] | None = None) -> lis
         sensitivity = pd.DataFrame(tuning.sensitivity_rows(records, selection))
         if not sensitivity.empty and sensitivity.groupby("point")["learning_rate"].nunique().max() > 1:
             written += plots.lr_sensitivity(sensitivity, out / "plots")  # only where some rate was tuned
-    results.write_text_atomic(out / "sweep.md", sweep_markdown(rows, pareto_table, records))
+    files.write_text_atomic(out / "sweep.md", sweep_markdown(rows, pareto_table, records))
     return [out / "sweep.md", *written]

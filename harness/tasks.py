@@ -15,15 +15,17 @@ category and adapter method, from the run records (``quality.test_cos`` and ``te
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 from tabulate import tabulate
 
-from harness import cells, methods, results, stats, variants
+from harness import cells, files, jobfile, methods, results, stats, variants
 from harness.figures import lookup
 
 FILE = "tasks.md"
+SERVING_FILE = "serving.json"  # written by serve (harness/serving.py), read here
 
 
 def wanted(records: list[dict]) -> bool:
@@ -105,12 +107,38 @@ def write_tasks(out: Path, records: list[dict]) -> list[Path]:
     """OUT/tasks.md (with the serving section where ``serve`` has run) and OUT/tasks.csv."""
     import pandas as pd
 
-    from harness import serving
-    found = rows(records, margin=results.manifest_margin(out))
+    found = rows(records, margin=jobfile.margin(out))
     if not found:
         return []
-    served = serving.read(out)
-    results.write_text_atomic(out / FILE, markdown(found) + ("\n" + "\n".join(serving.markdown(served))
+    served = read_serving(out)
+    files.write_text_atomic(out / FILE, markdown(found) + ("\n" + "\n".join(serving_markdown(served))
                                                              if served else ""))
-    results.frame_to_csv_atomic(pd.DataFrame(found), out / "tasks.csv", index=False)
+    files.frame_to_csv_atomic(pd.DataFrame(found), out / "tasks.csv", index=False)
     return [out / FILE, out / "tasks.csv"]
+
+
+def read_serving(out: Path) -> dict | None:
+    """OUT/serving.json as serve wrote it, or None where it is absent or unreadable."""
+    try:
+        value = json.loads((Path(out) / SERVING_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) and isinstance(value.get("adapters"), list) else None
+
+
+def serving_markdown(record: dict) -> list[str]:
+    """The serving section of tasks.md (and what serve prints)."""
+    adapters = [a for a in record["adapters"] if isinstance(a, dict)]
+    worst = max((a.get("max_abs_cos_diff") or 0.0 for a in adapters), default=0.0)
+    ok = all(a.get("within_tolerance") is True for a in adapters)
+    switch = sorted(a["set_adapter_s"] for a in adapters if isinstance(a.get("set_adapter_s"), (int, float)))
+    mib = 2 ** 20
+    return ["## Served from one process", "",
+            f"- {len(adapters)} adapters on one {record.get('base_model')} ({record.get('device')}): resident memory "
+            f"{(record['rss_base_bytes'] - record['rss_before_bytes']) / mib:,.0f} MiB for the base, "
+            f"{(record['rss_all_bytes'] - record['rss_before_bytes']) / mib:,.0f} MiB with every adapter loaded "
+            f"({record['per_adapter_bytes'] / mib:.2f} MiB per adapter).",
+            f"- Each adapter, made active with set_adapter, reproduced its run's test cosines on its category: "
+            f"{'yes' if ok else 'NO'}, largest difference {worst:.2g} (tolerance {record.get('tolerance'):g})"
+            + (f"; set_adapter took {1000 * switch[len(switch) // 2]:.3g} ms (median)." if switch else "."),
+            f"- How: {record.get('method')}.", ""]

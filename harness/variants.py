@@ -22,7 +22,7 @@ def point_rows(records: list[dict], *, ttq_fraction: float = 0.95,
     """One row per sweep point with mean and 95% CI of every figure, vs standard: the difference, its
     four-way verdict at ``margin`` (stats.verdict) and the share of standard's gain over the baseline;
     how its rate was chosen, its stable range and what tuning cost; whether its runs converged.
-    ``planned``: the grids the job's sweeps asked for (results.manifest_grids), for the lr mark;
+    ``planned``: the grids the job's sweeps asked for (jobfile.grids), for the lr mark;
     ``selection``: the job's rate rule (job_selection)."""
     selection = selection or tuning.Selection()
     choices = selection.choose(records)

@@ -17,7 +17,7 @@ import tempfile
 import traceback
 from pathlib import Path
 
-from harness import artifacts, callbacks, convergence, devices, forgetting, results, trackers, train
+from harness import artifacts, callbacks, convergence, devices, files, forgetting, results, trackers, train
 from harness.spec import RunSpec, SpecError
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_SPEC = 0, 1, 2
@@ -261,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         models.quiet_progress_bars()
         hf_logging.set_verbosity_error()
     record = run(spec, artifact=artifact)
-    results.write_json_atomic(out_path, record, overwrite=True)
+    files.write_json_atomic(out_path, record, overwrite=True)
     return EXIT_OK if record["status"] == "success" else EXIT_FAILED
 
 

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from harness import results, runner
+from harness import files, results, runner
 from harness.spec import build_specs
 from tests.conftest import REPO, TINY_ARGS, repo_env, run_cli
 
@@ -104,7 +104,7 @@ def test_interrupt_stops_cleanly_and_the_same_command_resumes(tmp_path, harness_
 
 def test_a_killed_writer_leaves_no_partial_result(tmp_path):
     target = tmp_path / "runs" / "big.json"
-    code = ("import sys; from harness.results import write_json_atomic; "
+    code = ("import sys; from harness.files import write_json_atomic; "
             "write_json_atomic(sys.argv[1], {'x': [0.123456789] * 20_000_000})")
     proc = subprocess.Popen([sys.executable, "-c", code, str(target)], cwd=REPO,
                             env=repo_env())
@@ -168,13 +168,13 @@ def test_a_full_disk_stops_cleanly_and_keeps_the_finished_record(tmp_path, monke
     """ENOSPC injected at the write of a finished record: a StoreError that names the folder, and the
     record saved to the temporary folder instead."""
     import errno
-    real = results.write_bytes_atomic
+    real = files.write_bytes_atomic
 
     def full_disk(path, payload):
         if "runs" in Path(path).parts:
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         return real(path, payload)
-    monkeypatch.setattr(results, "write_bytes_atomic", full_disk)
+    monkeypatch.setattr(files, "write_bytes_atomic", full_disk)
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "rescue"))
     (tmp_path / "rescue").mkdir()
     record = {"run_id": "finished-run", "status": "success", "quality": {"spearman": 0.5}}
@@ -223,7 +223,7 @@ def test_a_finished_record_made_on_other_data_is_rerun_not_kept(tmp_path, harnes
     old = {**json.loads((Path(__file__).parent / "fixtures" / "run-v2-lora.json").read_text()),
            "run_id": spec.run_id, "spec_hash": spec.spec_hash}
     old["data"] = {**old["data"], "fingerprint": "0" * 64, "version": "dating-v1"}
-    results.write_json_atomic(out / "runs" / f"{spec.run_id}.json", old)
+    files.write_json_atomic(out / "runs" / f"{spec.run_id}.json", old)
     current = load_splits("dating").fingerprint
     logs = []
     (record,) = runner.run_all([spec], out=out, log=logs.append, fingerprints={spec.data_key: current})
@@ -239,13 +239,13 @@ def test_a_full_disk_ends_the_command_with_one_line_and_no_later_runs(tmp_path, 
     import errno
 
     from harness.__main__ import main
-    real = results.write_bytes_atomic
+    real = files.write_bytes_atomic
 
     def full_disk(path, payload):
         if Path(path).parent.name == "runs":
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         return real(path, payload)
-    monkeypatch.setattr(results, "write_bytes_atomic", full_disk)
+    monkeypatch.setattr(files, "write_bytes_atomic", full_disk)
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "rescue"))
     (tmp_path / "rescue").mkdir()
     out = tmp_path / "out"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import benchreport, catalog, publish
+from harness import benchreport, catalog, jobfile, publish
 from tests.conftest import REPO, run_cli
 from tests.test_compare import CPU_ADR, _copy_with_a_losing_rate
 
@@ -104,7 +104,7 @@ def test_report_publish_compare_and_the_site_report_the_same_runs_of_a_rate_grid
     tuned = root / "cuda-b" / "dating-v2" / "adr"
     shutil.copytree(FIXTURES / "compare-gpu", plain)
     record, chosen_s = _copy_with_a_losing_rate(tuned)
-    assert results.read_manifest(tuned) is None  # no manifest: the records alone say "rate grid"
+    assert jobfile.read(tuned) is None  # no manifest: the records alone say "rate grid"
 
     everything = results.load_runs(tuned)
     assert sweep.is_sweep(everything, tuned)  # so `report` writes the sweep's tables for it
@@ -186,13 +186,13 @@ def test_reproduce_command_of_a_tuned_sweep_copies_how_its_learning_rate_was_tun
 
 
 def test_the_job_manifest_records_a_command_that_publish_reads_back(tmp_path):
-    """write_manifest and publish share one prefix (results.CLI); a sweep recorded by the one is read by
+    """jobfile.write and publish share one prefix (jobfile.CLI); a sweep recorded by the one is read by
     the other with its learning-rate options intact."""
-    from harness import publish, results, sweep
+    from harness import publish, sweep
     argv = ["sweep", "--lr-grid", "registry", "--lr-extend", "3", "--out", "x y"]
-    results.write_manifest(tmp_path, kind="sweep", argv=argv)
-    manifest = results.read_manifest(tmp_path)
-    assert manifest["commands"][-1]["command"].startswith(results.CLI + " sweep ")
+    jobfile.write(tmp_path, kind="sweep", argv=argv)
+    manifest = jobfile.read(tmp_path)
+    assert manifest["commands"][-1]["command"].startswith(jobfile.CLI + " sweep ")
     specs = sweep.sweep_specs(dataset="dating", ranks=[8], seeds=[0], method_names=["lora"])
     records = [{"schema_version": 3, "method": s.arm, "spec": s.to_dict()} for s in specs]
     assert "--lr-grid registry --lr-extend 3 " in publish.reproduce_command(records, "sweep", manifest)

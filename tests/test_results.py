@@ -6,32 +6,32 @@ from pathlib import Path
 
 import pytest
 
-from harness import results
+from harness import files, results
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def test_atomic_write_refuses_to_overwrite(tmp_path):
     path = tmp_path / "runs" / "a.json"
-    results.write_json_atomic(path, {"x": 1})
+    files.write_json_atomic(path, {"x": 1})
     with pytest.raises(FileExistsError, match="refusing to overwrite"):
-        results.write_json_atomic(path, {"x": 2})
+        files.write_json_atomic(path, {"x": 2})
     assert json.loads(path.read_text()) == {"x": 1}
-    results.write_json_atomic(path, {"x": 3}, overwrite=True)
+    files.write_json_atomic(path, {"x": 3}, overwrite=True)
     assert json.loads(path.read_text()) == {"x": 3}
     assert [p.name for p in path.parent.iterdir()] == ["a.json"]  # no temporary file left
 
 
 def test_non_finite_numbers_are_stored_as_null(tmp_path):
     path = tmp_path / "a.json"
-    results.write_json_atomic(path, {"loss": float("nan"), "h": [1.0, float("inf")]})
+    files.write_json_atomic(path, {"loss": float("nan"), "h": [1.0, float("inf")]})
     assert json.loads(path.read_text()) == {"loss": None, "h": [1.0, None]}
 
 
 def test_failed_write_leaves_no_partial_file(tmp_path):
     path = tmp_path / "a.json"
     with pytest.raises(TypeError):
-        results.write_json_atomic(path, {"x": object()})
+        files.write_json_atomic(path, {"x": object()})
     assert list(tmp_path.iterdir()) == []
 
 

@@ -82,3 +82,34 @@ def test_no_function_runs_past_about_sixty_lines_without_saying_why():
                 if "one function because" not in (ast.get_docstring(node) or ""):
                     long.append(f"{module_name(path)}.{node.name} ({node.end_lineno - node.lineno + 1} lines)")
     assert long == [], "split these, or say in the docstring why each is 'one function because ...'"
+
+
+# The reporting side: modules that only read run records and write tables, pages and plots.
+READERS = {"report", "methods_report", "sweep_table", "variants", "cells", "figures", "plots", "site", "publish",
+           "compare", "catalog", "tasks", "sizes", "recommend", "benchreport", "benchcompare", "jobfile", "results",
+           "readable", "stats", "tuning", "convergence", "files"}
+# The run side: what trains, measures and evaluates a model.
+RUNNERS = {"runner", "worker", "train", "trackers", "callbacks", "models", "artifacts", "evaluate", "forgetting",
+           "devices", "ray_executor", "flops", "environment", "serving"}
+
+
+def test_the_reporting_side_reaches_the_run_side_only_through_the_method_registrys_hooks():
+    """A reader module imports no module that trains or measures, and reaches one only through
+    methods.py, whose entries carry the hooks that the worker calls (attach, AdaLoRA's allocator,
+    PiSSA's initial adapter); with those edges taken away, no run-side module is reachable."""
+    graph = imports()
+    graph["harness.methods"] = {w for w in graph["harness.methods"] if w.split(".", 1)[1] not in RUNNERS}
+    modules = {m.split(".", 1)[1] for m in graph if "." in m}
+    assert READERS <= modules and RUNNERS <= modules, sorted((READERS | RUNNERS) - modules)
+    reached = {}
+    for reader in READERS:
+        seen, stack = set(), [f"harness.{reader}"]
+        while stack:
+            for w in graph.get(stack.pop(), ()):
+                if w not in seen:
+                    seen.add(w)
+                    stack.append(w)
+        bad = sorted(w.split(".", 1)[1] for w in seen if w.split(".", 1)[1] in RUNNERS)
+        if bad:
+            reached[reader] = bad
+    assert reached == {}

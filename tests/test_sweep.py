@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from harness import sweep, sweep_table, variants
+from harness import jobfile, sweep, sweep_table, variants
 from harness.spec import SpecError
 from tests.conftest import REPO, TINY_ARGS, repo_env, run_cli
 
@@ -85,18 +85,17 @@ def test_a_grid_that_is_not_finished_is_marked_with_the_rates_run_not_as_a_choic
 
 
 def test_the_manifest_keeps_the_union_of_the_grids_asked_for_and_ignores_a_bad_one(tmp_path):
-    from harness import results
-    results.write_manifest(tmp_path, kind="sweep", argv=["sweep"], lr_grids={"lora r=8": [1e-4, 2e-4]})
-    results.write_manifest(tmp_path, kind="sweep", argv=["sweep"], lr_grids={"lora r=8": [2e-4, 5e-4],
+    jobfile.write(tmp_path, kind="sweep", argv=["sweep"], lr_grids={"lora r=8": [1e-4, 2e-4]})
+    jobfile.write(tmp_path, kind="sweep", argv=["sweep"], lr_grids={"lora r=8": [2e-4, 5e-4],
                                                                              "ia3": [1e-3]})
-    results.write_manifest(tmp_path, kind="run", argv=["run"])  # a command without grids keeps them
+    jobfile.write(tmp_path, kind="run", argv=["run"])  # a command without grids keeps them
     manifest = json.loads((tmp_path / "job.json").read_text())
     assert len(manifest["commands"]) == 3
-    assert results.manifest_grids(tmp_path) == {"lora r=8": [1e-4, 2e-4, 5e-4], "ia3": [1e-3]}
+    assert jobfile.grids(tmp_path) == {"lora r=8": [1e-4, 2e-4, 5e-4], "ia3": [1e-3]}
     manifest["lr_grids"]["ia3"] = "fast"
     (tmp_path / "job.json").write_text(json.dumps(manifest))
     with pytest.warns(UserWarning, match=r"lr_grids\['ia3'\] = 'fast' is not a list of rates"):
-        assert results.manifest_grids(tmp_path) == {"lora r=8": [1e-4, 2e-4, 5e-4]}
+        assert jobfile.grids(tmp_path) == {"lora r=8": [1e-4, 2e-4, 5e-4]}
 
 
 def test_a_grid_whose_end_wins_extends_one_step_past_it_until_the_choice_is_inside():

@@ -1,0 +1,117 @@
+"""OUT/job.json, the job's manifest: which kinds of command wrote into a folder, each exact command
+line and the harness version, the learning-rate grids a sweep asked for, the rule that chooses the rates
+and the smallest difference that counts. Written by run and sweep, read by report, publish and the site."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import shlex
+import warnings
+from pathlib import Path
+
+from harness import files
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+
+NAME = "job.json"
+
+
+def read(out) -> dict | None:
+    """OUT/job.json, or None where there is none (folders made before manifests) or it is unreadable."""
+    path = Path(out) / NAME
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        warnings.warn(f"{path}: unreadable job manifest, ignored ({exc})", stacklevel=2)
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def says(manifest: dict | None, kind: str) -> bool:
+    """Whether a job's manifest (its job.json, or None) records a command of ``kind`` (run, sweep)."""
+    return kind in (manifest or {}).get("kinds", [])
+
+
+# How job.json records a command line: this prefix, then the arguments (publish reads them back after it).
+CLI = "python -m harness"
+
+
+def write(out, *, kind: str, argv: list[str], lr_grids: dict[str, list[float]] | None = None,
+                   lr_selection=None, margin: float | None = None) -> Path:
+    """Add this command to OUT/job.json: which kinds of job wrote here, each exact command line, and
+    the harness version, so that report and publish need not guess what a folder holds. ``lr_grids``
+    (a sweep with a learning-rate grid): per sweep point, the rates its first seed is to run; the
+    manifest keeps the union over every command, so the tables can tell a grid still running from one
+    that is done (see grids). ``lr_selection`` (a tuning.Selection): the rule that chooses
+    the rates and the seeds the study reports, the union over every command. ``margin``: the smallest
+    difference in Spearman that counts (stats.verdict), where the command set one; the latest wins."""
+    from harness import __version__
+    old = read(out) or {}
+    commands = old.get("commands") if isinstance(old.get("commands"), list) else []
+    kinds = old.get("kinds") if isinstance(old.get("kinds"), list) else []
+    manifest = {"kinds": sorted({*kinds, kind}), "created_at": old.get("created_at", _now()),
+                "commands": [*commands, {"kind": kind, "command": f"{CLI} {shlex.join(argv)}",
+                                         "harness_version": __version__, "at": _now()}]}
+    asked = grids(out, old)
+    for point, rates in (lr_grids or {}).items():
+        asked[point] = sorted({*asked.get(point, []), *map(float, rates)})
+    if asked:
+        manifest["lr_grids"] = asked
+    if lr_selection is not None:
+        from harness import tuning
+        old_selection = old.get("lr_selection")
+        if isinstance(old_selection, dict):
+            lr_selection = tuning.Selection.from_manifest(old).merged(lr_selection)
+        manifest["lr_selection"] = lr_selection.to_manifest()
+    elif "lr_selection" in old:
+        manifest["lr_selection"] = old["lr_selection"]
+    if margin is not None or "spearman_margin" in old:
+        manifest["spearman_margin"] = margin if margin is not None else old["spearman_margin"]
+    path = Path(out) / NAME
+    files.write_text_atomic(path, json.dumps(manifest, indent=2) + "\n")
+    return path
+
+
+def margin(out, manifest: dict | None = None) -> float:
+    """The job's smallest difference of interest in Spearman (job.json's spearman_margin, set by --margin),
+    else the documented default (stats.SPEARMAN_MARGIN); a malformed one is ignored with a warning."""
+    from harness import stats
+    manifest = read(out) if manifest is None else manifest
+    value = (manifest or {}).get("spearman_margin")
+    if value is None:
+        return stats.SPEARMAN_MARGIN
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and 0 <= value < 1:
+        return float(value)
+    warnings.warn(f"{Path(out) / NAME}: spearman_margin = {value!r} is not a number in [0, 1); the default "
+                  f"{stats.SPEARMAN_MARGIN} is used", stacklevel=2)
+    return stats.SPEARMAN_MARGIN
+
+
+def grids(out, manifest: dict | None = None) -> dict[str, list[float]]:
+    """The learning rates the sweeps in OUT were asked to run on each point's first seed (the manifest's
+    lr_grids), or {} where no sweep with a grid recorded them (folders made before they were recorded).
+    An entry that is not a list of positive numbers is left out, with a warning."""
+    manifest = read(out) if manifest is None else manifest
+    raw = (manifest or {}).get("lr_grids")
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        warnings.warn(f"{Path(out) / NAME}: lr_grids is not a table of point: rates; ignored", stacklevel=2)
+        return {}
+    good = {}
+    for point, rates in raw.items():
+        if isinstance(rates, list) and rates and all(
+                isinstance(r, (int, float)) and not isinstance(r, bool) and r > 0 for r in rates):
+            good[str(point)] = sorted(float(r) for r in rates)
+        else:
+            warnings.warn(f"{Path(out) / NAME}: lr_grids[{point!r}] = {rates!r} is not a list of rates; "
+                          "ignored", stacklevel=2)
+    return good
