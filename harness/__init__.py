@@ -11,13 +11,14 @@ Follow one run from the command line to its results file:
                   trackers.py (time, memory, energy, StepTimer callback) around
                   SentenceTransformerTrainer.train(), then evaluate.py on the test split
         results.py  SCHEMA_VERSION, loading with version checks; files.py writes atomically
-      report.py   OUT/runs/*.json -> OUT/tradeoffs.md and OUT/tradeoffs.csv
+      report/     OUT/runs/*.json -> OUT/tradeoffs.md and .csv (report/tradeoffs.py) and every other table
 
-    `sweep`       sweep.py builds ranks x seeds (+ baseline, standard), chooses learning rates on
-                  validation and writes sweep.md/.csv with stats.py (CIs, paired test, Pareto) and
-                  plots.py; `--executor ray` hands the same specs to ray_executor.py instead
-    `publish`     publish.py files a folder under results/<hardware-id>/<dataset>/<job>/ and
-                  regenerates results/README.md; `compare` (compare.py) sets machines side by side
+    `sweep`       sweep.py builds ranks x seeds (+ baseline, standard), tuning.py chooses learning
+                  rates on validation, report/sweep_table.py writes sweep.md/.csv with stats.py (CIs,
+                  paired test, Pareto) and report/plots.py; `--executor ray` hands the same specs
+                  to ray_executor.py instead
+    `publish`     report/publish.py files a folder under results/<hardware-id>/<dataset>/<job>/ and
+                  regenerates results/README.md; `compare` (report/compare.py) sets machines side by side
 """
 
 __version__ = "0.1.0"

@@ -12,8 +12,9 @@ import signal
 import sys
 from pathlib import Path
 
-from harness import files, jobfile, report, results, runner, tuning
+from harness import files, jobfile, results, runner, tuning
 from harness.cli import EXIT_BAD_INPUT, EXIT_OK, EXIT_RUN_FAILED, build_parser, one_line, warnings_as_lines
+from harness.report import tradeoffs
 from harness.spec import SpecError, build_specs
 
 
@@ -245,7 +246,8 @@ def cmd_publish(args) -> int:
 
 
 def _publish(args) -> int:
-    from harness import catalog, publish
+    from harness import catalog
+    from harness.report import publish
     _not_a_file(args.results, "publish --results")
     root = Path(args.results)
     if args.add:
@@ -260,7 +262,7 @@ def _publish(args) -> int:
     jobs = catalog.published_jobs(root)  # each job folder read once, for the index and the site
     for path in publish.write_index(root, jobs):
         print(f"wrote {path}")
-    from harness import site
+    from harness.report import site
     written = site.build(root, jobs=jobs)
     print(f"wrote {root / site.SITE}/ ({len(written)} files; open {root / site.SITE / 'index.html'})")
     return EXIT_OK
@@ -274,7 +276,7 @@ def _not_a_file(path: str, option: str) -> None:
 def cmd_compare(args) -> int:
     import math
 
-    from harness import compare
+    from harness.report import compare
     if not (math.isfinite(args.quality_tolerance) and args.quality_tolerance >= 0):
         raise InputError(f"--quality-tolerance {args.quality_tolerance}: expected a Spearman gap >= 0, e.g. 0.02")
     _not_a_file(args.out, "compare --out")
@@ -291,7 +293,8 @@ def cmd_compare(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from harness import serving, tasks
+    from harness import serving
+    from harness.report import tasks
     out = Path(args.out)
     if not results.runs_dir(out).is_dir():
         raise InputError(f"serve {str(out)!r}: no runs/ folder in it (expected a folder written by run --per-category)")
@@ -307,7 +310,7 @@ def cmd_serve(args) -> int:
 
 
 def cmd_sizes(args) -> int:
-    from harness import sizes
+    from harness.report import sizes
     _not_a_file(args.out, "sizes --out")
     for folder in args.folders:
         if not results.runs_dir(Path(folder)).is_dir():
@@ -419,7 +422,7 @@ def cmd_bench_compare(args) -> int:
 def cmd_recommend(args) -> int:
     import math
 
-    from harness import recommend
+    from harness.report import recommend
     for option in ("max_memory", "max_train_time", "max_artifact"):
         value = getattr(args, option)
         if value is not None and not (math.isfinite(value) and value > 0):
@@ -453,37 +456,38 @@ def cmd_report(args) -> int:
 
 
 def _report(out: Path, records: list[dict]) -> int:
-    from harness import recommend, sweep, sweep_table
+    from harness import sweep
+    from harness.report import recommend, sweep_table
     every_run = records  # the sweep and methods tables choose from every rate tried (and mark a grid's end)
     is_sweep = sweep.is_sweep(records, out)
     if is_sweep:  # tuning runs at rates that were not chosen stay out of the tables
         records = [*sweep.selected(records, sweep.job_selection(out)),
                    *[r for r in records if r["status"] != "success"]]
     try:
-        stats_rows = report.spearman_stats(records, margin=jobfile.margin(out))
+        stats_rows = tradeoffs.spearman_stats(records, margin=jobfile.margin(out))
         rows = recommend.job_rows(out, every_run)  # the variant rows, computed once for every table below
     except results.ResultError as exc:
         raise InputError(str(exc)) from None
-    paths = report.write_report(out, records, stats_rows=stats_rows)
+    paths = tradeoffs.write_report(out, records, stats_rows=stats_rows)
     if is_sweep:
         written = sweep_table.write_sweep(out, every_run, rows)
         print((out / "sweep.md").read_text().split("\n## Method")[0])
         print(f"wrote {len(written)} sweep files (sweep.md, sweep.csv, plots/)")
-    from harness import methods_report
+    from harness.report import methods_report
     if methods_report.wanted(records):
         written = methods_report.write_methods(out, every_run, rows)
         print((out / "methods.md").read_text().split("\n## How to read")[0])
         print(f"wrote {len(written)} methods files (methods.md, methods.csv, precision.csv with 2 precisions, plots/)")
-    from harness import tasks
+    from harness.report import tasks
     if tasks.wanted(records) and tasks.write_tasks(out, records):
         print((out / tasks.FILE).read_text().split("\n- ")[0])
     print()
-    print(report.format_table(report.tradeoff_table(report.runs_frame(records))))
+    print(tradeoffs.format_table(tradeoffs.tradeoff_table(tradeoffs.runs_frame(records))))
     print()
-    print("\n".join(report.stats_markdown(stats_rows)))
-    for note in report.method_notes(records):
+    print("\n".join(tradeoffs.stats_markdown(stats_rows)))
+    for note in tradeoffs.method_notes(records):
         print(f"* {note}")
-    fails = report.failures(records)
+    fails = tradeoffs.failures(records)
     for f in fails:
         print(f"FAILED {f}")
     if rows:

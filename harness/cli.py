@@ -177,7 +177,7 @@ def _add_recommend(sub) -> None:
                          description="Read a job's run files and say which variants meet the constraints, which "
                                      "are Pareto-optimal (quality against train time) and which one to use, each "
                                      "figure with its 95%% CI; never on a difference that is not significant "
-                                     "(harness/recommend.py says the rule).")
+                                     "(harness/report/recommend.py says the rule).")
     rec.add_argument("out", help="a folder written by `run` or `sweep`")
     rec.add_argument("--max-memory", type=float, help="peak training memory, MiB")
     rec.add_argument("--max-train-time", type=float, help="train time, seconds")

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from harness import files, tasks
+from harness import files
 from harness.figures import lookup
+from harness.report import tasks
 
 TOLERANCE = 1e-5  # float32 cosines of the same model on the same texts
 

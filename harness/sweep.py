@@ -5,8 +5,8 @@ adapter methods (``--methods``, LoRA by default) at each rank, in each precision
 Methods without a rank (IA3) run once per seed and precision. With a learning-rate grid, every grid
 point runs on the first seed, ends that win are extended, and the other seeds run the rates the rule
 needs (run_phases; the rule itself is harness/tuning.py). ``selected`` / ``reported`` say which runs
-a job's tables show: each variant at its chosen rate. The rows are harness/variants.py, the table
-harness/sweep_table.py. Everything is recomputed from the run files, so a resumed sweep and
+a job's tables show: each variant at its chosen rate. The rows are harness/report/variants.py, the table
+harness/report/sweep_table.py. Everything is recomputed from the run files, so a resumed sweep and
 ``report`` agree.
 """
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import compare, figures, methods_report, plots, publish, report, site, sweep_table, variants
+from harness import figures
+from harness.report import compare, methods_report, plots, publish, site, sweep_table, tradeoffs, variants
 
 # a published standard run, with energy measured (the tiny fixtures switch energy off)
 FIXTURE = Path(__file__).parent.parent / "results" / "cpu-amd-epyc-2c" / "dating-v2" / "adr" / "runs" / \
@@ -43,8 +44,8 @@ def test_keys_and_labels_are_unique_and_a_figure_names_only_known_views():
 def test_the_index_headline_reads_each_figure_by_its_key_from_the_tradeoff_table():
     records = [json.loads(p.read_text()) for p in sorted(FIXTURE.parent.glob("*.json"))]
     h = publish.headline(records)
-    table = report.tradeoff_table(report.runs_frame(records))
-    std, lora = report.reference_label(records), h["lora_label"]
+    table = tradeoffs.tradeoff_table(tradeoffs.runs_frame(records))
+    std, lora = tradeoffs.reference_label(records), h["lora_label"]
     assert lora and lora.startswith("lora")
     wall = figures.FIGURES["train_wall_s"].label
     assert h["lora_time_pct"] == pytest.approx(100 * table.loc[wall, lora] / table.loc[wall, std])
@@ -74,7 +75,7 @@ def test_a_new_figure_is_one_entry_and_every_output_shows_it(tmp_path, monkeypat
     steps = records[0]["timings"]["steps"]
     assert steps > 0
     # the tradeoff table: a row, formatted as a count
-    table = report.format_table(report.tradeoff_table(report.runs_frame(records)))
+    table = tradeoffs.format_table(tradeoffs.tradeoff_table(tradeoffs.runs_frame(records)))
     assert re.search(rf"\| Optimizer steps \(count\) +\| {steps:,} +\|", table), table
     # sweep and methods tables and their CSV files; the rank-vs-cost plot gets a fifth panel
     rows = variants.point_rows(records)

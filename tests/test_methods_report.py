@@ -9,7 +9,7 @@ import csv
 import json
 from pathlib import Path
 
-from harness import methods_report
+from harness.report import methods_report
 from tests.conftest import run_cli
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -5,7 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness import convergence, figures, report, stats
+from harness import convergence, figures, stats
+from harness.report import tradeoffs
 
 
 def _test(diff, lo, hi, significant):
@@ -62,12 +63,12 @@ def test_the_tradeoff_table_gives_ratios_for_costs_shares_for_quality_and_differ
     frame = pd.DataFrame([arm("baseline", "baseline", 0, -0.4, None, 0.0),
                           arm("standard", "standard", 1, 0.5, 400.0, 0.02),
                           arm("lora r=8", "lora", 2, 0.2, 300.0, 0.1)])
-    table = report.tradeoff_table(frame)
+    table = tradeoffs.tradeoff_table(frame)
     column = "lora r=8 vs standard"
     assert table.loc[wall, column] == pytest.approx(75.0)
     assert table.loc[spearman, column] == pytest.approx(0.6 / 0.9)
     assert table.loc[forgetting, column] == pytest.approx(0.08)
-    text = report.format_table(table)
+    text = tradeoffs.format_table(table)
     assert "67% of gain" in text and "| 75%" in text and "+0.080" in text and "% of standard" not in text
     frame.loc[1, spearman] = -0.39999  # standard moved nothing (three warm-up steps): no share of it
-    assert pd.isna(report.tradeoff_table(frame).loc[spearman, column])
+    assert pd.isna(tradeoffs.tradeoff_table(frame).loc[spearman, column])

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import benchreport, catalog, jobfile, publish
+from harness import catalog, jobfile
+from harness.report import benchreport, publish
 from tests.conftest import REPO, run_cli
 from tests.test_compare import CPU_ADR, _copy_with_a_losing_rate
 
@@ -98,7 +99,8 @@ def test_report_publish_compare_and_the_site_report_the_same_runs_of_a_rate_grid
     """One arm run at two learning rates in a folder that no sweep manifest marks (two `run`
     commands, say): every reader of the folder reports the same runs, the chosen rate only
     (sweep.reported). Before, compare chose a rate while the index and the site averaged both."""
-    from harness import compare, results, site, sweep
+    from harness import results, sweep
+    from harness.report import compare, site
     root = tmp_path / "results"
     plain = root / "cuda-a" / "dating-v2" / "adr"
     tuned = root / "cuda-b" / "dating-v2" / "adr"
@@ -130,7 +132,8 @@ def test_readme_claims_about_the_v1_sweep_match_its_generated_table():
 
 
 def test_reproduce_command_of_a_method_sweep_names_methods_ranks_and_precisions():
-    from harness import publish, sweep
+    from harness import sweep
+    from harness.report import publish
     specs = sweep.sweep_specs(dataset="dating", ranks=[8, 16], seeds=[0, 1], method_names=["lora", "ia3"],
                               precisions=["fp32", "bf16"], overrides=["eval_every_steps=50"])
     records = [{"schema_version": 3, "method": s.arm, "spec": s.to_dict()} for s in specs]
@@ -157,7 +160,8 @@ def test_reproduce_command_of_a_tuned_sweep_copies_how_its_learning_rate_was_tun
     """The records cannot tell a sweep tuned on a learning-rate grid from one at the default rate; the
     job manifest's latest sweep command can. Its --out (a path on the machine that ran it) is not
     copied, and an earlier command's options give way to the latest's."""
-    from harness import publish, sweep
+    from harness import sweep
+    from harness.report import publish
     specs = sweep.sweep_specs(dataset="dating", ranks=[8], seeds=[0], method_names=["lora"],
                               overrides=["eval_every_steps=50"])
     records = [{"schema_version": 3, "method": s.arm, "spec": s.to_dict()} for s in specs]
@@ -188,7 +192,8 @@ def test_reproduce_command_of_a_tuned_sweep_copies_how_its_learning_rate_was_tun
 def test_the_job_manifest_records_a_command_that_publish_reads_back(tmp_path):
     """jobfile.write and publish share one prefix (jobfile.CLI); a sweep recorded by the one is read by
     the other with its learning-rate options intact."""
-    from harness import publish, sweep
+    from harness import sweep
+    from harness.report import publish
     argv = ["sweep", "--lr-grid", "registry", "--lr-extend", "3", "--out", "x y"]
     jobfile.write(tmp_path, kind="sweep", argv=argv)
     manifest = jobfile.read(tmp_path)

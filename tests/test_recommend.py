@@ -1,4 +1,4 @@
-"""The generated recommendation: the rule of harness/recommend.py, branch by branch, on rows with known
+"""The generated recommendation: the rule of harness/report/recommend.py, branch by branch, on rows with known
 figures; and on a published job, every figure of its sentence traced back to the run files."""
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import recommend, results
+from harness import results
+from harness.report import recommend
 from tests.test_hostile_inputs import invoke
 
 REPO = Path(__file__).resolve().parent.parent

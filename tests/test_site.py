@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import catalog, site
+from harness import catalog
+from harness.report import site
 from tests.conftest import REPO
 
 RESULTS = REPO / "results"

@@ -10,7 +10,8 @@ import shutil
 
 import pytest
 
-from harness import figures, sizes
+from harness import figures
+from harness.report import sizes
 from tests.conftest import REPO, run_cli
 
 SMALL = next(iter(sorted((REPO / "results").glob("cpu-*/stsb/adr"))), None)

@@ -142,7 +142,7 @@ def test_cluster_bootstrap_over_seeds_counts_groups_not_rows():
 
 
 def test_separation_warning_only_when_standard_does_not_beat_the_baseline():
-    from harness import report
+    from harness.report import tradeoffs
     rng = np.random.default_rng(8)
     gold = rng.random(300)
     trained, untrained = gold + rng.normal(scale=0.2, size=300), -gold + rng.normal(scale=0.2, size=300)
@@ -151,6 +151,6 @@ def test_separation_warning_only_when_standard_does_not_beat_the_baseline():
                 "data": {"fingerprint": "f"},
                 "quality": {"test_cos": list(cos), "test_gold": list(gold), "test_group": [str(i) for i in range(300)]}}
                for label, cos in (("baseline", untrained), ("standard", trained))]
-    assert report.separation_warning(report.spearman_stats(records)) == []
+    assert tradeoffs.separation_warning(tradeoffs.spearman_stats(records)) == []
     records[1]["quality"]["test_cos"] = list(untrained + rng.normal(scale=0.01, size=300))
-    assert "do not tell the arms apart" in report.separation_warning(report.spearman_stats(records))[0]
+    assert "do not tell the arms apart" in tradeoffs.separation_warning(tradeoffs.spearman_stats(records))[0]

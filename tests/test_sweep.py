@@ -10,7 +10,8 @@ import time
 import numpy as np
 import pytest
 
-from harness import jobfile, sweep, sweep_table, variants
+from harness import jobfile, sweep
+from harness.report import sweep_table, variants
 from harness.spec import SpecError
 from tests.conftest import REPO, TINY_ARGS, repo_env, run_cli
 

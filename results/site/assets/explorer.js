@@ -1,4 +1,4 @@
-// The results site's interactive parts (written into results/site/assets/explorer.js by harness/site.py):
+// The results site's interactive parts (written into results/site/assets/explorer.js by harness/report/site.py):
 // the Pareto explorer (window.EXPLORER: one point per variant at its chosen rate, mean over seeds with its
 // CI; every single run, tuning runs included, on request) and the benchmark history (window.HISTORY),
 // drawn with plotly.js.

@@ -9,7 +9,7 @@ LoRA variant of each job, set against the same job's standard arm in the same pr
   of each seed (paired), mean over seeds with a Student-t 95% CI (costs are positive, so a ratio
   means something);
 - its share of standard's gain in test Spearman over the untrained baseline, with its
-  cluster-bootstrap 95% CI (harness/variants.py), and the verdict of the paired test against standard.
+  cluster-bootstrap 95% CI (harness/report/variants.py), and the verdict of the paired test against standard.
 
 Rows are ordered by the model's total parameters: the table and plot say where LoRA starts to pay.
 Jobs from two machines, or on two datasets, are refused: their timings or quality do not compare.
@@ -23,7 +23,8 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from harness import catalog, cells, figures, files, methods, recommend, results, stats, sweep
+from harness import catalog, figures, files, methods, results, stats, sweep
+from harness.report import cells, recommend
 
 
 class SizesError(ValueError):
@@ -132,7 +133,7 @@ def plot(rows: list[dict], out: Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from harness import plots
+    from harness.report import plots
     frame = pd.DataFrame(rows)
     shown = figures.shown_in("sizes")
     fig, (costs, quality) = plt.subplots(1, 2, figsize=(11, 4))

@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 from tabulate import tabulate
 
-from harness import cells, files, jobfile, methods, results, stats, variants
+from harness import files, jobfile, methods, results, stats
 from harness.figures import lookup
+from harness.report import cells, variants
 
 FILE = "tasks.md"
 SERVING_FILE = "serving.json"  # written by serve (harness/serving.py), read here

@@ -4,8 +4,8 @@
 plots) under the hardware id derived from its records; ``publish`` alone regenerates from the run
 files found there: ``results/README.md`` (the index, with each job's reproduce command and generated
 recommendation), ``results/ADR-001-comparison.md`` (with the deployment rows from the published bench
-run), ``results/benchmarks/README.md`` and the README's bench-figures block (harness/benchreport.py),
-and the results site (harness/site.py).
+run), ``results/benchmarks/README.md`` and the README's bench-figures block (harness/report/benchreport.py),
+and the results site (harness/report/site.py).
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ import shutil
 import warnings
 from pathlib import Path
 
-from harness import cells, figures, files, jobfile, methods, report, results
+from harness import figures, files, jobfile, methods, results
 from harness.catalog import IN_PROGRESS, Job, hardware_id, published_jobs, safe_destination, studies_in_progress
 from harness.files import slug
+from harness.report import cells, tradeoffs
 
 ADR_001 = {  # ADR-001's own figures (shared/reference/ADR-001-lora-vs-standard.md)
     "baseline_spearman": -0.219, "standard_spearman": 0.853, "lora_spearman": 0.827,
@@ -53,17 +54,17 @@ def _pct(a, b):
 
 def _gain_pct(h: dict):
     """LoRA's share of standard's Spearman gain over the baseline, in %, from a headline; None where
-    standard gained nothing to share (report.GAIN_FLOOR)."""
+    standard gained nothing to share (tradeoffs.GAIN_FLOOR)."""
     lora, std, base = h.get("lora_spearman"), h.get("standard_spearman"), h.get("baseline_spearman")
-    if None in (lora, std, base) or not std - base > report.GAIN_FLOOR:
+    if None in (lora, std, base) or not std - base > tradeoffs.GAIN_FLOOR:
         return None
     return 100 * (lora - base) / (std - base)
 
 
 def headline(records: list[dict]) -> dict:
     """The figures of the index for one job: arms' Spearman and LoRA's costs relative to standard."""
-    frame = report.runs_frame(records)
-    table = report.tradeoff_table(frame)
+    frame = tradeoffs.runs_frame(records)
+    table = tradeoffs.tradeoff_table(frame)
 
     def cell(key, column):
         metric = figures.FIGURES[key].label  # the table's rows are the figures' labels
@@ -73,10 +74,10 @@ def headline(records: list[dict]) -> dict:
         return None if value != value else float(value)  # NaN -> None
 
     ok = [r for r in records if r["status"] == "success"]
-    std = report.reference_label(ok)
+    std = tradeoffs.reference_label(ok)
     # the LoRA columns: the first lora variant in table order (the lowest rank, fp32 first)
-    lora = next((label for label in report.label_order(ok)
-                 if any(r["method"] == "lora" and report.label_of(r) == label for r in ok)), None)
+    lora = next((label for label in tradeoffs.label_order(ok)
+                 if any(r["method"] == "lora" and tradeoffs.label_of(r) == label for r in ok)), None)
     return {
         "baseline_spearman": cell("spearman", "baseline"),
         "standard_spearman": cell("spearman", std),
@@ -242,7 +243,7 @@ def index_markdown(results_root: Path, jobs: list[Job] | None = None) -> str:
             where = f"; every variant is in {' and '.join(tables)}" if tables else ""
             details += [f"The LoRA columns above show **{h['lora_label']}**: the lowest-rank LoRA variant of this "
                         f"job, fp32 first, at the rate its tables report{where}.", ""]
-        details += [f"- {n}" for n in report.method_notes(records)] + [""]
+        details += [f"- {n}" for n in tradeoffs.method_notes(records)] + [""]
     lines += ["", "When a job holds several LoRA ranks, the LoRA columns show the lowest rank; see its sweep.md.",
               "Energy is labelled an estimate wherever codecarbon had no hardware counters.", "",
               "## How each job was measured", ""] + details
@@ -306,8 +307,8 @@ def adr_comparison_markdown(results_root: Path, jobs: list[Job] | None = None) -
 
 def deployment_rows(results_root: Path) -> list[str]:
     """ADR-001's deployment claims against the published benchmark run's serving figures
-    (bench/test_serving.py, bench/test_inference.py; harness/benchreport.py reads them)."""
-    from harness import benchreport
+    (bench/test_serving.py, bench/test_inference.py; harness/report/benchreport.py reads them)."""
+    from harness.report import benchreport
     path = benchreport.published_run(results_root)
     s = benchreport.summary(path) if path else {}
     serving = s.get("serving") or {}
@@ -348,7 +349,7 @@ def write_index(results_root: Path, jobs: list[Job] | None = None) -> list[Path]
     """results/README.md, the ADR page and, where results/benchmarks/ exists, its README and the
     figures block of the repository README (between benchreport's markers, where it has them).
     ``jobs``: published_jobs(results_root), where the caller has read them already."""
-    from harness import benchreport
+    from harness.report import benchreport
     jobs = published_jobs(results_root) if jobs is None else jobs
     paths = [results_root / "README.md", results_root / "ADR-001-comparison.md"]
     files.write_text_atomic(paths[0], index_markdown(results_root, jobs))

@@ -1,5 +1,5 @@
 """The sweep table: OUT/sweep.md, OUT/sweep.csv and the sweep's plots, from the variant rows
-(harness/variants.py). Its own columns and the figure registry's (figures.shown_in("sweep")) are placed
+(harness/report/variants.py). Its own columns and the figure registry's (figures.shown_in("sweep")) are placed
 by position; its title says what the job is.
 """
 
@@ -9,10 +9,11 @@ import math
 
 import numpy as np
 
-from harness import cells, convergence, figures, files, jobfile, methods, report, stats, tuning
+from harness import convergence, figures, files, jobfile, methods, stats, tuning
 from harness.figures import lookup
+from harness.report import cells, tradeoffs
+from harness.report.variants import curves_frame, point_rows, quality_target
 from harness.sweep import group_key, job_selection, selected
-from harness.variants import curves_frame, point_rows, quality_target
 
 # The sweep table's own columns (key, header, position); the figure registry places its figures among
 # them (figures.shown_in("sweep")).
@@ -84,7 +85,7 @@ def title(rows: list[dict], records: list[dict]) -> str:
         text = ", ".join(r["point"] for r in rows if methods.trains(r.get("method")) and not r.get("is_reference"))
         text = f"{text or 'standard'} against full fine-tuning"
     trained_rows = [r for r in rows if methods.trains(r.get("method"))]
-    return text + report.budget(records, converged=bool(trained_rows) and all(
+    return text + tradeoffs.budget(records, converged=bool(trained_rows) and all(
         r.get("convergence_converged") is True for r in trained_rows))
 
 
@@ -124,7 +125,7 @@ def protocol_notes(rows: list[dict]) -> list[str]:
 def sweep_markdown(rows: list[dict], pareto_table, records: list[dict]) -> str:
     from tabulate import tabulate
 
-    from harness.report import method_notes
+    from harness.report.tradeoffs import method_notes
     columns = sweep_columns()
     body = [[_cell(r, key) for key, _ in columns] for r in rows]
     parts = [f"# {title(rows, records)}", "",
@@ -160,7 +161,7 @@ def write_sweep(out, records: list[dict], rows: list[dict] | None = None) -> lis
 
     import pandas as pd
 
-    from harness import plots
+    from harness.report import plots
     out = Path(out)
     selection = job_selection(out)
     if rows is None:

@@ -12,8 +12,9 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from harness import catalog, cli, figures, files, methods, report, results
+from harness import catalog, cli, figures, files, methods, results
 from harness.catalog import hardware_id
+from harness.report import tradeoffs
 
 HARDWARE_FIELDS = {"device"}
 QUALITY_TOLERANCE = 0.02  # Spearman gap between machines above which a row is flagged
@@ -43,7 +44,7 @@ def by_arm(records: list[dict]) -> dict[str, list[dict]]:
     """One folder's reported runs by arm label."""
     by_label: dict[str, list[dict]] = {}
     for r in records:
-        by_label.setdefault(report.label_of(r), []).append(r)
+        by_label.setdefault(tradeoffs.label_of(r), []).append(r)
     return by_label
 
 
@@ -91,7 +92,7 @@ def tables(machines: list[tuple[str, str, dict]], *, tolerance: float = QUALITY_
     the test Spearman on each machine, with gaps above ``tolerance`` flagged."""
     shown = figures.shown_in("compare")
     names = [n for n, _, _ in machines]
-    labels = report.label_order([r for rs in machines[0][2].values() for r in rs])
+    labels = tradeoffs.label_order([r for rs in machines[0][2].values() for r in rs])
     per_arm = []
     for label in labels:
         for figure in shown:
@@ -106,9 +107,9 @@ def tables(machines: list[tuple[str, str, dict]], *, tolerance: float = QUALITY_
     ratios = []
     for name, _, by in machines:
         records = [r for rs in by.values() for r in rs]
-        ref = report.reference_label(records)
+        ref = tradeoffs.reference_label(records)
         std = by.get(ref)
-        for label in [c for c in report.label_order(records) if c != ref and methods.trains(by[c][0]["method"])]:
+        for label in [c for c in tradeoffs.label_order(records) if c != ref and methods.trains(by[c][0]["method"])]:
             row = {"machine": name, "arm": label}
             for figure in [f for f in shown if f.better != "higher"]:  # costs: positive, so a ratio means something
                 theirs, mine = _mean(std, figure) if std else None, _mean(by[label], figure)
@@ -166,7 +167,7 @@ def run(folders: list[Path], *, out: Path, tolerance: float = QUALITY_TOLERANCE)
     md += ["## Software", "", *([f"- {line}" for line in software] or
                                ["- The recorded library versions are the same on every machine."]), ""]
     for name, _, by in machines:
-        md += [f"- {name}: " + "; ".join(report.method_notes([r for rs in by.values() for r in rs])[:2])]
+        md += [f"- {name}: " + "; ".join(tradeoffs.method_notes([r for rs in by.values() for r in rs])[:2])]
     paths = {"md": out / "compare.md", "csv": out / "compare.csv"}
     files.write_text_atomic(paths["md"], "\n".join(md) + "\n")
     files.frame_to_csv_atomic(t["per_arm"], paths["csv"], index=False)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from harness import cells
+from harness.report import cells
 
 BEGIN, END = "<!-- bench-figures:begin (python -m harness publish) -->", "<!-- bench-figures:end -->"
 

@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
-from harness import cells, figures, files, methods, results
+from harness import figures, files, methods, results
 from harness.figures import lookup
+from harness.report import cells
 
 
 def runs_frame(records: list[dict]) -> pd.DataFrame:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness import cells, figures, files, jobfile, methods, plots, results, stats, sweep, sweep_table, variants
-from harness.report import method_notes
+from harness import figures, files, jobfile, methods, results, stats, sweep
+from harness.report import cells, plots, sweep_table, variants
+from harness.report.tradeoffs import method_notes
 
 _num, _ci = cells.num, cells.interval
 
