@@ -110,17 +110,17 @@ def _per_category(specs, text: str):
 
 @contextlib.contextmanager
 def claim(out: Path, *, kind: str, argv: list[str], lr_grids: dict[str, list[float]] | None = None,
-          lr_selection: tuning.Selection | None = None, margin: float | None = None):
+          lr_selection: tuning.Selection | None = None, margin: float | None = None, options: dict | None = None):
     """The output folder, checked writable and locked for this process, before any worker starts;
-    its manifest (OUT/job.json) gains this command (and a sweep's learning-rate grids and rule)."""
+    its manifest (OUT/job.json) gains this command (and a sweep's learning-rate grids, rule and options)."""
     try:
         lock = runner.check_out(out)
         lock.__enter__()
     except ValueError as exc:
         raise InputError(str(exc)) from None
     try:
-        jobfile.write(out, kind=kind, argv=argv, lr_grids=lr_grids, lr_selection=lr_selection,
-                               margin=margin)
+        jobfile.write(out, kind=kind, argv=argv, lr_grids=lr_grids, lr_selection=lr_selection, margin=margin,
+                      options=options)
         yield
     finally:
         lock.__exit__(None, None, None)
@@ -209,7 +209,8 @@ def cmd_sweep(args) -> int:
     if args.dry_run:  # the first phase: the later phases depend on its results
         return _plan(specs, out)
     with claim(out, kind="sweep", argv=args.argv, lr_grids=sweep.planned_grids(specs) if grid else None,
-               lr_selection=selection, margin=args.margin):
+               lr_selection=selection, margin=args.margin,
+               options={o: getattr(args, o, None) for o in jobfile.SWEEP_OPTIONS}):
         options = {"out": out, "force": args.force, "retry_failed": not args.no_retry_failed, "log": log,
                    "executor": make_executor(args), "fingerprints": fingerprints, "save_models": args.save_models}
         records = sweep.run_phases(specs, lambda more: runner.run_all(more, **options), seeds=seeds,

@@ -40,26 +40,33 @@ def says(manifest: dict | None, kind: str) -> bool:
     return kind in (manifest or {}).get("kinds", [])
 
 
-# How job.json records a command line: this prefix, then the arguments (publish reads them back after it).
+# How job.json records a command line: this prefix, then the arguments.
 CLI = "python -m harness"
+# Sweep options that shape the specs but that the records cannot tell apart from the defaults: how the
+# learning rate was tuned and the LoRA alpha and targets. A sweep stores them as the command gave them
+# (``options`` of its command entry), and publish copies them into the reproduce command from there.
+SWEEP_OPTIONS = ("alpha_policy", "targets", "lr_grid", "lr_extend", "lr_select", "lr_screen")
 
 
 def write(out, *, kind: str, argv: list[str], lr_grids: dict[str, list[float]] | None = None,
-                   lr_selection=None, margin: float | None = None) -> Path:
+                   lr_selection=None, margin: float | None = None, options: dict | None = None) -> Path:
     """Add this command to OUT/job.json: which kinds of job wrote here, each exact command line, and
     the harness version, so that report and publish need not guess what a folder holds. ``lr_grids``
     (a sweep with a learning-rate grid): per sweep point, the rates its first seed is to run; the
     manifest keeps the union over every command, so the tables can tell a grid still running from one
     that is done (see grids). ``lr_selection`` (a tuning.Selection): the rule that chooses
     the rates and the seeds the study reports, the union over every command. ``margin``: the smallest
-    difference in Spearman that counts (stats.verdict), where the command set one; the latest wins."""
+    difference in Spearman that counts (stats.verdict), where the command set one; the latest wins.
+    ``options``: the command's SWEEP_OPTIONS that it gave (strings and numbers), kept with its entry."""
     from harness import __version__
     old = read(out) or {}
     commands = old.get("commands") if isinstance(old.get("commands"), list) else []
     kinds = old.get("kinds") if isinstance(old.get("kinds"), list) else []
+    entry = {"kind": kind, "command": f"{CLI} {shlex.join(argv)}", "harness_version": __version__, "at": _now()}
+    if options:
+        entry["options"] = {k: v for k, v in options.items() if v is not None}
     manifest = {"kinds": sorted({*kinds, kind}), "created_at": old.get("created_at", _now()),
-                "commands": [*commands, {"kind": kind, "command": f"{CLI} {shlex.join(argv)}",
-                                         "harness_version": __version__, "at": _now()}]}
+                "commands": [*commands, entry]}
     asked = grids(out, old)
     for point, rates in (lr_grids or {}).items():
         asked[point] = sorted({*asked.get(point, []), *map(float, rates)})

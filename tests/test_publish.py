@@ -203,6 +203,27 @@ def test_the_job_manifest_records_a_command_that_publish_reads_back(tmp_path):
     assert "--lr-grid registry --lr-extend 3 " in publish.reproduce_command(records, "sweep", manifest)
 
 
+def test_publish_reads_a_sweeps_stored_options_not_its_command_line(tmp_path):
+    """A sweep stores its options as a table in its job.json entry; publish builds the reproduce command
+    from that table (the command line is not parsed: here it could not be), and a stored value that is
+    not a string or a number is left out with one warning."""
+    from harness import sweep
+    from harness.report import publish
+    jobfile.write(tmp_path, kind="sweep", argv=["sweep", "--lr-grid=registry"],
+                  options={"lr_grid": "registry", "lr_extend": 2, "targets": None, "alpha_policy": "r"})
+    manifest = jobfile.read(tmp_path)
+    assert manifest["commands"][-1]["options"] == {"lr_grid": "registry", "lr_extend": 2, "alpha_policy": "r"}
+    manifest["commands"][-1]["command"] = "not a command line at all"
+    specs = sweep.sweep_specs(dataset="dating", ranks=[8], seeds=[0], method_names=["lora"])
+    records = [{"schema_version": 3, "method": s.arm, "spec": s.to_dict()} for s in specs]
+    command = publish.reproduce_command(records, "sweep", manifest)
+    assert " --alpha-policy r --lr-grid registry --lr-extend 2 " in command
+    manifest["commands"][-1]["options"]["lr_extend"] = [2]
+    with pytest.warns(UserWarning, match=r"stored option\(s\) lr_extend are not strings or numbers"):
+        command = publish.reproduce_command(records, "sweep", manifest)
+    assert "--lr-grid registry " in command and "--lr-extend" not in command
+
+
 def test_the_published_method_study_says_how_to_reproduce_its_learning_rate_tuning():
     readme = (RESULTS / "README.md").read_text()
     section = readme.split("### cpu-amd-epyc-2c / dating-v2 / methods-v1", 1)[1].split("###", 1)[0]
