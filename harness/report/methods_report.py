@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness import figures, files, jobfile, methods, results, stats, sweep
-from harness.report import cells, plots, sweep_table, variants
+from harness.report import cells, plots, seed_split, sweep_table, variants
 from harness.report.tradeoffs import method_notes
 
 _num, _ci = cells.num, cells.interval
@@ -196,7 +196,10 @@ def columns() -> list[tuple[str, object]]:
     return [(header, cell) for _, _, header, cell in sorted(placed, key=lambda p: p[:2])]
 
 
-def methods_markdown(rows: list[dict], records: list[dict], precision: list[dict] = ()) -> str:
+def methods_markdown(rows: list[dict], records: list[dict], precision: list[dict] = (),
+                     splits: list[dict] = ()) -> str:
+    """methods.md: ``rows`` (method_rows), ``records`` (the runs at the chosen rates), the precision
+    section's rows (precision_rows) and the seed-split section's (seed_split.split_rows)."""
     from tabulate import tabulate
 
     seen = [m for m in dict.fromkeys(r["method"] for r in rows) if m in methods.METHODS]
@@ -230,6 +233,7 @@ def methods_markdown(rows: list[dict], records: list[dict], precision: list[dict
                   f"{sum(r['final_runs'] for r in costed)} runs and {sum(r['final_hours'] for r in costed):.1f} h "
                   "at the chosen rates (hours of the machine that ran them, from each worker's start to its "
                   "record).", ""]
+    parts += seed_split.markdown(list(splits))
     parts += ["## The methods", ""]
     for name in seen:
         m = methods.METHODS[name]
@@ -263,6 +267,6 @@ def write_methods(out, records: list[dict], points: list[dict] | None = None) ->
     if precision:
         files.frame_to_csv_atomic(pd.DataFrame(precision), out / "precision.csv", index=False)
         written.append(out / "precision.csv")
-    files.write_text_atomic(out / "methods.md", methods_markdown(rows, runs, precision))
+    files.write_text_atomic(out / "methods.md", methods_markdown(rows, runs, precision, seed_split.split_rows(records)))
     return [out / "methods.md", *written]
 
