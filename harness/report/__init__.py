@@ -10,6 +10,7 @@ graph to keep it so).
     recommend.py       the recommendation         plots.py           every plot
     publish.py         results/ and its index     site.py            the results site
     compare.py         machines side by side      benchreport.py     the bench suite's published figures
+    seed_split.py      does a study's ranking hold when its seeds are split in two (in methods.md)
 
 Adding a report is one module here that reads the rows, and its command in harness/cli.py.
 """
