@@ -156,3 +156,18 @@ def test_a_variant_whose_grid_is_unfinished_gets_no_difference_from_standard_in_
         line = next(x for x in table.splitlines() if x.startswith("| dora r=8 bf16 "))
         assert "— (grid unfinished: dora r=8 bf16: 1 of 3 rates run)" in line, (name, line)
         assert "sig." not in line
+
+
+def test_what_survives_names_every_trained_variant_under_its_verdict_and_leaves_out_the_baseline():
+    from harness.report import methods_report
+    rows = [{"point": "baseline", "method": "baseline", "vs_standard_verdict": "worse", "vs_standard_margin": 0.02},
+            {"point": "standard", "method": "standard", "is_reference": True},
+            {"point": "lora r=8", "method": "lora", "vs_standard_verdict": "worse", "vs_standard_margin": 0.02},
+            {"point": "dora r=8", "method": "dora", "vs_standard_verdict": "equivalent", "vs_standard_margin": 0.02},
+            {"point": "ia3", "method": "ia3", "vs_standard_verdict": "inconclusive", "vs_standard_margin": 0.02},
+            {"point": "vera r=8", "method": "vera", "vs_standard_withheld": "grid unfinished: vera r=8"}]
+    text = "\n".join(methods_report.survivors(rows))
+    assert "(3 variants against standard, verdicts at a smallest difference of ±0.02 Spearman)" in text
+    assert "- better: none\n- equivalent within ±0.02: dora r=8\n- inconclusive: ia3\n- worse: lora r=8\n" in text
+    assert "not compared yet (a rate grid still running): vera r=8" in text and "baseline" not in text
+    assert methods_report.survivors(rows[:2]) == []

@@ -196,6 +196,29 @@ def columns() -> list[tuple[str, object]]:
     return [(header, cell) for _, _, header, cell in sorted(placed, key=lambda p: p[:2])]
 
 
+VERDICTS = ("better", "equivalent", "inconclusive", "worse")
+
+
+def survivors(rows: list[dict]) -> list[str]:
+    """What survives, in one line per verdict: the variants better than, equivalent to, worse than
+    standard or inconclusive against it (the table's four-way verdicts at the job's margin)."""
+    compared = [r for r in rows if r.get("vs_standard_verdict") in VERDICTS and methods.trains(r["method"])]
+    if not compared:
+        return []
+    ref = next((r["point"] for r in rows if r.get("is_reference")), "standard")
+    margin = compared[0].get("vs_standard_margin")
+    lines = [f"**What survives** ({len(compared)} variants against {ref}, verdicts at a smallest difference of "
+             f"±{margin:g} Spearman):", ""]
+    for verdict in VERDICTS:
+        names = [r["point"] for r in compared if r["vs_standard_verdict"] == verdict]
+        shown = cells.verdict_text(verdict, margin) if verdict == "equivalent" else verdict
+        lines.append(f"- {shown}: {', '.join(names) if names else 'none'}")
+    withheld = [r["point"] for r in rows if r.get("vs_standard_withheld") and methods.trains(r["method"])]
+    if withheld:
+        lines.append(f"- not compared yet (a rate grid still running): {', '.join(withheld)}")
+    return [*lines, ""]
+
+
 def methods_markdown(rows: list[dict], records: list[dict], precision: list[dict] = (),
                      splits: list[dict] = ()) -> str:
     """methods.md: ``rows`` (method_rows), ``records`` (the runs at the chosen rates), the precision
@@ -207,6 +230,7 @@ def methods_markdown(rows: list[dict], records: list[dict], precision: list[dict
     parts = [f"# {sweep_table.title(rows, records)}", "",
              tabulate([[cell(r) for _, cell in table] for r in rows], headers=[h for h, _ in table],
                       tablefmt="github", disable_numparse=True), "",
+             *survivors(rows),
              "## How to read it", "",
              "- Spearman: test split, mean over seeds, cluster-bootstrap 95% CI (groups and seeds resampled). "
              "Δ vs standard: paired cluster bootstrap over the same groups, seeds paired.",
