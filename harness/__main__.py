@@ -464,6 +464,12 @@ def _report(out: Path, records: list[dict]) -> int:
     if is_sweep:  # tuning runs at rates that were not chosen stay out of the tables
         records = [*sweep.selected(records, sweep.job_selection(out)),
                    *[r for r in records if r["status"] != "success"]]
+        if not any(r["status"] == "success" for r in records):
+            selection = sweep.job_selection(out)
+            needs = [f"{name}: {c.pending}" for name, c in selection.choose(every_run).items() if c.pending]
+            print(f"warning: {out}: no variant has a chosen learning rate yet ({selection.rule} rule"
+                  + (f"; {'; '.join(needs[:3])}{'; ...' if len(needs) > 3 else ''}" if needs else "")
+                  + "): the tables stay empty until one has", file=sys.stderr)
     try:
         stats_rows = tradeoffs.spearman_stats(records, margin=jobfile.margin(out))
         rows = recommend.job_rows(out, every_run)  # the variant rows, computed once for every table below

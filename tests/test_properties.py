@@ -362,9 +362,14 @@ PATHS = sorted({p for r in RECORDS for p in _paths(r) if p}, key=str)
 @st.composite
 def hostile_records(draw):
     """A real record with a few of its values replaced (or removed), anywhere in its tree."""
-    record = copy.deepcopy(draw(st.sampled_from(RECORDS)))
+    return _mutated(draw, copy.deepcopy(draw(st.sampled_from(RECORDS))), PATHS)
+
+
+def _mutated(draw, tree, paths):
+    """``tree`` with one to three of its values (at ``paths``) replaced by any JSON value, or removed."""
+    record = tree
     for _ in range(draw(st.integers(1, 3))):
-        path = draw(st.sampled_from(PATHS))
+        path = draw(st.sampled_from(paths))
         node = record
         for key in path[:-1]:
             if isinstance(node, dict) and key in node:
@@ -454,3 +459,46 @@ def test_publish_on_hostile_records(records, job):
         _job(inputs, "job", [_record_bytes(r) for r in records])
     keeps_the_promise(["publish", "--add", "INPUT/job", "--job", job, "--results", "OUT"], prepare=prepare,
                       ok=(0, 1), writes_on_success=True)
+
+
+# --- the job manifest (OUT/job.json) ---------------------------------------------------------------
+
+MANIFEST = {"kinds": ["run", "sweep"], "created_at": "2026-12-01T00:00:00+00:00",
+            "commands": [{"kind": "sweep", "command": "python -m harness sweep --lr-grid registry --lr-extend 2",
+                          "harness_version": "0.1.0", "at": "2026-12-01T00:00:00+00:00",
+                          "options": {"lr_grid": "registry", "lr_extend": 2}}],
+            "lr_grids": {"lora r=8": [1e-4, 2e-4, 5e-4]},
+            "lr_selection": {"rule": "mean", "seeds": [0, 1], "screen": 2}, "spearman_margin": 0.02}
+MANIFEST_PATHS = sorted({p for p in _paths(MANIFEST) if p}, key=str)
+
+
+@st.composite
+def hostile_manifests(draw) -> bytes:
+    """job.json as a user's folder may hold it: a real manifest with values replaced or removed, any JSON
+    value instead of the whole, or bytes that are not JSON at all."""
+    kind = draw(st.sampled_from(["mutated", "mutated", "any-json", "bytes"]))
+    if kind == "bytes":
+        return draw(st.binary(max_size=80))
+    value = draw(JSON_VALUE) if kind == "any-json" else _mutated(draw, copy.deepcopy(MANIFEST), MANIFEST_PATHS)
+    return json.dumps(value, allow_nan=True).encode("utf-8", errors="surrogatepass")
+
+
+def _job_with_manifest(inputs: Path, manifest: bytes) -> None:
+    _job(inputs, "job", [p.read_bytes() for p in sorted(FIXTURES.glob("run-v4-*.json"))])
+    (inputs / "job" / "job.json").write_bytes(manifest)
+
+
+@given(manifest=hostile_manifests())
+@example(manifest=json.dumps({**MANIFEST, "commands": [{"kind": "sweep", "options": {"lr_extend": [2]}}]}).encode())
+def test_report_on_a_hostile_job_manifest(manifest):
+    outcome = keeps_the_promise(["report", "INPUT/job"], prepare=lambda inputs: _job_with_manifest(inputs, manifest),
+                                ok=(0, 1), writes_on_success=True, written="job")
+    assert all(line.startswith(("warning:", "error:")) or not line.strip() for line in outcome.err.splitlines()), \
+        outcome.err
+
+
+@settings(max_examples=max(5, settings().max_examples // 4))  # each publish writes a whole results tree
+@given(manifest=hostile_manifests())
+def test_publish_on_a_hostile_job_manifest(manifest):
+    keeps_the_promise(["publish", "--add", "INPUT/job", "--job", "j", "--results", "OUT"],
+                      prepare=lambda inputs: _job_with_manifest(inputs, manifest), ok=(0, 1), writes_on_success=True)

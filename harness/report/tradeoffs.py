@@ -59,9 +59,11 @@ def tradeoff_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Rows = metrics, columns = arms (mean over successful runs of each arm) and each arm against
     standard: a ratio (%) for costs, the share of standard's gain over the baseline for quality (only
     where standard moved it: a gain of 1e-5 has no shares), the difference for figures near zero."""
-    ok = frame[frame["status"] == "success"]
     metrics = [f.label for f in figures.every()]
     table = pd.DataFrame(index=metrics)
+    if frame.empty:  # a sweep none of whose variants has a chosen rate yet: nothing to tabulate
+        return table
+    ok = frame[frame["status"] == "success"]
     labels = sorted(set(ok["label"]), key=lambda lab: ok[ok["label"] == lab]["order"].iloc[0])
     for label in labels:
         table[label] = ok[ok["label"] == label][metrics].astype(float).mean(skipna=True)
