@@ -242,11 +242,6 @@ def _targets(text: str, args, overrides) -> tuple[str, ...]:
 
 
 def cmd_publish(args) -> int:
-    with warnings_as_lines():  # a skipped record is one line, as in report
-        return _publish(args)
-
-
-def _publish(args) -> int:
     from harness import catalog
     from harness.report import publish
     _not_a_file(args.results, "publish --results")
@@ -299,13 +294,12 @@ def cmd_serve(args) -> int:
     out = Path(args.out)
     if not results.runs_dir(out).is_dir():
         raise InputError(f"serve {str(out)!r}: no runs/ folder in it (expected a folder written by run --per-category)")
-    with warnings_as_lines():  # a skipped run file is one line, said once
-        records = results.load_runs(out)
-        try:
-            record = serving.serve(out, records)
-        except (serving.ServingError, results.ResultError) as exc:
-            raise InputError(str(exc)) from None
-        tasks.write_tasks(out, records)
+    records = results.load_runs(out)
+    try:
+        record = serving.serve(out, records)
+    except (serving.ServingError, results.ResultError) as exc:
+        raise InputError(str(exc)) from None
+    tasks.write_tasks(out, records)
     print("\n".join(tasks.serving_markdown(record)))
     return EXIT_OK if all(a["within_tolerance"] for a in record["adapters"]) else EXIT_RUN_FAILED
 
@@ -316,11 +310,10 @@ def cmd_sizes(args) -> int:
     for folder in args.folders:
         if not results.runs_dir(Path(folder)).is_dir():
             raise InputError(f"sizes {folder!r}: no runs/ folder in it (expected a job folder written by run or sweep)")
-    with warnings_as_lines():  # a skipped run file is one line
-        try:
-            paths = sizes.run([Path(f) for f in args.folders], out=Path(args.out))
-        except (sizes.SizesError, results.ResultError) as exc:
-            raise InputError(str(exc)) from None
+    try:
+        paths = sizes.run([Path(f) for f in args.folders], out=Path(args.out))
+    except (sizes.SizesError, results.ResultError) as exc:
+        raise InputError(str(exc)) from None
     print(paths["md"].read_text())
     print(f"wrote {', '.join(str(p) for p in paths.values())}")
     return EXIT_OK
@@ -433,11 +426,10 @@ def cmd_recommend(args) -> int:
     out = Path(args.out)
     if not results.runs_dir(out).is_dir():
         raise InputError(f"recommend {str(out)!r}: no runs/ folder in it (expected a folder written by `run`)")
-    with warnings_as_lines():
-        try:
-            rows = recommend.job_rows(out)
-        except results.ResultError as exc:
-            raise InputError(str(exc)) from None
+    try:
+        rows = recommend.job_rows(out)
+    except results.ResultError as exc:
+        raise InputError(str(exc)) from None
     if not rows:
         raise InputError(f"recommend {str(out)!r}: no successful run records in {results.runs_dir(out)}")
     constraints = recommend.Constraints(args.max_memory, args.max_train_time, args.max_artifact, args.min_gain_share)
@@ -449,8 +441,7 @@ def cmd_report(args) -> int:
     out = Path(args.out)
     if not results.runs_dir(out).is_dir():
         raise InputError(f"report {str(out)!r}: no runs/ folder in it (expected a folder written by `run`)")
-    with warnings_as_lines():
-        records = results.load_runs(out)
+    records = results.load_runs(out)
     if not records:
         raise InputError(f"report {str(out)!r}: no readable run records in {results.runs_dir(out)}")
     return _report(out, records)
@@ -522,7 +513,8 @@ def main(argv: list[str] | None = None) -> int:
         commands = {"run": cmd_run, "sweep": cmd_sweep, "report": cmd_report, "publish": cmd_publish,
                     "compare": cmd_compare, "bench-compare": cmd_bench_compare, "recommend": cmd_recommend,
                     "sizes": cmd_sizes, "serve": cmd_serve}
-        return commands[args.command](args)
+        with warnings_as_lines():  # one line each, whichever command raised it
+            return commands[args.command](args)
     except (SpecError, InputError) as exc:
         if args.debug:
             raise

@@ -255,12 +255,19 @@ def one_line(message: str) -> str:
 
 @contextlib.contextmanager
 def warnings_as_lines():
-    """Every warning raised inside (a run file skipped, a manifest that cannot be read) printed once
-    to stderr as one ``warning:`` line when the block ends, however it ends."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            yield
-        finally:
-            for w in caught:
-                print(f"warning: {one_line(str(w.message))}", file=sys.stderr)
+    """Every warning raised while a command runs (a run file skipped, a manifest that cannot be read, a
+    library's own) printed to stderr as it happens, as one ``warning:`` line, each message once; not
+    Python's two-line ``file:line: UserWarning``. The filters stay as they are (deprecations hidden)."""
+    said: set[str] = set()
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        text = one_line(str(message))
+        if text not in said:
+            said.add(text)
+            print(f"warning: {text}", file=sys.stderr, flush=True)
+    before = warnings.showwarning
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = before

@@ -24,6 +24,7 @@ import json
 import os
 import stat
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,12 +69,20 @@ def _snapshot(folder: Path) -> dict[str, str]:
 
 
 def invoke(argv: list[str]) -> tuple[int, str, str]:
+    """main(argv) in this process, its output captured. A warning that leaves main unprinted would reach
+    a user's terminal as Python's two-line ``file:line: UserWarning`` (pytest would hide it): it is
+    written to the captured stderr in that form, so that the promise of one ``warning:`` line sees it."""
     out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
+            warnings.catch_warnings(record=True) as escaped:
+        warnings.simplefilter("always")
         try:
             code = main(argv)
         except SystemExit as exc:  # argparse
             code = exc.code
+    for w in escaped:
+        if not issubclass(w.category, (DeprecationWarning, PendingDeprecationWarning)):  # hidden by default
+            err.write(warnings.formatwarning(w.message, w.category, w.filename, w.lineno))
     return code, out.getvalue(), err.getvalue()
 
 
@@ -502,3 +511,44 @@ def test_report_on_a_hostile_job_manifest(manifest):
 def test_publish_on_a_hostile_job_manifest(manifest):
     keeps_the_promise(["publish", "--add", "INPUT/job", "--job", "j", "--results", "OUT"],
                       prepare=lambda inputs: _job_with_manifest(inputs, manifest), ok=(0, 1), writes_on_success=True)
+
+
+# --- serve's record (OUT/serving.json), read back into tasks.md ---------------------------------------
+
+SERVING = {"base_model": "tiny", "device": "cpu", "tolerance": 1e-5, "rss_before_bytes": 1, "rss_base_bytes": 2**27,
+           "rss_all_bytes": 2**28, "per_adapter_bytes": 2**20, "method": "one process",
+           "adapters": [{"category": "sports", "pairs": 3, "max_abs_cos_diff": 0.0, "within_tolerance": True,
+                         "set_adapter_s": 0.01}]}
+SERVING_PATHS = sorted({p for p in _paths(SERVING) if p}, key=str)
+
+
+def _per_category_job(inputs: Path, serving: bytes) -> None:
+    """The fixture records as a --per-category job (the adapter trained on one category) and a serving.json."""
+    payloads = []
+    for path in sorted(FIXTURES.glob("run-v4-*.json")):
+        record = json.loads(path.read_text())
+        record["quality"]["test_category"] = ["sports" if i % 2 else "music"
+                                              for i in range(len(record["quality"]["test_cos"]))]
+        if record["method"] != "standard":
+            record["spec"]["train_category"] = "sports"
+        payloads.append(_record_bytes(record))
+    _job(inputs, "job", payloads)
+    (inputs / "job" / "serving.json").write_bytes(serving)
+
+
+@st.composite
+def hostile_serving(draw) -> bytes:
+    """serving.json: serve's record with values replaced or removed, any JSON value, or not JSON at all."""
+    kind = draw(st.sampled_from(["mutated", "mutated", "any-json", "bytes"]))
+    if kind == "bytes":
+        return draw(st.binary(max_size=60))
+    return _record_bytes(draw(JSON_VALUE) if kind == "any-json"
+                         else _mutated(draw, copy.deepcopy(SERVING), SERVING_PATHS))
+
+
+@given(serving=hostile_serving())
+def test_report_on_a_hostile_serving_record(serving):
+    outcome = keeps_the_promise(["report", "INPUT/job"], prepare=lambda inputs: _per_category_job(inputs, serving),
+                                ok=(0, 1), writes_on_success=True, written="job")
+    assert all(line.startswith(("warning:", "error:")) or not line.strip() for line in outcome.err.splitlines()), \
+        outcome.err

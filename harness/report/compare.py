@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from harness import catalog, cli, figures, files, methods, results
+from harness import catalog, figures, files, methods, results
 from harness.catalog import hardware_id
 from harness.report import tradeoffs
 
@@ -33,8 +33,7 @@ def load_machine(folder: Path) -> tuple[str, dict[str, list[dict]], int]:
     its own tables report (sweep.reported), so that where an arm ran at several learning rates (a
     tuned sweep) a figure is never a mean over the rate grid; the third item counts the runs at
     other rates."""
-    with cli.warnings_as_lines():
-        job = catalog.read_job(folder, quiet=False)
+    job = catalog.read_job(folder, quiet=False)  # a skipped file is a warning (one line: cli.warnings_as_lines)
     if not job.records:
         raise CompareError(f"{folder}: no successful run records in {results.runs_dir(folder)}")
     return hardware_id(job.records[0]["environment"]), by_arm(job.records), job.left_out

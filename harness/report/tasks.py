@@ -16,6 +16,8 @@ category and adapter method, from the run records (``quality.test_cos`` and ``te
 from __future__ import annotations
 
 import json
+import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -119,18 +121,47 @@ def write_tasks(out: Path, records: list[dict]) -> list[Path]:
 
 
 def read_serving(out: Path) -> dict | None:
-    """OUT/serving.json as serve wrote it, or None where it is absent or unreadable."""
-    try:
-        value = json.loads((Path(out) / SERVING_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    """OUT/serving.json as serve wrote it, or None where it is absent; one that serve cannot have
+    written (unreadable, or a figure that is not a number) is left out with a warning that says why."""
+    path = Path(out) / SERVING_FILE
+    if not path.exists():
         return None
-    return value if isinstance(value, dict) and isinstance(value.get("adapters"), list) else None
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return _bad_serving(path, f"unreadable: {type(exc).__name__}")
+    problem = serving_problem(value)
+    return _bad_serving(path, problem) if problem else value
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def serving_problem(value) -> str | None:
+    """Why ``value`` is not a serving record as serve writes it (None where it is one)."""
+    if not isinstance(value, dict):
+        return "not a JSON object"
+    if not isinstance(value.get("adapters"), list) or not all(isinstance(a, dict) for a in value["adapters"]):
+        return "adapters is not a list of objects"
+    bad = [k for k in ("rss_before_bytes", "rss_base_bytes", "rss_all_bytes", "per_adapter_bytes", "tolerance")
+           if not _number(value.get(k))]
+    for a in value["adapters"]:
+        bad += [f"adapters[].{k}" for k in ("max_abs_cos_diff",) if not _number(a.get(k))]
+        bad += [f"adapters[].{k}" for k in ("set_adapter_s",) if k in a and not _number(a[k])]
+    return f"not a number: {', '.join(dict.fromkeys(bad))}" if bad else None
+
+
+def _bad_serving(path: Path, why: str) -> None:
+    warnings.warn(f"{path}: not a serving record the tables can use ({why}); tasks.md leaves its serving section out",
+                  stacklevel=3)
+    return None
 
 
 def serving_markdown(record: dict) -> list[str]:
     """The serving section of tasks.md (and what serve prints)."""
     adapters = [a for a in record["adapters"] if isinstance(a, dict)]
-    worst = max((a.get("max_abs_cos_diff") or 0.0 for a in adapters), default=0.0)
+    worst = max((a["max_abs_cos_diff"] for a in adapters), default=0.0)
     ok = all(a.get("within_tolerance") is True for a in adapters)
     switch = sorted(a["set_adapter_s"] for a in adapters if isinstance(a.get("set_adapter_s"), (int, float)))
     mib = 2 ** 20
