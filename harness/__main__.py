@@ -333,6 +333,7 @@ def preflight(specs) -> dict[str, str]:
     from harness import data, devices, models
     seen: dict = {}
     checked_models: set = set()
+    loaded: dict = {}  # local model folder -> the model, loaded once as a worker would load it
     fitted: set = set()
     warnings: set = set()
     try:
@@ -358,7 +359,9 @@ def preflight(specs) -> dict[str, str]:
                 have = models.linear_module_names_at(path)
                 if have:
                     models.check_targets(spec.lora, have)
-        _check_inert_targets(specs, splits=seen)
+            if Path(path).is_dir() and path not in loaded:
+                loaded[path] = _load_for_checks(spec.model, path, spec.max_seq_length)
+        _check_inert_targets(specs, splits=seen, loaded=loaded)
     except (data.DataError, devices.DeviceError, models.ModelError) as exc:
         raise InputError(str(exc)) from None
     for key, splits in seen.items():
@@ -369,19 +372,46 @@ def preflight(specs) -> dict[str, str]:
     return {key: splits.fingerprint for key, splits in seen.items()}
 
 
-def _check_inert_targets(specs, *, splits: dict) -> None:
-    """LoRA targets that match only inert modules (no gradient reaches them) are an error; some inert
-    ones a warning. Needs the real model (one probe backward pass per model), local folders only."""
-    from harness import models
+def _load_for_checks(name: str, path: str, max_seq_length: int):
+    """A local model folder loaded as its workers will load it, once, before any of them starts: a folder
+    whose weights do not match its config, or that cannot be loaded at all, is one ModelError line here
+    instead of a failed record from every worker."""
+    from transformers.utils import logging as hf_logging
+
+    from harness import callbacks, models
     models.quiet_progress_bars()  # the parent's output is the user's: one line per problem
+    before = hf_logging.get_verbosity()
+    if not callbacks.verbose():  # transformers' load report only with --verbose, as in the workers
+        hf_logging.set_verbosity_error()
+    try:
+        return models.load_model(path, device="cpu", max_seq_length=max_seq_length)
+    except MemoryError:
+        raise models.ModelError(f"model {name!r}: does not fit in this machine's memory (its config.json asks "
+                                "for more than there is)") from None
+    except Exception as exc:  # noqa: BLE001 - whatever the loaders raise, the folder cannot be used
+        text = str(exc).strip()
+        if "ignore_mismatched_sizes" in text:  # transformers' words point at a report it printed above
+            text = "its weights do not have the shapes its config.json gives (--verbose shows transformers' report)"
+        first = text.splitlines()[0][:200] if text else ""
+        raise models.ModelError(f"model {name!r}: cannot be loaded from {path} ({type(exc).__name__}"
+                                + (f": {first})" if first else ")")) from None
+    finally:
+        hf_logging.set_verbosity(before)
+
+
+def _check_inert_targets(specs, *, splits: dict, loaded: dict) -> None:
+    """LoRA targets that match only inert modules (no gradient reaches them) are an error; some inert
+    ones a warning. Needs the real model (``loaded``: the local folders, loaded by _load_for_checks; one
+    probe backward pass per model), local folders only."""
+    from harness import models
     probes: dict = {}
     warned: set = set()
     for spec in (s for s in specs if s.lora is not None):
         path = models.resolve_model_path(spec.model)
-        if not Path(path).is_dir():
+        if path not in loaded:
             continue  # a hub id: the worker checks it
         if path not in probes:
-            model = models.load_model(path, device="cpu", max_seq_length=spec.max_seq_length)
+            model = loaded[path]
             train = splits[(spec.dataset, spec.dataset_seed, spec.score_range)].train
             probes[path] = (model, models.forward_path_linears(model, train, batch_size=2))
         model, active = probes[path]

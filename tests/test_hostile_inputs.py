@@ -9,6 +9,7 @@ through real subprocesses. Adding a case is one line in a table.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -144,6 +145,9 @@ MODELS = [  # --set model=..., with folders made by the inputs fixture
     ("some-org/no-such-model", "offline"), ("INPUT/broken-config", "config.json cannot be read"),
     ("INPUT/broken-modules", "modules.json is not a valid list"), ("INPUT/modules-not-list", "not a valid list"),
     ("INPUT/a-file", "is a file"), ("INPUT/empty-folder", "not a sentence-transformers model folder"),
+    # a real model folder whose weights cannot be loaded: known before training, so refused before any worker
+    ("INPUT/mismatched-weights", "its weights do not have the shapes its config.json gives"),
+    ("INPUT/truncated-weights", "cannot be loaded from"),
 ]
 
 
@@ -206,6 +210,14 @@ def inputs(tmp_path_factory, harness_cache):
         (folder / name / "modules.json").write_text(modules)
         (folder / name / "config.json").write_text(config)
     (folder / "empty-folder").mkdir()
+    from harness.models import TINY_MODEL, resolve_model_path
+    tiny = Path(resolve_model_path(TINY_MODEL, cache_dir=harness_cache))
+    for name in ("mismatched-weights", "truncated-weights"):
+        shutil.copytree(tiny, folder / name)
+    config = json.loads((folder / "mismatched-weights" / "config.json").read_text())
+    (folder / "mismatched-weights" / "config.json").write_text(json.dumps({**config, "intermediate_size": 48}))
+    weights = folder / "truncated-weights" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
     (folder / "job" / "runs").mkdir(parents=True)
     (folder / "job" / "runs" / "r.json").write_text(FIXTURE.read_text())
     return folder
