@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -176,14 +178,52 @@ def transformer_dir(folder: Path, name: str | None = None) -> Path:
 
 
 def _check_folder(folder: Path, name: str) -> None:
-    """modules.json must list modules; the transformer's config.json must load."""
+    """modules.json must list modules; the transformer's config.json must load, and ask for no more
+    layers than its weights hold (transformers builds every layer a config asks for before it reads
+    the weights: 3,000 layers of a tiny BERT took over two minutes here, a billion would never end)."""
     from transformers import AutoConfig
     config_dir = transformer_dir(folder, name)
     try:
-        AutoConfig.from_pretrained(str(config_dir))
+        config = AutoConfig.from_pretrained(str(config_dir))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         first_line = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"model {name!r}: its config.json cannot be read ({first_line})") from None
+    too_many = layers_beyond_weights(config, config_dir)
+    if too_many:
+        raise ModelError(f"model {name!r}: its config.json asks for {too_many[0]} layers (num_hidden_layers), its "
+                         f"weights hold {too_many[1]}")
+
+
+def layers_beyond_weights(config, folder: Path) -> tuple[int, int] | None:
+    """(layers asked, layers held) where ``config`` asks for more layers than the weights in ``folder``
+    hold, else None. Checked before anything builds a model from a config (even on the meta device)."""
+    asked = getattr(config, "num_hidden_layers", None)
+    held = checkpoint_layers(folder)
+    return (asked, held) if type(asked) is int and held is not None and asked > held else None
+
+
+LAYER_KEY = re.compile(r"(?:^|\.)(?:layer|layers|h|block|blocks)\.(\d+)\.")
+HEADER_LIMIT = 100 * 2**20  # a safetensors header (the JSON table of tensors) is kilobytes; more is not one
+
+
+def checkpoint_layers(folder: Path) -> int | None:
+    """How many numbered layers the weights in ``folder`` hold (from the safetensors header, or the
+    index of a sharded checkpoint, without reading any tensor), or None where it cannot tell."""
+    import struct
+    index = folder / "model.safetensors.index.json"
+    try:
+        if index.is_file():
+            keys = list(json.loads(index.read_text(encoding="utf-8")).get("weight_map", {}))
+        else:
+            with open(folder / "model.safetensors", "rb") as f:
+                size = struct.unpack("<Q", f.read(8))[0]
+                if size > HEADER_LIMIT:
+                    return None
+                keys = list(json.loads(f.read(size)))
+    except (OSError, ValueError, struct.error, AttributeError, TypeError):
+        return None  # no safetensors weights, or not readable as such: the load says what is wrong
+    found = {int(m.group(1)) for k in keys if isinstance(k, str) for m in [LAYER_KEY.search(k)] if m}
+    return max(found) + 1 if found else None
 
 
 def _cache_root() -> Path:
@@ -282,6 +322,8 @@ def linear_module_names_at(path: str) -> list[str] | None:
         return None
     try:
         config = AutoConfig.from_pretrained(str(transformer_dir(folder)))
+        if layers_beyond_weights(config, transformer_dir(folder)):
+            return None  # building it would take for ever; the pre-flight's check_loadable says why
         with torch.device("meta"):
             skeleton = AutoModel.from_config(config)
     except (ModelError, OSError, ValueError, KeyError, IndexError):

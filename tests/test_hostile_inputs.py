@@ -148,6 +148,8 @@ MODELS = [  # --set model=..., with folders made by the inputs fixture
     # a real model folder whose weights cannot be loaded: known before training, so refused before any worker
     ("INPUT/mismatched-weights", "its weights do not have the shapes its config.json gives"),
     ("INPUT/truncated-weights", "cannot be loaded from"),
+    # transformers builds every layer a config asks for before it reads the weights: refused from the header
+    ("INPUT/many-layers", "asks for 1000000000 layers (num_hidden_layers), its weights hold 2"),
 ]
 
 
@@ -212,10 +214,11 @@ def inputs(tmp_path_factory, harness_cache):
     (folder / "empty-folder").mkdir()
     from harness.models import TINY_MODEL, resolve_model_path
     tiny = Path(resolve_model_path(TINY_MODEL, cache_dir=harness_cache))
-    for name in ("mismatched-weights", "truncated-weights"):
+    for name in ("mismatched-weights", "truncated-weights", "many-layers"):
         shutil.copytree(tiny, folder / name)
     config = json.loads((folder / "mismatched-weights" / "config.json").read_text())
     (folder / "mismatched-weights" / "config.json").write_text(json.dumps({**config, "intermediate_size": 48}))
+    (folder / "many-layers" / "config.json").write_text(json.dumps({**config, "num_hidden_layers": 10**9}))
     weights = folder / "truncated-weights" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])
     (folder / "job" / "runs").mkdir(parents=True)
