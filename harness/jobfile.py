@@ -22,8 +22,16 @@ def _now() -> str:
 NAME = "job.json"
 
 
+# The shape every reader relies on: each top-level entry's type, and for the lists, their items' type.
+SHAPE = {"kinds": (list, str), "commands": (list, dict), "created_at": (str, None), "lr_grids": (dict, None),
+         "lr_selection": (dict, None), "spearman_margin": ((int, float), None)}
+
+
 def read(out) -> dict | None:
-    """OUT/job.json, or None where there is none (folders made before manifests) or it is unreadable."""
+    """OUT/job.json, or None where there is none (folders made before manifests) or it is unreadable.
+    An entry of the wrong type (SHAPE) is left out with a warning, and so is a list item of the wrong
+    type, so that every reader can rely on the types; lr_grids, lr_selection and spearman_margin are
+    checked further where they are read (grids, tuning.Selection.from_manifest, margin)."""
     path = Path(out) / NAME
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -32,12 +40,27 @@ def read(out) -> dict | None:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         warnings.warn(f"{path}: unreadable job manifest, ignored ({exc})", stacklevel=2)
         return None
-    return data if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        warnings.warn(f"{path}: not a job manifest (a JSON object), ignored", stacklevel=2)
+        return None
+    for key, (kind, item) in SHAPE.items():
+        value = data.get(key)
+        if key not in data:
+            continue
+        if not isinstance(value, kind) or isinstance(value, bool):
+            warnings.warn(f"{path}: {key} = {str(value)[:60]!r} is not of the type a manifest holds; ignored",
+                          stacklevel=2)
+            del data[key]
+        elif item is not None and not all(isinstance(v, item) for v in value):
+            warnings.warn(f"{path}: {key} holds entries of the wrong type; those are ignored", stacklevel=2)
+            data[key] = [v for v in value if isinstance(v, item)]
+    return data
 
 
 def says(manifest: dict | None, kind: str) -> bool:
     """Whether a job's manifest (its job.json, or None) records a command of ``kind`` (run, sweep)."""
-    return kind in (manifest or {}).get("kinds", [])
+    kinds = (manifest or {}).get("kinds")
+    return isinstance(kinds, list) and kind in kinds
 
 
 # How job.json records a command line: this prefix, then the arguments.

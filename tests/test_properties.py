@@ -499,6 +499,8 @@ def _job_with_manifest(inputs: Path, manifest: bytes) -> None:
 
 @given(manifest=hostile_manifests())
 @example(manifest=json.dumps({**MANIFEST, "commands": [{"kind": "sweep", "options": {"lr_extend": [2]}}]}).encode())
+@example(manifest=json.dumps({**MANIFEST, "kinds": None}).encode())  # found by the fuzz profile: a TypeError
+@example(manifest=json.dumps({**MANIFEST, "commands": 7, "kinds": ["sweep", 3]}).encode())
 def test_report_on_a_hostile_job_manifest(manifest):
     outcome = keeps_the_promise(["report", "INPUT/job"], prepare=lambda inputs: _job_with_manifest(inputs, manifest),
                                 ok=(0, 1), writes_on_success=True, written="job")
