@@ -12,6 +12,9 @@ import sys
 from tests.conftest import REPO, repo_env, run_cli
 
 SELECT = ["bench/test_training.py::test_train_step[standard]"]
+# A guard against a hung subprocess, not a time limit: five fresh processes of ten rounds took 10.5 minutes
+# beside a CI run and a fuzz run on this 2-core machine, and the former 600 s ended one such CI run.
+HANG = 3600
 
 
 def run_bench(storage, *args, fault=None, rounds=None, processes=None):
@@ -22,7 +25,7 @@ def run_bench(storage, *args, fault=None, rounds=None, processes=None):
         env["HARNESS_INJECT_FAULT"] = fault
     return subprocess.run([sys.executable, "-m", "pytest", *SELECT, "--benchmark-only", "-p", "no:cacheprovider",
                            f"--benchmark-storage=file://{storage}", *args],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=HANG)
 
 
 def test_slowed_step_fails_the_compare(tmp_path, harness_cache):
