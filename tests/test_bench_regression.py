@@ -18,7 +18,11 @@ HANG = 3600
 
 
 def run_bench(storage, *args, fault=None, rounds=None, processes=None):
-    env = repo_env(HARNESS_BENCH_MODEL="tiny", **({"HARNESS_BENCH_ROUNDS": str(rounds)} if rounds else {}),
+    # One torch thread in every benchmark process: with two threads on a 2-core machine that is running
+    # other work, a step of the tiny model went from 13 ms to 1.8 s (threads waiting on each other), which
+    # hid a 100 ms delay; one thread slows by the share of the CPU it gets, not by that collapse.
+    env = repo_env(HARNESS_BENCH_MODEL="tiny", HARNESS_BENCH_THREADS="1", OMP_NUM_THREADS="1",
+                   **({"HARNESS_BENCH_ROUNDS": str(rounds)} if rounds else {}),
                    **({"HARNESS_BENCH_PROCESSES": str(processes)} if processes else {}))
     env.pop("HARNESS_INJECT_FAULT", None)
     if fault:
@@ -46,10 +50,12 @@ def test_bench_compare_flags_a_slower_step_and_not_the_same_run(tmp_path, harnes
     # 1.366] and not flagged, and with a second CPU-bound job beside the suite the base run's step times
     # spread by a CV of 32% and a doubled step (slow@1.0) came out 0.198x the base. A slowdown that scales
     # with the step's own compute is hidden by load that scales it too; a fixed delay of 100 ms on every
-    # step (sleep@0.1, about 8 times the tiny model's step of 13 ms) is not. This test asks whether such an
+    # step (sleep@0.2, about 15 times the tiny model's step of 13 ms) is not, once every process runs one
+    # torch thread (run_bench): with two, a CI run beside a fuzz run and other tests slowed the base run's
+    # steps to 1.8 s in one of its five processes and hid sleep@0.1 (p = 0.075). This test asks whether such an
     # unmistakable slowdown is flagged; the decision rule itself is tested on recorded samples in
     # tests/test_bench_compare.py, and how often a small slowdown (5%) is caught is bench/power.py's question.
-    slow = run_bench(tmp_path, "--benchmark-save=slow", *save, rounds=10, processes=5, fault="sleep@0.1")
+    slow = run_bench(tmp_path, "--benchmark-save=slow", *save, rounds=10, processes=5, fault="sleep@0.2")
     assert slow.returncode == 0, slow.stdout[-3000:]
     (base_file,) = tmp_path.rglob("0001_base.json")
     (slow_file,) = tmp_path.rglob("0002_slow.json")
