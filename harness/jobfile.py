@@ -18,7 +18,6 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-
 NAME = "job.json"
 
 
@@ -44,9 +43,9 @@ def read(out) -> dict | None:
         warnings.warn(f"{path}: not a job manifest (a JSON object), ignored", stacklevel=2)
         return None
     for key, (kind, item) in SHAPE.items():
-        value = data.get(key)
         if key not in data:
             continue
+        value = data[key]
         if not isinstance(value, kind) or isinstance(value, bool):
             warnings.warn(f"{path}: {key} = {str(value)[:60]!r} is not of the type a manifest holds; ignored",
                           stacklevel=2)
@@ -72,7 +71,7 @@ SWEEP_OPTIONS = ("alpha_policy", "targets", "lr_grid", "lr_extend", "lr_select",
 
 
 def write(out, *, kind: str, argv: list[str], lr_grids: dict[str, list[float]] | None = None,
-                   lr_selection=None, margin: float | None = None, options: dict | None = None) -> Path:
+          lr_selection=None, margin: float | None = None, options: dict | None = None) -> Path:
     """Add this command to OUT/job.json: which kinds of job wrote here, each exact command line, and
     the harness version, so that report and publish need not guess what a folder holds. ``lr_grids``
     (a sweep with a learning-rate grid): per sweep point, the rates its first seed is to run; the
