@@ -384,7 +384,9 @@ def _load_for_checks(name: str, path: str, max_seq_length: int):
     if not callbacks.verbose():  # transformers' load report only with --verbose, as in the workers
         hf_logging.set_verbosity_error()
     try:
-        return models.load_model(path, device="cpu", max_seq_length=max_seq_length)
+        model = models.load_model(path, device="cpu", max_seq_length=max_seq_length)
+        model.encode(["a"], batch_size=1, show_progress_bar=False)  # a folder that loads but cannot encode fails here
+        return model
     except MemoryError:
         raise models.ModelError(f"model {name!r}: does not fit in this machine's memory (its config.json asks "
                                 "for more than there is)") from None
@@ -413,7 +415,12 @@ def _check_inert_targets(specs, *, splits: dict, loaded: dict) -> None:
         if path not in probes:
             model = loaded[path]
             train = splits[(spec.dataset, spec.dataset_seed, spec.score_range)].train
-            probes[path] = (model, models.forward_path_linears(model, train, batch_size=2))
+            try:
+                probes[path] = (model, models.forward_path_linears(model, train, batch_size=2))
+            except Exception as exc:  # noqa: BLE001 - a model that cannot take one training step cannot train
+                first = (str(exc).strip().splitlines() or [""])[0][:200]
+                raise models.ModelError(f"model {spec.model!r}: a probe training step on {path} failed "
+                                        f"({type(exc).__name__}" + (f": {first})" if first else ")")) from None
         model, active = probes[path]
         inert = models.check_inert_targets(model, spec.lora, active)
         message = ", ".join(inert)

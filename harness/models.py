@@ -178,20 +178,27 @@ def transformer_dir(folder: Path, name: str | None = None) -> Path:
 
 
 def _check_folder(folder: Path, name: str) -> None:
-    """modules.json must list modules; the transformer's config.json must load, and ask for no more
-    layers than its weights hold (transformers builds every layer a config asks for before it reads
-    the weights: 3,000 layers of a tiny BERT took over two minutes here, a billion would never end)."""
+    """modules.json must list modules; the transformer's config.json must load, and give every tensor
+    the shape its weights hold, checked against the checkpoint's header before anything is allocated:
+    transformers builds the whole model a config asks for before it reads the weights (3,000 layers of a
+    tiny BERT took over two minutes here, a billion would never end; one size of 10**9 asks for
+    terabytes)."""
     from transformers import AutoConfig
     config_dir = transformer_dir(folder, name)
     try:
         config = AutoConfig.from_pretrained(str(config_dir))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except Exception as exc:  # noqa: BLE001 - whatever the config parser raises, the folder cannot be used
         first_line = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"model {name!r}: its config.json cannot be read ({first_line})") from None
     too_many = layers_beyond_weights(config, config_dir)
     if too_many:
         raise ModelError(f"model {name!r}: its config.json asks for {too_many[0]} layers (num_hidden_layers), its "
                          f"weights hold {too_many[1]}")
+    differs = shapes_beyond_weights(config, config_dir)
+    if differs:
+        tensor, asked, held = differs
+        raise ModelError(f"model {name!r}: its config.json gives {tensor} the shape {asked}, its weights hold "
+                         f"{held}")
 
 
 def layers_beyond_weights(config, folder: Path) -> tuple[int, int] | None:
@@ -202,8 +209,67 @@ def layers_beyond_weights(config, folder: Path) -> tuple[int, int] | None:
     return (asked, held) if type(asked) is int and held is not None and asked > held else None
 
 
+def shapes_beyond_weights(config, folder: Path) -> tuple[str, list[int], list[int]] | None:
+    """(tensor, shape the config gives it, shape the weights hold) for the first tensor of the model that
+    ``config`` builds whose shape differs from the checkpoint's, else None (also where either side
+    cannot be read: the load then says what is wrong). The model is built on the meta device, so no
+    size in the config allocates anything; call layers_beyond_weights first (layers cost time even there)."""
+    from transformers import AutoModel
+    held = checkpoint_shapes(folder)
+    if not held:
+        return None
+    try:
+        with torch.device("meta"):
+            skeleton = AutoModel.from_config(config)
+    except Exception:  # noqa: BLE001 - a config no model can be built from: the load says why
+        return None
+    prefix = f"{getattr(skeleton, 'base_model_prefix', '') or ''}."
+    held = {(k[len(prefix):] if prefix != "." and k.startswith(prefix) else k): v for k, v in held.items()}
+    for tensor, value in skeleton.state_dict().items():
+        shape = held.get(tensor)
+        if shape is not None and list(value.shape) != shape:
+            return tensor, list(value.shape), shape
+    return None
+
+
 LAYER_KEY = re.compile(r"(?:^|\.)(?:layer|layers|h|block|blocks)\.(\d+)\.")
 HEADER_LIMIT = 100 * 2**20  # a safetensors header (the JSON table of tensors) is kilobytes; more is not one
+
+
+def _header(path: Path) -> dict:
+    """The JSON table of tensors at the start of a safetensors file (no tensor is read)."""
+    import struct
+    with open(path, "rb") as f:
+        size = struct.unpack("<Q", f.read(8))[0]
+        if size > HEADER_LIMIT:
+            raise ValueError(f"{path}: a header of {size} bytes is not a safetensors header")
+        table = json.loads(f.read(size))
+    if not isinstance(table, dict):
+        raise ValueError(f"{path}: the header is not a table")
+    return table
+
+
+def checkpoint_shapes(folder: Path) -> dict[str, list[int]] | None:
+    """Each tensor's shape in the safetensors weights in ``folder`` (one file, or the shards that a
+    sharded checkpoint's index names), read from the headers alone, or None where it cannot tell."""
+    import struct
+    index = folder / "model.safetensors.index.json"
+    try:
+        if index.is_file():
+            shards = set(json.loads(index.read_text(encoding="utf-8")).get("weight_map", {}).values())
+            tables = [_header(folder / shard) for shard in sorted(shards) if isinstance(shard, str)
+                      and (folder / shard).resolve().is_relative_to(folder.resolve())]
+        else:
+            tables = [_header(folder / "model.safetensors")]
+    except (OSError, ValueError, struct.error, AttributeError, TypeError, RecursionError):
+        return None  # no safetensors weights, or not readable as such: the load says what is wrong
+    shapes = {}
+    for table in tables:
+        for key, entry in table.items():
+            shape = entry.get("shape") if isinstance(entry, dict) else None
+            if isinstance(key, str) and isinstance(shape, list) and all(type(n) is int for n in shape):
+                shapes[key] = shape
+    return shapes or None
 
 
 def checkpoint_layers(folder: Path) -> int | None:
@@ -215,12 +281,8 @@ def checkpoint_layers(folder: Path) -> int | None:
         if index.is_file():
             keys = list(json.loads(index.read_text(encoding="utf-8")).get("weight_map", {}))
         else:
-            with open(folder / "model.safetensors", "rb") as f:
-                size = struct.unpack("<Q", f.read(8))[0]
-                if size > HEADER_LIMIT:
-                    return None
-                keys = list(json.loads(f.read(size)))
-    except (OSError, ValueError, struct.error, AttributeError, TypeError):
+            keys = list(_header(folder / "model.safetensors"))
+    except (OSError, ValueError, struct.error, AttributeError, TypeError, RecursionError):
         return None  # no safetensors weights, or not readable as such: the load says what is wrong
     found = {int(m.group(1)) for k in keys if isinstance(k, str) for m in [LAYER_KEY.search(k)] if m}
     return max(found) + 1 if found else None
@@ -265,7 +327,7 @@ def _transformer_config(folder: Path):
     try:
         config_dir = transformer_dir(folder)
         return config_dir, AutoConfig.from_pretrained(str(config_dir))
-    except (ModelError, OSError, ValueError, KeyError, IndexError, TypeError):
+    except Exception:  # noqa: BLE001 - check_loadable has said why already, or the load will
         return None
 
 
@@ -294,8 +356,8 @@ def check_inputs_fit(name: str, path: str, *, max_seq_length: int, texts: list[s
     from transformers import AutoTokenizer
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(transformer_dir))
-    except (OSError, ValueError, KeyError, TypeError):
-        return  # the worker loads it through sentence-transformers, which may know better
+    except Exception:  # noqa: BLE001 - the pre-flight's load (as the workers load it) says why
+        return
     for start in range(0, len(texts), 512):
         batch = texts[start:start + 512]
         try:
@@ -326,7 +388,7 @@ def linear_module_names_at(path: str) -> list[str] | None:
             return None  # building it would take for ever; the pre-flight's check_loadable says why
         with torch.device("meta"):
             skeleton = AutoModel.from_config(config)
-    except (ModelError, OSError, ValueError, KeyError, IndexError):
+    except Exception:  # noqa: BLE001 - not readable this way; the pre-flight's load says why
         return None
     return linear_module_names(skeleton)
 

@@ -146,7 +146,11 @@ MODELS = [  # --set model=..., with folders made by the inputs fixture
     ("INPUT/broken-modules", "modules.json is not a valid list"), ("INPUT/modules-not-list", "not a valid list"),
     ("INPUT/a-file", "is a file"), ("INPUT/empty-folder", "not a sentence-transformers model folder"),
     # a real model folder whose weights cannot be loaded: known before training, so refused before any worker
-    ("INPUT/mismatched-weights", "its weights do not have the shapes its config.json gives"),
+    ("INPUT/mismatched-weights", "its config.json gives encoder.layer.0.intermediate.dense.weight the shape [48, 32], "
+                                 "its weights hold [64, 32]"),
+    # one size of 2**30 would ask for terabytes: refused from the checkpoint's header, before anything is built
+    ("INPUT/huge-hidden", "gives embeddings.word_embeddings.weight the shape [30522, 1073741824], its weights hold "
+                          "[30522, 32]"),
     ("INPUT/truncated-weights", "cannot be loaded from"),
     # transformers builds every layer a config asks for before it reads the weights: refused from the header
     ("INPUT/many-layers", "asks for 1000000000 layers (num_hidden_layers), its weights hold 2"),
@@ -214,11 +218,12 @@ def inputs(tmp_path_factory, harness_cache):
     (folder / "empty-folder").mkdir()
     from harness.models import TINY_MODEL, resolve_model_path
     tiny = Path(resolve_model_path(TINY_MODEL, cache_dir=harness_cache))
-    for name in ("mismatched-weights", "truncated-weights", "many-layers"):
+    for name in ("mismatched-weights", "truncated-weights", "many-layers", "huge-hidden"):
         shutil.copytree(tiny, folder / name)
     config = json.loads((folder / "mismatched-weights" / "config.json").read_text())
     (folder / "mismatched-weights" / "config.json").write_text(json.dumps({**config, "intermediate_size": 48}))
     (folder / "many-layers" / "config.json").write_text(json.dumps({**config, "num_hidden_layers": 10**9}))
+    (folder / "huge-hidden" / "config.json").write_text(json.dumps({**config, "hidden_size": 2**30}))
     weights = folder / "truncated-weights" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])
     (folder / "job" / "runs").mkdir(parents=True)

@@ -8,7 +8,8 @@ run makes before its first worker starts.
 
 Surfaces: spec fields through --set, TOML config files (with [arms.*] and [sweep] tables), the
 options of every subcommand, data files (CSV and JSONL from a grammar, in several encodings, and
-special files), and record files for report, compare and publish.
+special files), record files for report, compare and publish, and a local model folder given as
+the model (its JSON files mutated, replaced or not JSON, its config's sizes at the limits).
 
 The CI profile (the default) runs a fixed seed and a bounded number of examples; ``tox -e fuzz``
 (HYPOTHESIS_PROFILE=fuzz) runs many more. What a long run finds becomes an ``@example`` here.
@@ -554,3 +555,61 @@ def test_report_on_a_hostile_serving_record(serving):
                                 ok=(0, 1), writes_on_success=True, written="job")
     assert all(line.startswith(("warning:", "error:")) or not line.strip() for line in outcome.err.splitlines()), \
         outcome.err
+
+
+# --- a local model folder (--set model=FOLDER) --------------------------------------------------------
+
+MODEL_FILES = ["config.json", "modules.json", "sentence_bert_config.json", "1_Pooling/config.json",
+               "config_sentence_transformers.json"]
+SIZES = ["vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+         "max_position_embeddings", "type_vocab_size", "pad_token_id"]
+BIG_OR_ODD = st.one_of(st.integers(-2**70, 2**70), st.sampled_from([0, 1, -1, 3, 10**9, 2**31, 2**63, 10**12]),
+                       st.floats(allow_nan=True, allow_infinity=True), JSON_VALUE)
+
+
+@st.composite
+def hostile_model_folders(draw) -> tuple[str, bytes | dict]:
+    """(file, what to put in its place) for one file of a real (tiny) sentence-transformers folder: bytes (its
+    JSON with values replaced or removed, any JSON value, or bytes that are not JSON) or, for config.json,
+    a dict of sizes to set in it (a billion included)."""
+    name = draw(st.sampled_from(MODEL_FILES))
+    kind = draw(st.sampled_from(["mutated", "mutated", "size", "any-json", "bytes"]))
+    if kind == "bytes":
+        return name, draw(st.binary(max_size=60))
+    if kind == "size":
+        return "config.json", draw(st.dictionaries(st.sampled_from(SIZES), BIG_OR_ODD, min_size=1, max_size=2))
+    if kind == "any-json":
+        value = draw(JSON_VALUE)
+    else:
+        original = json.loads((Path(_tiny_folder()) / name).read_text(encoding="utf-8"))
+        value = _mutated(draw, original, sorted({p for p in _paths(original) if p}, key=str))
+    return name, json.dumps(value, allow_nan=True).encode("utf-8", errors="surrogatepass")
+
+
+def _tiny_folder() -> str:
+    from harness.models import TINY_MODEL, resolve_model_path
+    return resolve_model_path(TINY_MODEL)  # built once into this session's cache (conftest's harness_cache)
+
+
+@given(replaced=hostile_model_folders())
+@example(replaced=("config.json", {"hidden_size": 2**30}))  # terabytes, were it built: refused from the header
+@example(replaced=("config.json", {"num_hidden_layers": 10**9, "vocab_size": 10**12}))
+@example(replaced=("sentence_bert_config.json",  # found by the fuzz profile: a TypeError from the probe step
+                   b'{"transformer_task": "feature-extraction", "modality_config": {"text": {"method": null, '
+                   b'"method_output_name": "last_hidden_state"}}, "module_output_name": "token_embeddings"}'))
+def test_every_model_folder(replaced, harness_cache):
+    """A folder given as the model: one line before any worker starts, never a traceback, and no config
+    size (a billion layers, a hidden size of 2**30) makes the pre-flight build what it asks for."""
+    name, payload = replaced
+
+    def prepare(inputs):
+        import shutil
+        shutil.copytree(_tiny_folder(), inputs / "model")
+        target = inputs / "model" / name
+        if isinstance(payload, dict):
+            payload_bytes = json.dumps({**json.loads(target.read_text(encoding="utf-8")), **payload}).encode()
+        else:
+            payload_bytes = payload
+        target.write_bytes(payload_bytes)
+    keeps_the_promise(["run", "--dry-run", "--set", "model=INPUT/model", "--set", "train_limit=64", "--set",
+                       "eval_limit=48", "--arms", "baseline,standard,lora", "--out", "OUT"], prepare=prepare)
