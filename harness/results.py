@@ -110,6 +110,9 @@ def schema_problem(record: dict, version: int) -> str | None:
     return f"{error.message} at {where}"
 
 
+SERVING_FILE = "serving.json"  # a job's serving record: written by serve (harness/serving.py), read by report/tasks.py
+
+
 def runs_dir(out: Path) -> Path:
     return Path(out) / "runs"
 

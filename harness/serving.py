@@ -17,9 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from harness import files
+from harness import files, results
 from harness.figures import lookup
-from harness.report import tasks
 
 TOLERANCE = 1e-5  # float32 cosines of the same model on the same texts
 
@@ -104,5 +103,5 @@ def serve(out: Path, records: list[dict]) -> dict:
               "method": "one process: the base loaded once (SentenceTransformer), every adapter loaded onto it "
                         "with peft (PeftModel.from_pretrained, then load_adapter), each made active with "
                         "set_adapter and its category's test pairs encoded; RSS from psutil after gc"}
-    files.write_json_atomic(out / tasks.SERVING_FILE, record)
+    files.write_json_atomic(out / results.SERVING_FILE, record)
     return record

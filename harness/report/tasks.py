@@ -28,7 +28,6 @@ from harness.figures import lookup
 from harness.report import cells, variants
 
 FILE = "tasks.md"
-SERVING_FILE = "serving.json"  # written by serve (harness/serving.py), read here
 
 
 def wanted(records: list[dict]) -> bool:
@@ -123,7 +122,7 @@ def write_tasks(out: Path, records: list[dict]) -> list[Path]:
 def read_serving(out: Path) -> dict | None:
     """OUT/serving.json as serve wrote it, or None where it is absent; one that serve cannot have
     written (unreadable, or a figure that is not a number) is left out with a warning that says why."""
-    path = Path(out) / SERVING_FILE
+    path = Path(out) / results.SERVING_FILE
     if not path.exists():
         return None
     try:
