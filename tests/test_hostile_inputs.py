@@ -152,6 +152,8 @@ MODELS = [  # --set model=..., with folders made by the inputs fixture
     ("INPUT/huge-hidden", "gives embeddings.word_embeddings.weight the shape [30522, 1073741824], its weights hold "
                           "[30522, 32]"),
     ("INPUT/truncated-weights", "cannot be loaded from"),
+    # loads, then cannot encode (a modality method of null): refused by the pre-flight's one-sentence encode
+    ("INPUT/cannot-encode", "but cannot encode a sentence (TypeError"),
     # transformers builds every layer a config asks for before it reads the weights: refused from the header
     ("INPUT/many-layers", "asks for 1000000000 layers (num_hidden_layers), its weights hold 2"),
 ]
@@ -218,7 +220,7 @@ def inputs(tmp_path_factory, harness_cache):
     (folder / "empty-folder").mkdir()
     from harness.models import TINY_MODEL, resolve_model_path
     tiny = Path(resolve_model_path(TINY_MODEL, cache_dir=harness_cache))
-    for name in ("mismatched-weights", "truncated-weights", "many-layers", "huge-hidden"):
+    for name in ("mismatched-weights", "truncated-weights", "many-layers", "huge-hidden", "cannot-encode"):
         shutil.copytree(tiny, folder / name)
     config = json.loads((folder / "mismatched-weights" / "config.json").read_text())
     (folder / "mismatched-weights" / "config.json").write_text(json.dumps({**config, "intermediate_size": 48}))
@@ -226,6 +228,9 @@ def inputs(tmp_path_factory, harness_cache):
     (folder / "huge-hidden" / "config.json").write_text(json.dumps({**config, "hidden_size": 2**30}))
     weights = folder / "truncated-weights" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])
+    (folder / "cannot-encode" / "sentence_bert_config.json").write_text(json.dumps(
+        {"transformer_task": "feature-extraction", "module_output_name": "token_embeddings",
+         "modality_config": {"text": {"method": None, "method_output_name": "last_hidden_state"}}}))
     (folder / "job" / "runs").mkdir(parents=True)
     (folder / "job" / "runs" / "r.json").write_text(FIXTURE.read_text())
     return folder
