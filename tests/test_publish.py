@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness import catalog, jobfile
-from harness.report import benchreport, publish
+from harness.report import benchreport, publish, run_log
 from tests.conftest import REPO, run_cli
 from tests.test_compare import CPU_ADR, _copy_with_a_losing_rate
 
@@ -26,6 +26,34 @@ def test_published_index_is_accurate_against_the_run_files():
     """Regenerate results/README.md and the ADR page from the committed run files and diff."""
     assert (RESULTS / "README.md").read_text() == publish.index_markdown(RESULTS)
     assert (RESULTS / "ADR-001-comparison.md").read_text() == publish.adr_comparison_markdown(RESULTS)
+
+
+def test_every_study_log_is_generated_from_its_run_files():
+    """The run log table of each study's PROVENANCE.md (published or in progress) regenerated from the
+    committed run files and diffed: no figure of a study's log is typed by hand."""
+    folders = run_log.study_folders(RESULTS)
+    assert folders, "no study's PROVENANCE.md has a generated run log"
+    for folder in folders:
+        text = (folder / run_log.PROVENANCE).read_text()
+        assert run_log.block(folder) in text, f"{folder}: run log out of date (python -m harness publish)"
+
+
+def test_a_study_log_follows_its_run_files(tmp_path):
+    """publish rewrites the table between the markers from runs/ and leaves the words around it; a
+    PROVENANCE.md without the markers is not touched."""
+    study, plain = tmp_path / "cpu-x-2c" / "dating-v2" / "study", tmp_path / "cpu-x-2c" / "dating-v2" / "plain"
+    for folder in (study, plain):
+        (folder / "runs").mkdir(parents=True)
+        shutil.copy(FIXTURES / "run-v4-standard.json", folder / "runs")
+    (study / run_log.PROVENANCE).write_text(f"# words before\n{run_log.BEGIN}\nstale\n{run_log.END}\nwords after\n")
+    (plain / run_log.PROVENANCE).write_text("# no log here\n")
+    assert run_log.study_folders(tmp_path) == [study]
+    publish.write_index(tmp_path)
+    text = (study / run_log.PROVENANCE).read_text()
+    record = json.loads(next((study / "runs").glob("*.json")).read_text())
+    assert text.startswith("# words before\n") and text.endswith("words after\n") and "stale" not in text
+    assert "1 run files in `runs/`" in text and f"| {record['run_id']} |" in text
+    assert (plain / run_log.PROVENANCE).read_text() == "# no log here\n"
 
 
 def test_benchmark_figures_are_generated_from_the_saved_run():

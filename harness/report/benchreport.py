@@ -297,9 +297,9 @@ def _run_markdown(path: Path, results_root: Path) -> list[str]:
     return lines
 
 
-def replace_block(text: str, block: str) -> str:
-    """text with the part from BEGIN to END replaced by block (which carries both markers)."""
-    start, end = text.find(BEGIN), text.find(END)
-    if start < 0 or end < start:
-        raise ValueError(f"no '{BEGIN}' ... '{END}' block to replace")
-    return text[:start] + block + text[end + len(END):]
+def replace_block(text: str, block: str, *, begin: str = BEGIN, end: str = END) -> str:
+    """text with the part from ``begin`` to ``end`` replaced by block (which carries both markers)."""
+    start, stop = text.find(begin), text.find(end)
+    if start < 0 or stop < start:
+        raise ValueError(f"no '{begin}' ... '{end}' block to replace")
+    return text[:start] + block + text[stop + len(end):]

@@ -357,14 +357,16 @@ def deployment_rows(results_root: Path) -> list[str]:
 
 
 def write_index(results_root: Path, jobs: list[Job] | None = None) -> list[Path]:
-    """results/README.md, the ADR page and, where results/benchmarks/ exists, its README and the
+    """results/README.md, the ADR page, the run log of every study's PROVENANCE.md that has run_log's
+    markers (published or in progress) and, where results/benchmarks/ exists, its README and the
     figures block of the repository README (between benchreport's markers, where it has them).
     ``jobs``: published_jobs(results_root), where the caller has read them already."""
-    from harness.report import benchreport
+    from harness.report import benchreport, run_log
     jobs = published_jobs(results_root) if jobs is None else jobs
     paths = [results_root / "README.md", results_root / "ADR-001-comparison.md"]
     files.write_text_atomic(paths[0], index_markdown(results_root, jobs))
     files.write_text_atomic(paths[1], adr_comparison_markdown(results_root, jobs))
+    paths += [run_log.update(folder) for folder in run_log.study_folders(results_root)]  # studies' logs
     if (results_root / "benchmarks").is_dir():
         paths.append(results_root / "benchmarks" / "README.md")
         files.write_text_atomic(paths[-1], benchreport.markdown(results_root))
