@@ -81,6 +81,32 @@ def test_benchmark_report_ignores_runs_without_ratio_cis(tmp_path):
         benchreport.replace_block("a README without the markers", benchreport.readme_block(tmp_path))
 
 
+def test_each_benchmark_section_comes_from_the_newest_run_that_measured_it(tmp_path):
+    """A later run of part of the suite (here the published run's own MFU and encoding benchmarks, saved
+    again with a later date) supplies those sections, named as their run, while the ratios and the
+    training steps stay with the whole suite's run; a later run without ratio CIs never replaces them."""
+    whole = benchreport.published_run(RESULTS)
+    data = json.loads(whole.read_text())
+    part = {**data, "datetime": "2099-01-01T00:00:00", "commit_info": {**data["commit_info"], "id": "f" * 40},
+            "benchmarks": [b for b in data["benchmarks"] if b["name"].startswith(("test_mfu", "test_encode"))]}
+    assert part["benchmarks"]
+    folder = tmp_path / "benchmarks" / "m"
+    folder.mkdir(parents=True)
+    shutil.copy(whole, folder / whole.name)
+    (folder / "0009_part.json").write_text(json.dumps(part))
+    runs = benchreport.section_runs(tmp_path)
+    assert runs == {"ratios": folder / whole.name, "mfu": folder / "0009_part.json",
+                    "serving": folder / "0009_part.json"}
+    page = benchreport.markdown(tmp_path)
+    ratios, mfu, serving = (page.index(h) for h in ("## Side-by-side", "## MFU", "## Serving"))
+    assert page.count(f"Run: `m/{whole.name}`") == 1 and page.index(f"Run: `m/{whole.name}`") > ratios
+    assert mfu < page.index("Run: `m/0009_part.json`") < serving and "commit fffffff" in page
+    block = benchreport.readme_block(tmp_path)
+    assert block.index("0009_part.json") < block.index("MFU against") and "trackers on / off" in block
+    # the ADR's deployment rows read the serving section's run: no swap there, so not measured yet
+    assert "Not measured in the published benchmark run yet" in "\n".join(publish.deployment_rows(tmp_path))
+
+
 def test_power_studies_count_each_verdict_with_wilson_intervals(tmp_path):
     """The regression check's measured rates come from power.json's verdicts, not its summary fields:
     here 18 of 20 slowed runs flagged, one unchanged run regressed and two improved; the Wilson 95%

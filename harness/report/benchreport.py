@@ -1,9 +1,12 @@
 """The published benchmark run, as text: ``results/benchmarks/README.md`` and the README's figures.
 
-``python -m harness publish`` regenerates both from the newest saved pytest-benchmark run under
-``results/benchmarks/`` that carries the side-by-side ratios with their CIs (saved with
-``--benchmark-save-data``), so that no benchmark figure in prose is typed by hand;
-``tests/test_publish.py`` diffs them against a fresh regeneration.
+``python -m harness publish`` regenerates both from the saved pytest-benchmark runs under
+``results/benchmarks/`` (saved with ``--benchmark-save-data``), so that no benchmark figure in prose is
+typed by hand; ``tests/test_publish.py`` diffs them against a fresh regeneration. Each section comes from
+the newest run that measured it (``SECTIONS``), and names that run: the side-by-side ratios and the
+training steps from the newest run of the whole suite (the one with ratio CIs), MFU and serving from the
+newest run that has them, so that a short quiet run of one part (``bench/test_serving.py``, say) can
+publish that part without the whole suite's 100 minutes.
 
 - Side-by-side ratios (trackers on/off, harness/plain trainer, LoRA/standard and bf16/fp32 step
   time) come from interleaved rounds: the median of the per-round ratios with a 95% bootstrap CI over
@@ -50,14 +53,39 @@ def _has_ratio_cis(data: dict) -> bool:
     return any((b.get("extra_info") or {}).get("overhead_ratio_ci95") for b in data["benchmarks"])
 
 
-def published_run(results_root: Path) -> Path | None:
-    """The newest saved run under results/benchmarks/ whose side-by-side ratios carry CIs."""
-    runs = []
+def _measured(names: tuple[str, ...]):
+    """A section's test: the run holds a benchmark of one of these test functions."""
+    return lambda data: any(b.get("name", "").split("[")[0] in names for b in data["benchmarks"])
+
+
+# section -> (what it holds, which saved runs can supply it); publish takes the newest such run
+SECTIONS = {
+    "ratios": ("side-by-side ratios and training steps", _has_ratio_cis),
+    "mfu": ("MFU", _measured(("test_mfu",))),
+    "serving": ("serving: swapping, K tasks, merging, encoding",
+                _measured(("test_swap_latency", "test_task_memory", "test_merge", "test_encode"))),
+}
+
+
+def section_runs(results_root: Path) -> dict[str, Path]:
+    """Each section's source: the newest saved run under results/benchmarks/ that measured it (by the
+    run's own datetime); a section that no run measured is absent."""
+    newest: dict[str, tuple[str, Path]] = {}
     for path in sorted((results_root / "benchmarks").glob("*/*.json")):
         data = _load(path)
-        if data and _has_ratio_cis(data):
-            runs.append((data.get("datetime", ""), path))
-    return max(runs)[1] if runs else None
+        if data is None:
+            continue
+        for name, (_, supplies) in SECTIONS.items():
+            stamp = (str(data.get("datetime", "")), path)
+            if supplies(data) and (name not in newest or stamp > newest[name]):
+                newest[name] = stamp
+    return {name: newest[name][1] for name in SECTIONS if name in newest}
+
+
+def published_run(results_root: Path) -> Path | None:
+    """The newest saved run under results/benchmarks/ whose side-by-side ratios carry CIs (the whole
+    suite's run: the ratios and training-step sections, and bench-compare's committed baseline)."""
+    return section_runs(results_root).get("ratios")
 
 
 def summary(path: Path) -> dict:
@@ -112,7 +140,8 @@ def summary(path: Path) -> dict:
         st = b["stats"]
         rounds.append({"benchmark": b["name"], "rounds": st["rounds"], "median_s": st["median"],
                        "cv": st["stddev"] / st["mean"] if st["rounds"] > 1 and st["mean"] else None})
-    loads = [v["loadavg_1m"] for v in ratios + variants if v.get("loadavg_1m") is not None]
+    loads = [load for b in data["benchmarks"]
+             if isinstance(load := (b.get("extra_info") or {}).get("loadavg_1m"), (int, float))]
     return {"path": path, "datetime": data.get("datetime"), "commit": (commit.get("id") or "")[:7],
             "dirty": commit.get("dirty"), "cpu_model": machine.get("cpu_model"), "cpu_count": machine.get("cpu_count"),
             "gpu_model": machine.get("gpu_model"), "torch_threads": machine.get("torch_threads"),
@@ -170,29 +199,46 @@ def _where(s: dict) -> str:
             f"{' (dirty)' if s['dirty'] else ''}, {s['datetime'][:10]}{load}")
 
 
+def _sources(results_root: Path) -> list[tuple[Path, dict, list[str]]]:
+    """The published runs, each once, in the order of SECTIONS: (path, its summary, its sections)."""
+    by_path: dict[Path, list[str]] = {}
+    for name, path in section_runs(results_root).items():
+        by_path.setdefault(path, []).append(name)
+    return [(path, summary(path), names) for path, names in by_path.items()]
+
+
+def _mfu_lines(mfu: list[dict]) -> list[str]:
+    lines = []
+    for precision in dict.fromkeys(m["precision"] for m in mfu):
+        these = [m for m in mfu if m["precision"] == precision]
+        lines.append(f"MFU against the session's {precision} matmul peak of {these[0]['peak_gflops']:.0f} GFLOP/s: "
+                     + ", ".join(f"{m['variant']} {m['mfu']:.2f}" for m in these))
+    return lines
+
+
 def readme_block(results_root: Path) -> str:
-    """The README's measured benchmark figures, between the BEGIN and END markers."""
-    path = published_run(results_root)
+    """The README's measured benchmark figures, between the BEGIN and END markers: each section's
+    figures under the saved run they come from."""
     power = [f"- {_power_text(p)} (`{p['path'].relative_to(results_root.parent).as_posix()}`)"
              for p in power_studies(results_root)]
-    if path is None:
+    if published_run(results_root) is None:
         return "\n".join([BEGIN, "No saved benchmark run with ratio CIs under `results/benchmarks/` yet.", *power, END])
-    s = summary(path)
-    rel = path.relative_to(results_root.parent).as_posix()
-    lines = [BEGIN, f"Measured here ({_where(s)}; `{rel}`, all figures generated from it, 95% CIs):"]
-    for r in s["ratios"]:
-        lines.append(f"- {r['label']}: {_ratio_text(r)} ({r['rounds']} interleaved rounds)")
-    for precision in dict.fromkeys(m["precision"] for m in s["mfu"]):
-        these = [m for m in s["mfu"] if m["precision"] == precision]
-        lines.append(f"- MFU against the session's {precision} matmul peak of {these[0]['peak_gflops']:.0f} GFLOP/s: "
-                     + ", ".join(f"{m['variant']} {m['mfu']:.2f}" for m in these))
-    lines += [f"- {line}" for line in serving_lines(s["serving"])]
-    cvs = [v for v in s["variants"] if v["cv"] is not None]
-    if cvs:
-        lines.append("- step-time CV over rounds (over fresh processes): " + ", ".join(
-            f"{v['variant']} {_pct(v['cv'])} ({_pct(v['cv_processes'])})" for v in cvs))
+    lines = [BEGIN]
+    for path, s, names in _sources(results_root):
+        rel = path.relative_to(results_root.parent).as_posix()
+        lines.append(f"Measured here ({_where(s)}; `{rel}`, all figures below it generated from it, 95% CIs):")
+        if "ratios" in names:
+            lines += [f"- {r['label']}: {_ratio_text(r)} ({r['rounds']} interleaved rounds)" for r in s["ratios"]]
+        if "mfu" in names:
+            lines += [f"- {line}" for line in _mfu_lines(s["mfu"])]
+        if "serving" in names:
+            lines += [f"- {line}" for line in serving_lines(s["serving"])]
+        cvs = [v for v in s["variants"] if v["cv"] is not None] if "ratios" in names else []
+        if cvs:
+            lines.append("- step-time CV over rounds (over fresh processes): " + ", ".join(
+                f"{v['variant']} {_pct(v['cv'])} ({_pct(v['cv_processes'])})" for v in cvs))
     lines += power
-    lines.append("Every figure of that run: [results/benchmarks/README.md](results/benchmarks/README.md).")
+    lines.append("Every figure of those runs: [results/benchmarks/README.md](results/benchmarks/README.md).")
     lines.append(END)
     return "\n".join(lines)
 
@@ -240,10 +286,11 @@ def _pct(v) -> str:
 
 
 def markdown(results_root: Path) -> str:
-    path = published_run(results_root)
-    head = ["# The published benchmark run", "",
-            "Generated by `python -m harness publish` from the newest saved pytest-benchmark run under this folder",
-            "that carries the side-by-side ratios with CIs; do not edit.", ""]
+    head = ["# The published benchmark runs", "",
+            "Generated by `python -m harness publish` from the saved pytest-benchmark runs under this folder; do not "
+            "edit. Each section comes from the newest run that measured it, and names that run: the side-by-side "
+            "ratios and training steps from the newest run of the whole suite (the one that carries the ratios with "
+            "CIs), MFU and serving from the newest run that has them.", ""]
     power = power_studies(results_root)
     power_lines = ["## The regression check's power", "",
                    "Each trial saves three runs in shuffled order (a baseline, an unchanged run, a run with every "
@@ -251,25 +298,29 @@ def markdown(results_root: Path) -> str:
                    "against the baseline. Rates with Wilson 95% intervals.", ""] if power else []
     power_lines += [f"- {_power_text(p)}: `{p['path'].relative_to(results_root / 'benchmarks').as_posix()}`"
                     for p in power]
-    lines = head + (["No such run yet."] if path is None else _run_markdown(path, results_root))
+    lines = head + (["No such run yet."] if published_run(results_root) is None else _runs_markdown(results_root))
     if power_lines:
         lines += ["", *power_lines]
     return "\n".join(lines) + "\n"
 
 
-def _run_markdown(path: Path, results_root: Path) -> list[str]:
-    """The lines of results/benchmarks/README.md that describe the published run."""
-    s = summary(path)
-    rel = path.relative_to(results_root / "benchmarks").as_posix()
-    lines = [f"Run: `{rel}` ({_where(s)}).", "",
-             "## Side-by-side ratios (interleaved rounds, median of per-round ratios, 95% bootstrap CI)", "",
+def _runs_markdown(results_root: Path) -> list[str]:
+    """The lines of results/benchmarks/README.md that describe the published runs, section by section."""
+    sources = _sources(results_root)
+
+    def run_line(name: str) -> tuple[dict, list[str]]:
+        path, s, _ = next(src for src in sources if name in src[2])
+        return s, [f"Run: `{path.relative_to(results_root / 'benchmarks').as_posix()}` ({_where(s)}).", ""]
+
+    s, lines = run_line("ratios")
+    lines = ["## Side-by-side ratios (interleaved rounds, median of per-round ratios, 95% bootstrap CI)", "", *lines,
              "| ratio | median [95% CI] | CI half-width | rounds | target | verdict | what it is |",
              "|---|---|---|---|---|---|---|"]
     for r in s["ratios"]:
         lines.append(f"| {r['label']} | {r['ratio']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}] | {r['half_width']:.3f} | "
                      f"{r['rounds']} | {_fmt(r['target'], '')} | {r['verdict'] or '—'} | {r['meaning']} |")
     lines += ["", "Verdicts: met when the whole CI is at or above the target, missed when it is entirely below, "
-              "else undecided.", "", "## Training step per variant", "",
+              "else undecided.", "", "## Training step per variant", "", "From the same run.", "",
               "| variant | median step (ms) | CV over rounds | CV over processes | rounds in processes | samples/s | "
               "peak memory of a process (MiB) | load average at end |",
               "|---|---|---|---|---|---|---|---|"]
@@ -277,23 +328,26 @@ def _run_markdown(path: Path, results_root: Path) -> list[str]:
         lines.append(f"| {v['variant']} | {v['step_ms']:.1f} | {_pct(v['cv'])} | {_pct(v['cv_processes'])} | "
                      f"{v['rounds']} in {_fmt(v['processes'], '')} | {_fmt(v['samples_per_s'], '.1f')} | "
                      f"{_fmt(v['peak_mib'], '.0f')} | {_fmt(v['loadavg_1m'], '.2f')} |")
-    if s["mfu"]:
-        lines += ["", "## MFU", "",
+    if any("mfu" in names for *_, names in sources):
+        s, run = run_line("mfu")
+        lines += ["", "## MFU", "", *run,
                   "| variant | precision | achieved GFLOP/s | matmul peak GFLOP/s (same precision) | MFU |",
                   "|---|---|---|---|---|"]
         lines += [f"| {m['variant']} | {m['precision']} | {m['achieved_gflops']:.1f} | {m['peak_gflops']:.1f} | "
                   f"{m['mfu']:.3f} |" for m in s["mfu"]]
         lines += ["", f"Peak: {s['mfu'][0]['peak_scope']} (a matmul in the step's precision)."]
-    serving = serving_lines(s["serving"])
-    if serving:
-        lines += ["", "## Serving: swapping, K tasks, merging (bench/test_serving.py)", "",
-                  *[f"- {line}" for line in serving]]
-    lines += ["", "## Every benchmark: pytest-benchmark's round times", "",
+    if any("serving" in names for *_, names in sources):
+        s, run = run_line("serving")
+        lines += ["", "## Serving: swapping, K tasks, merging (bench/test_serving.py), encoding "
+                  "(bench/test_inference.py)", "", *run, *[f"- {line}" for line in serving_lines(s["serving"])]]
+    lines += ["", "## Every benchmark of those runs: pytest-benchmark's round times", "",
               "A round is one call of the benchmarked function: for test_train_step one whole worker process (its "
               "start and model load included; the step times above come from inside it), for the side-by-side "
-              "ratios the whole interleaved series.", "",
-              "| benchmark | rounds | median round (s) | CV over rounds |", "|---|---|---|---|"]
-    lines += [f"| {r['benchmark']} | {r['rounds']} | {r['median_s']:.4g} | {_pct(r['cv'])} |" for r in s["rounds"]]
+              "ratios the whole interleaved series."]
+    for path, s, _ in sources:
+        lines += ["", f"`{path.relative_to(results_root / 'benchmarks').as_posix()}`:", "",
+                  "| benchmark | rounds | median round (s) | CV over rounds |", "|---|---|---|---|"]
+        lines += [f"| {r['benchmark']} | {r['rounds']} | {r['median_s']:.4g} | {_pct(r['cv'])} |" for r in s["rounds"]]
     return lines
 
 

@@ -320,7 +320,7 @@ def deployment_rows(results_root: Path) -> list[str]:
     """ADR-001's deployment claims against the published benchmark run's serving figures
     (bench/test_serving.py, bench/test_inference.py; harness/report/benchreport.py reads them)."""
     from harness.report import benchreport
-    path = benchreport.published_run(results_root)
+    path = benchreport.section_runs(results_root).get("serving")
     s = benchreport.summary(path) if path else {}
     serving = s.get("serving") or {}
     lines = ["## Deployment claims", ""]
