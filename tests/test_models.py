@@ -6,6 +6,7 @@ import pytest
 
 from harness import methods, models
 from harness.spec import LoraSpec
+from tests.conftest import needs_mpnet
 
 
 def independent_lora_count(config, *, r: int, per_layer_targets: int) -> int:
@@ -175,16 +176,8 @@ def test_a_missing_mpnet_part_is_one_line_naming_its_package(tmp_path, monkeypat
         models.resolve_model_path("all-mpnet-base-v2", cache_dir=tmp_path)
 
 
-def _mpnet_installed() -> bool:
-    from importlib import metadata
-    try:
-        return all(metadata.distribution(models.MPNET_PACKAGE.format(i)) for i in range(1, 6))
-    except metadata.PackageNotFoundError:
-        return False
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(not _mpnet_installed(), reason="the mpnet parts are not installed (pip install -e '.[mpnet]')")
+@needs_mpnet
 def test_the_real_mpnet_loads_offline_and_its_default_targets_are_q_and_v(tmp_path):
     from harness.spec import build_specs
     path = models.resolve_model_path("all-mpnet-base-v2", cache_dir=tmp_path)
