@@ -265,6 +265,86 @@ def test_every_bench_compare_option(alpha, effect, base):
                       files, ok=(0, 1))
 
 
+# Every option of every subcommand, read from the parser itself, so that an option or a subcommand added
+# later is generated too without anyone listing it: each subcommand runs on real inputs (fixture records,
+# a saved benchmark file), with a random choice of its options at hostile values. Path options get paths
+# inside the test's own folders (a hostile path elsewhere could make a command write outside them; an
+# output option pointed at an input folder writes there because it was told to).
+def _subparsers() -> dict:
+    import argparse
+
+    from harness.cli import build_parser
+    (action,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(action.choices)
+
+
+def _fixture_job(*names):
+    def prepare(inputs):
+        for name in names:
+            (inputs / name / "runs").mkdir(parents=True)
+            for fixture in FIXTURES.glob("run-v4-*.json"):
+                (inputs / name / "runs" / fixture.name).write_bytes(fixture.read_bytes())
+        (inputs / "a.json").write_text(json.dumps({"benchmarks": [{"name": "t", "stats": {"data": [1.0, 1.1, 0.9]}}]}))
+    return prepare
+
+
+# subcommand -> (the arguments it starts from, keeps_the_promise's keywords); --dry-run keeps run and sweep
+# from training a valid draw
+COMMANDS = {
+    "run": (["--dry-run", *TINY, "--out", "OUT"], {}),
+    "sweep": (["--dry-run", *TINY, "--out", "OUT", "--ranks", "4"], {}),
+    "report": (["INPUT/job"], {"ok": (0, 1), "writes_on_success": True, "written": "job"}),
+    "recommend": (["INPUT/job"], {}),
+    "compare": (["INPUT/job", "INPUT/b", "--out", "OUT"], {"writes_on_success": True}),
+    "sizes": (["INPUT/job", "INPUT/b", "--out", "OUT"], {"writes_on_success": True}),
+    "bench-compare": (["INPUT/a.json", "INPUT/a.json"], {"ok": (0, 1)}),
+    "serve": (["INPUT/job"], {"ok": (0, 1), "writes_on_success": True, "written": "job"}),
+    "publish": (["--results", "OUT"], {"writes_on_success": True}),
+}
+# where the command writes (an existing input folder there would be written on purpose), and what it reads
+OUTPUT_OPTIONS = {"out", "results"}
+INPUT_OPTIONS = {"config", "add", "dataset"}
+OUTPUT_PATHS = st.sampled_from(["OUT", "OUT/x", "OUT/../OUT", "", "/dev/null", "/dev/null/x"])
+INPUT_PATHS = st.sampled_from(["INPUT", "INPUT/job", "INPUT/b", "INPUT/missing", "INPUT/a.json", "INPUT/job/runs",
+                               "", "/dev/null", "OUT"])
+
+
+def test_every_subcommand_has_inputs_for_the_option_property():
+    """A subcommand added to the parser without an entry in COMMANDS would go ungenerated."""
+    assert sorted(_subparsers()) == sorted(COMMANDS)
+
+
+@st.composite
+def calls(draw):
+    """A subcommand and up to three of its options (flags alone, others with a value)."""
+    command = draw(st.sampled_from(sorted(COMMANDS)))
+    options = [a for a in _subparsers()[command]._actions if a.option_strings and a.dest != "help"]
+    picked = []
+    for action in draw(st.lists(st.sampled_from(options), max_size=3)) if options else []:
+        flag = draw(st.sampled_from(action.option_strings))
+        if action.nargs == 0:
+            picked.append((flag, None))
+        elif action.dest in OUTPUT_OPTIONS | INPUT_OPTIONS:
+            picked.append((flag, draw(OUTPUT_PATHS if action.dest in OUTPUT_OPTIONS else INPUT_PATHS)))
+        else:
+            choices = st.sampled_from(sorted(action.choices)) if action.choices else st.nothing()
+            picked.append((flag, draw(choices | OPTION_VALUES)))
+    return command, picked
+
+
+@given(call=calls())
+@example(call=("recommend", [("--max-memory", "nan")]))
+@example(call=("recommend", [("--min-gain-share", "1e400")]))
+@example(call=("publish", [("--add", "INPUT/job"), ("--job", "../x")]))
+def test_every_option_of_every_subcommand(call):
+    command, picked = call
+    start, promise = COMMANDS[command]
+    argv = [command, *start]
+    for flag, value in picked:
+        argv += [flag] if value is None else [flag, value]
+    keeps_the_promise(argv, prepare=_fixture_job("job", "b"), **promise)
+
+
 # --- data files ---------------------------------------------------------------------------------
 
 COLUMNS = ["text_a", "text_b", "score", "category", "group", "split"]
