@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import results
+from harness import results, sweep, tuning
 from harness.report import recommend
 from tests.test_hostile_inputs import invoke
 
@@ -75,16 +75,27 @@ def test_the_pareto_front_is_quality_against_time():
     assert STD in front and fast in front and slow_worse not in front
 
 
-def test_recommend_on_a_published_job_traces_every_figure_to_the_run_files(capsys):
-    assert invoke(["recommend", str(ADR_JOB)]) == 0
+# every published job page carries its recommendation (recommendation.md beside its tables)
+PUBLISHED = sorted(p.parent for p in (REPO / "results").glob("*/*/*/recommendation.md"))
+
+
+def test_every_published_job_carries_its_recommendation():
+    assert ADR_JOB in PUBLISHED and len(PUBLISHED) >= 5
+
+
+@pytest.mark.parametrize("job", PUBLISHED, ids=lambda p: "/".join(p.parts[-3:]))
+def test_recommend_on_a_published_job_traces_every_figure_to_the_run_files(job, capsys):
+    assert invoke(["recommend", str(job)]) == 0
     text = capsys.readouterr().out
     sentence = next(line for line in text.splitlines() if line.startswith("**")).strip("*")
-    rows = {r["point"]: r for r in recommend.job_rows(ADR_JOB)}
-    records = [r for r in results.load_runs(ADR_JOB) if r["status"] == "success"]
+    assert sentence in (job / "recommendation.md").read_text()  # the page says what the command says
+    rows = {r["point"]: r for r in recommend.job_rows(job)}
+    # the runs each variant reports: those at its chosen rate (a tuned job's grid runs are not its figures)
+    records = [r for r in sweep.selected(results.load_runs(job), sweep.job_selection(job)) if r["status"] == "success"]
     # every variant named, with its mean train time recomputed from its records
     for point, r in rows.items():
         if point in sentence and r.get("train_wall_s_mean") is not None:
-            walls = [x["timings"]["train_wall_s"] for x in records if x["label"] == point]
+            walls = [x["timings"]["train_wall_s"] for x in records if tuning.point_of(x["spec"]) == point]
             assert r["train_wall_s_mean"] == pytest.approx(statistics.mean(walls))
     # every number of the sentence is one of the figures of the job's rows, as formatted
     figures = set()
@@ -96,6 +107,8 @@ def test_recommend_on_a_published_job_traces_every_figure_to_the_run_files(capsy
         for key in ("train_wall_s", "peak_memory_mib", "artifact_mib"):  # "(75% of standard's)"
             if r.get(f"{key}_mean") is not None and ref.get(f"{key}_mean"):
                 figures.add(recommend.percent(100 * r[f"{key}_mean"] / ref[f"{key}_mean"]).rstrip("%"))
+    for point in sorted(rows, key=len, reverse=True):  # a variant's name ("lora r=64") is no figure
+        sentence = sentence.replace(point, "")
     for number in re.findall(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?|[+-]?\d+(?:\.\d+)?", sentence):
         if number.lstrip("+-") in ("8", "16", "0.02", "95"):  # ranks, the margin, the CI level
             continue
