@@ -58,12 +58,12 @@ def _measured(names: tuple[str, ...]):
     return lambda data: any(b.get("name", "").split("[")[0] in names for b in data["benchmarks"])
 
 
-# section -> (what it holds, which saved runs can supply it); publish takes the newest such run
+# section -> which saved runs can supply it; publish takes the newest such run. ratios: the side-by-side
+# ratios and the training steps (the whole suite's run); serving: swapping, K tasks, merging, encoding
 SECTIONS = {
-    "ratios": ("side-by-side ratios and training steps", _has_ratio_cis),
-    "mfu": ("MFU", _measured(("test_mfu",))),
-    "serving": ("serving: swapping, K tasks, merging, encoding",
-                _measured(("test_swap_latency", "test_task_memory", "test_merge", "test_encode"))),
+    "ratios": _has_ratio_cis,
+    "mfu": _measured(("test_mfu",)),
+    "serving": _measured(("test_swap_latency", "test_task_memory", "test_merge", "test_encode")),
 }
 
 
@@ -75,7 +75,7 @@ def section_runs(results_root: Path) -> dict[str, Path]:
         data = _load(path)
         if data is None:
             continue
-        for name, (_, supplies) in SECTIONS.items():
+        for name, supplies in SECTIONS.items():
             stamp = (str(data.get("datetime", "")), path)
             if supplies(data) and (name not in newest or stamp > newest[name]):
                 newest[name] = stamp
@@ -221,10 +221,11 @@ def readme_block(results_root: Path) -> str:
     figures under the saved run they come from."""
     power = [f"- {_power_text(p)} (`{p['path'].relative_to(results_root.parent).as_posix()}`)"
              for p in power_studies(results_root)]
-    if published_run(results_root) is None:
+    sources = _sources(results_root)
+    if not any("ratios" in names for *_, names in sources):
         return "\n".join([BEGIN, "No saved benchmark run with ratio CIs under `results/benchmarks/` yet.", *power, END])
     lines = [BEGIN]
-    for path, s, names in _sources(results_root):
+    for path, s, names in sources:
         rel = path.relative_to(results_root.parent).as_posix()
         lines.append(f"Measured here ({_where(s)}; `{rel}`, all figures below it generated from it, 95% CIs):")
         if "ratios" in names:
@@ -298,15 +299,17 @@ def markdown(results_root: Path) -> str:
                    "against the baseline. Rates with Wilson 95% intervals.", ""] if power else []
     power_lines += [f"- {_power_text(p)}: `{p['path'].relative_to(results_root / 'benchmarks').as_posix()}`"
                     for p in power]
-    lines = head + (["No such run yet."] if published_run(results_root) is None else _runs_markdown(results_root))
+    sources = _sources(results_root)
+    lines = head + (_runs_markdown(sources, results_root) if any("ratios" in names for *_, names in sources)
+                    else ["No such run yet."])
     if power_lines:
         lines += ["", *power_lines]
     return "\n".join(lines) + "\n"
 
 
-def _runs_markdown(results_root: Path) -> list[str]:
-    """The lines of results/benchmarks/README.md that describe the published runs, section by section."""
-    sources = _sources(results_root)
+def _runs_markdown(sources: list[tuple[Path, dict, list[str]]], results_root: Path) -> list[str]:
+    """The lines of results/benchmarks/README.md that describe the published runs (``_sources``), section by
+    section."""
 
     def run_line(name: str) -> tuple[dict, list[str]]:
         path, s, _ = next(src for src in sources if name in src[2])
