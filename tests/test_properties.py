@@ -8,8 +8,8 @@ run makes before its first worker starts.
 
 Surfaces: spec fields through --set, TOML config files (with [arms.*] and [sweep] tables), the
 options of every subcommand, data files (CSV and JSONL from a grammar, in several encodings, and
-special files), record files for report, compare and publish, and a local model folder given as
-the model (its JSON files mutated, replaced or not JSON, its config's sizes at the limits).
+special files), record files for report, compare, recommend, sizes, serve and publish, and a local model
+folder given as the model (its JSON files mutated, replaced or not JSON, its config's sizes at the limits).
 
 The CI profile (the default) runs a fixed seed and a bounded number of examples; ``tox -e fuzz``
 (HYPOTHESIS_PROFILE=fuzz) runs many more. What a long run finds becomes an ``@example`` here.
@@ -508,6 +508,15 @@ def test_compare_on_hostile_records(records):
         _job(inputs, "a", [_record_bytes(r) for r in records])
         _job(inputs, "b", [p.read_bytes() for p in sorted(FIXTURES.glob("run-v4-*.json"))])
     keeps_the_promise(["compare", "INPUT/a", "INPUT/b", "--out", "OUT"], prepare=prepare, writes_on_success=True)
+
+
+@given(records=st.lists(hostile_records(), min_size=1, max_size=2))
+def test_recommend_on_hostile_records(records):
+    def prepare(inputs):
+        _job(inputs, "job", [_record_bytes(r) for r in records])
+    outcome = keeps_the_promise(["recommend", "INPUT/job"], prepare=prepare)
+    assert all(line.startswith(("warning:", "error:")) or not line.strip() for line in outcome.err.splitlines()), \
+        outcome.err
 
 
 @given(records=st.lists(hostile_records(), min_size=1, max_size=2))
