@@ -233,10 +233,12 @@ def _run_worker(spec: RunSpec, *, cache_dir: Path | None = None, artifact: Path 
 
 
 def _stop(proc: subprocess.Popen) -> None:
+    """SIGTERM to the worker (it unwinds and exits), then SIGKILL after 10 s, or at once on a second
+    Ctrl-C: a user who presses it again wants the command gone, not a wait."""
     proc.terminate()
     try:
         proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
+    except (subprocess.TimeoutExpired, KeyboardInterrupt):
         proc.kill()
         proc.wait()
 

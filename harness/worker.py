@@ -21,6 +21,7 @@ from harness import artifacts, callbacks, convergence, devices, files, forgettin
 from harness.spec import RunSpec, SpecError
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_SPEC = 0, 1, 2
+EXIT_INTERRUPTED = 130  # stopped by SIGINT or SIGTERM: no record, the parent decides what that means
 
 
 def run(spec: RunSpec, *, artifact: Path | None = None) -> dict:
@@ -240,8 +241,22 @@ def _die_with_parent() -> None:
         sys.exit(EXIT_FAILED)
 
 
+def _stop_quietly_on_signals() -> None:
+    """Ctrl-C in a terminal reaches the worker as well as the parent (the whole foreground process group
+    gets it), and the parent stops a worker with SIGTERM. Either way the worker unwinds (its temporary
+    folders removed) and ends with EXIT_INTERRUPTED, writing no record and printing no traceback of its
+    own: the parent prints the one line the user needs and keeps every finished record."""
+    import signal
+
+    def stop(signum, frame):
+        raise SystemExit(EXIT_INTERRUPTED)
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    _stop_quietly_on_signals()
     _die_with_parent()
     if len(argv) not in (2, 3):
         print("usage: python -m harness.worker SPEC.json OUT.json [ARTIFACT_FOLDER]", file=sys.stderr)

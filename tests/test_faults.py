@@ -102,6 +102,66 @@ def test_interrupt_stops_cleanly_and_the_same_command_resumes(tmp_path, harness_
     assert (out / "runs" / files[0]).read_text() == baseline
 
 
+def wait_until_the_group_is_gone(pgid: int, limit_s: float = 60) -> None:
+    """Every process of the group the test started has ended (a worker ends with its parent: its death
+    signal)."""
+    deadline = time.time() + limit_s
+    while True:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        assert time.time() < deadline, "a process of the command is still running"
+        time.sleep(0.05)
+
+
+def _training_in_its_own_group(tmp_path):
+    """run with a long standard arm, in a process group of its own (the test signals only what it
+    started), once the worker's first training step has ended."""
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "harness", "run", "--out", str(out), *TINY_ARGS,
+            "--set", "arms.standard.max_steps=2000", "--set", "arms.standard.train_limit=64"]
+    training = tmp_path / "standard-is-training"
+    env = repo_env(HARNESS_INJECT_FAULT=f"touch@{training}")
+    proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    wait_for(training.exists, proc)
+    return proc, out
+
+
+def test_a_hard_killed_parent_leaves_no_worker_training(tmp_path, harness_cache):
+    """kill -9 of the parent mid-training: its worker ends too (its death signal, then its own quiet stop),
+    instead of training on in the background and spoiling the next run's timings; the finished record
+    stays."""
+    proc, out = _training_in_its_own_group(tmp_path)
+    proc.kill()
+    proc.communicate(timeout=60)
+    wait_until_the_group_is_gone(proc.pid)
+    (path,) = (out / "runs").glob("*.json")
+    assert path.name.startswith("baseline-")
+    results.load_record(path)
+
+
+def test_ctrl_c_twice_stops_at_once_and_keeps_every_finished_result(tmp_path, harness_cache):
+    """Ctrl-C as a terminal sends it, to the whole foreground process group (the parent and its worker),
+    twice in a row: the second one lands while the parent is still stopping the worker. The command ends
+    with its one interrupted line and status 130, no traceback, the finished record intact, no worker
+    left behind, and the same command resumes."""
+    proc, out = _training_in_its_own_group(tmp_path)
+    os.killpg(proc.pid, signal.SIGINT)  # as a terminal sends it: to the parent and its worker
+    os.killpg(proc.pid, signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "Traceback" not in stderr and "run the same command again to resume" in stderr, stderr[-2000:]
+    wait_until_the_group_is_gone(proc.pid)
+    files_ = sorted(p.name for p in (out / "runs").iterdir())
+    assert len(files_) == 1 and files_[0].startswith("baseline-"), files_  # no half-written file
+    results.load_record(out / "runs" / files_[0])
+    again = run_cli("run", "--out", str(out), *TINY_ARGS)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "baseline: kept existing success result" in again.stdout
+
+
 def test_a_killed_writer_leaves_no_partial_result(tmp_path):
     target = tmp_path / "runs" / "big.json"
     code = ("import sys; from harness.files import write_json_atomic; "
