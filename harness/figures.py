@@ -57,7 +57,7 @@ class Figure:
         return self.column or self.short
 
     def value(self, record: dict):
-        node = lookup(record, self.path)
+        node = number(record, self.path)
         return None if node is None else node * self.scale
 
 
@@ -68,6 +68,17 @@ def lookup(record: dict, dotted: str):
         if not isinstance(node, dict) or node.get(part) is None:
             return None
         node = node[part]
+    return node
+
+
+def number(record: dict, dotted: str) -> int | float | None:
+    """The value at a dotted path as a figure: a real number (not a bool), else None. A record can pass
+    its schema with a string, a list or an object where a figure is read (the schema does not type every
+    nested figure, per-category ones for example); the tables treat that as a missing figure, never as
+    something to multiply or average."""
+    node = lookup(record, dotted)
+    if isinstance(node, bool) or not isinstance(node, (int, float)):
+        return None
     return node
 
 

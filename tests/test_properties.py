@@ -493,6 +493,8 @@ def _job(inputs: Path, name: str, payloads: list[bytes]) -> None:
 @given(records=st.lists(hostile_records(), min_size=1, max_size=2))
 @example(records=[{**RECORDS[0], "schema_version": "4"}])  # once a traceback building a schema path
 @example(records=[{**RECORDS[0], "schema_version": 4.0}])
+@example(records=[{**RECORDS[0], "quality": {**RECORDS[0]["quality"],  # found by the fuzz run: a ValueError
+                                              "per_category": {"kids": {"spearman": ""}}}}])
 def test_report_on_hostile_records(records):
     def prepare(inputs):
         _job(inputs, "job", [_record_bytes(r) for r in records])
@@ -520,6 +522,9 @@ def test_recommend_on_hostile_records(records):
 
 
 @given(records=st.lists(hostile_records(), min_size=1, max_size=2))
+@example(records=[{**RECORDS[0], "quality": {**RECORDS[0]["quality"],  # found by the fuzz run: a TypeError
+                                              "forgetting": {**(RECORDS[0]["quality"].get("forgetting") or {}),
+                                                             "drift_mean_cos": ""}}}])
 def test_sizes_on_hostile_records(records):
     def prepare(inputs):
         _job(inputs, "a", [_record_bytes(r) for r in records])

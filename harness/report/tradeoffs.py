@@ -16,7 +16,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from harness import figures, files, methods, results
-from harness.figures import lookup
+from harness.figures import lookup, number
 from harness.report import cells
 
 
@@ -211,7 +211,7 @@ def category_table(records: list[dict]) -> pd.DataFrame:
     for label in label_order(ok):
         runs = [r for r in ok if label_of(r) == label]
         cats = runs[0]["quality"].get("per_category", {})
-        data[label] = {c: pd.Series([lookup(r, f"quality.per_category.{c}.spearman") for r in runs],
+        data[label] = {c: pd.Series([number(r, f"quality.per_category.{c}.spearman") for r in runs],
                                     dtype=float).mean() for c in cats}
     frame = pd.DataFrame(data)
     frame.index.name = "category"
