@@ -80,13 +80,7 @@ def test_failed_runs_do_not_stop_the_others(tmp_path, harness_cache):
 
 
 def test_interrupt_stops_cleanly_and_the_same_command_resumes(tmp_path, harness_cache):
-    out = tmp_path / "out"
-    args = [sys.executable, "-m", "harness", "run", "--out", str(out), *TINY_ARGS,
-            "--set", "arms.standard.max_steps=2000", "--set", "arms.standard.train_limit=64"]
-    training = tmp_path / "standard-is-training"
-    env = repo_env(HARNESS_INJECT_FAULT=f"touch@{training}")
-    proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_for(training.exists, proc)  # the worker's signal: its first step has ended
+    proc, out = _training_in_its_own_group(tmp_path)
     proc.send_signal(signal.SIGTERM)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr[-2000:]
