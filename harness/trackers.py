@@ -17,7 +17,7 @@ import psutil
 import torch
 from transformers import TrainerCallback
 
-from harness import devices
+from harness import cpu_share, devices
 
 SAMPLE_INTERVAL_S = 0.01
 
@@ -33,6 +33,26 @@ def track_time(device: str):
     finally:
         devices.synchronize(device)
         record["wall_s"] = time.perf_counter() - start
+
+
+# --- what else used the CPUs ---------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def track_cpu_share():
+    """What else used the CPUs while the region ran: filled on exit with ``cpu_share.cpu_share``'s
+    figures (cores: own, other, steal), or left empty where the kernel's counters cannot be read (not
+    Linux). Timings taken while other work used more than ``cpu_share.SHARED_CORES`` cores on average
+    are not those of a quiet machine."""
+    record: dict = {}
+    before, own, start = cpu_share.read_proc_stat(), cpu_share.own_cpu_s(), time.perf_counter()
+    try:
+        yield record
+    finally:
+        wall_s, own_s = time.perf_counter() - start, cpu_share.own_cpu_s() - own
+        share = cpu_share.cpu_share(before, cpu_share.read_proc_stat(), own_s=own_s, wall_s=wall_s,
+                                    tick_s=1 / os.sysconf("SC_CLK_TCK"))
+        record.update(share or {})
 
 
 # --- memory ------------------------------------------------------------------------------------

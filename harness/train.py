@@ -13,7 +13,7 @@ import math
 import os
 import tempfile
 
-from harness import trackers
+from harness import cpu_share, trackers
 from harness.callbacks import (
     FAULT_ENV,
     ConsoleProgress,
@@ -104,11 +104,12 @@ def train_arm(model, spec: RunSpec, splits, device: str, record: dict, *, tuner=
             record["energy"] = energy
             with trackers.track_memory(device) as memory:
                 record["memory"] = memory
-                with trackers.track_time(device) as wall:
+                with trackers.track_cpu_share() as beside, trackers.track_time(device) as wall:
                     output = trainer.train()
     record["memory"]["process_peak_rss_bytes"] = trackers.process_peak_rss_bytes()
     from harness.environment import load_average
     record.setdefault("environment", {})["loadavg_1m_after_training"] = load_average()
+    record["environment"].update(cpu_share.environment_fields(beside))
     losses_seen = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     record["training"] = {"global_step": trainer.state.global_step, "train_loss": output.training_loss,
                           "loss_history": losses_seen}

@@ -2,10 +2,11 @@
 
 import json
 import signal
+import sys
 
 import pytest
 
-from harness import results, runner
+from harness import cpu_share, results, runner
 from harness.spec import build_specs
 from tests.conftest import TINY_ARGS, repo_env, run_cli
 
@@ -45,6 +46,10 @@ def test_all_three_arms_end_to_end_then_resume(tmp_path, harness_cache):
     assert std["timings"]["steps"] == lora["timings"]["steps"] == 4
     assert std["memory"]["peak_memory_bytes"] >= std["memory"]["baseline_memory_bytes"] > 0
     assert std["energy"]["energy_kwh"] is None and "disabled" in std["energy"]["energy_unavailable_reason"]
+    if sys.platform == "linux":  # what else used the CPUs while each arm trained: measured from /proc/stat
+        env = std["environment"]
+        assert env["training_cpu_own_cores"] > 0 and cpu_share.shared_cores(env) is not None, env
+        assert "training_cpu_own_cores" not in base["environment"]  # the baseline does not train
     # matched: the specs differ only in what each arm declares
     diff = {k for k in std["spec"] if std["spec"][k] != lora["spec"][k]}
     assert diff == {"arm", "learning_rate", "lora"}

@@ -382,6 +382,28 @@ def test_a_folder_whose_runs_come_from_two_machines_says_so_beside_its_timings(t
     assert "TIMINGS MIX 2 MACHINES" in table and "AMD EPYC 9R14, 2 cores (1 runs)" in table
 
 
+def test_a_run_that_trained_beside_other_work_is_named_beside_the_timings(tmp_path, capsys):
+    """One run trained while other work took 0.9 of a core (a test suite beside a study, as happened): the
+    tables name it and its figure; a folder of quiet runs says nothing of the kind."""
+    from harness.__main__ import main
+    from harness.report import run_log
+    fixtures = sorted((REPO / "tests" / "fixtures").glob("run-v4-*.json"))
+    for busy, folder in ((0.9, tmp_path / "shared"), (0.02, tmp_path / "quiet")):
+        (folder / "runs").mkdir(parents=True)
+        for fixture in fixtures:
+            record = json.loads(fixture.read_text())
+            other = busy if record["method"] == "dora" else 0.01
+            record["environment"].update(training_cpu_own_cores=1.9, training_cpu_other_cores=other,
+                                         training_cpu_steal_cores=0.0)
+            (folder / "runs" / fixture.name).write_text(json.dumps(record))
+        assert main(["report", str(folder)]) == 0, capsys.readouterr().err
+    shared = (tmp_path / "shared" / "tradeoffs.md").read_text()
+    assert "TIMINGS SHARED: 1 of 2 trained runs" in shared and "dora-r8-dating-s0-ded7d933d0: 0.90 cores" in shared
+    assert "TIMINGS SHARED" not in (tmp_path / "quiet" / "tradeoffs.md").read_text()
+    log = run_log.block(tmp_path / "shared")
+    assert "others' cores in training" in log and "| 0.90 |" in log and "| 0.01 |" in log
+
+
 def test_a_full_disk_while_a_kept_model_is_written_fails_that_run_and_leaves_no_partial_model(tmp_path,
                                                                                              harness_cache):
     """ENOSPC while --save-models writes the artifact: the run is recorded as failed (disk_full) with the

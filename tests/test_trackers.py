@@ -1,13 +1,17 @@
 """Trackers on this machine's CPU for real; MPS and CUDA through labelled mocks (no such device here)."""
 
+import subprocess
+import sys
+import threading
 import time
 import types
 
 import numpy as np
+import psutil
 import pytest
 import torch
 
-from harness import devices, trackers
+from harness import cpu_share, devices, trackers
 
 
 def test_track_time_covers_the_region():
@@ -99,3 +103,63 @@ def test_unavailable_device_is_a_clear_error():
     with pytest.raises(devices.DeviceError, match="unknown"):
         devices.resolve("tpu")
     assert devices.resolve("cpu") == "cpu"
+
+
+# --- what else used the CPUs (harness/cpu_share.py) ----------------------------------------------
+
+STAT_BEFORE = """cpu  10000 50 3000 90000 400 0 100 20 0 0
+cpu0 5000 25 1500 45000 200 0 50 10 0 0
+cpu1 5000 25 1500 45000 200 0 50 10 0 0
+intr 123
+"""
+STAT_AFTER = """cpu  12150 50 3250 90400 400 0 100 120 0 0
+cpu0 6075 25 1625 45200 200 0 50 60 0 0
+"""
+
+
+def test_the_cpu_share_is_read_from_the_kernel_counters():
+    """Recorded /proc/stat lines, 10 s apart, 100 ticks a second: 24 s busy on all CPUs (2,150 user +
+    250 system ticks), of which this process used 20 s; 1 s stolen by the hypervisor."""
+    before, after = cpu_share.proc_stat_cpu(STAT_BEFORE), cpu_share.proc_stat_cpu(STAT_AFTER)
+    assert before == {"busy": 13150, "steal": 20} and after == {"busy": 15550, "steal": 120}
+    share = cpu_share.cpu_share(before, after, own_s=20.0, wall_s=10.0, tick_s=0.01)
+    assert (share["own_cores"], share["other_cores"], share["steal_cores"]) == (2.0, 0.4, 0.1)
+    env = cpu_share.environment_fields(share)
+    assert env["training_cpu_other_cores"] == 0.4 and env["training_cpu_source"].startswith("/proc/stat")
+    assert cpu_share.shared_cores(env) == pytest.approx(0.5) and 0.5 > cpu_share.SHARED_CORES
+    # a quiet region: the kernel's busy time is our own, give or take a tick; never shown below zero
+    quiet = cpu_share.cpu_share(before, {"busy": 15150, "steal": 20}, own_s=20.02, wall_s=10.0, tick_s=0.01)
+    assert cpu_share.shared_cores(cpu_share.environment_fields(quiet)) == 0.0
+    # what cannot be read says nothing rather than something wrong
+    assert cpu_share.proc_stat_cpu("intr 1\n") is None and cpu_share.proc_stat_cpu("cpu  1 x 3\n") is None
+    assert cpu_share.cpu_share(None, after, own_s=1.0, wall_s=1.0, tick_s=0.01) is None
+    assert cpu_share.environment_fields(None) == {}
+    assert cpu_share.shared_cores({"training_cpu_other_cores": float("nan"), "training_cpu_steal_cores": 0.0}) is None
+    assert cpu_share.shared_cores({"training_cpu_other_cores": "0.3"}) is None and cpu_share.shared_cores(None) is None
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the kernel's counters are Linux's /proc/stat")
+def test_another_process_busy_beside_the_region_is_counted_as_other_work():
+    """A process of the test's own spins beside the region; the region waits until that process has used
+    half a second of CPU. Whatever else the machine runs only adds to "other", so the figure is at least
+    the spinner's own CPU time in the region, however busy the machine is."""
+    spinner = subprocess.Popen([sys.executable, "-c", "import sys\nprint('spinning', flush=True)\nwhile True: pass"],
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        assert spinner.stdout.readline().strip() == "spinning"
+        watched = psutil.Process(spinner.pid)
+        done = threading.Event()
+        began = time.perf_counter()
+        with trackers.track_cpu_share() as share:
+            start = used = sum(watched.cpu_times()[:2])
+            while not done.wait(0.01):
+                used = sum(watched.cpu_times()[:2])
+                done.set() if used - start >= 0.5 else None
+        wall_s = time.perf_counter() - began  # at least the region's own wall time
+        assert share["own_cores"] < 0.5, share  # the region itself only polls
+        # the spinner's CPU time, read inside the region, is part of what the kernel counted as other work
+        # (tolerance: a clock tick of rounding on each of two CPUs at each end, and the spinner's own)
+        assert share["other_cores"] * wall_s >= (used - start) - 0.08, (share, used - start, wall_s)
+    finally:
+        spinner.kill()
+        spinner.wait()

@@ -2,16 +2,17 @@
 
 A study that spans sessions keeps a log in its PROVENANCE.md: what each session ran, on which
 machine, with what beside it. The prose (what ran beside, why a run was held) is the session's own
-words; every figure of a run (when it started, the load then, its step times, its quality) is this
-table, written between the two markers by ``python -m harness publish`` (``write_index``) and
-checked against the run files by tests/test_publish.py, so no figure of the log is typed by hand.
+words; every figure of a run (when it started, the load then, the cores that other work took while it
+trained, its step times, its quality) is this table, written between the two markers by
+``python -m harness publish`` (``write_index``) and checked against the run files by
+tests/test_publish.py, so no figure of the log is typed by hand.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from harness import files, methods, results
+from harness import cpu_share, files, methods, results
 from harness.report import benchreport
 
 BEGIN = "<!-- run-log:begin (generated from runs/ by python -m harness publish; do not edit) -->"
@@ -44,6 +45,7 @@ COLUMNS = (  # (heading, how a record's value is shown)
     ("commit", lambda r: (_get(r, "environment.git_commit") or "-")[:7]),
     ("CPU", lambda r: f"{_get(r, 'environment.cpu_model') or '-'}, {_get(r, 'environment.cpu_count') or '-'} cores"),
     ("load at start", lambda r: _num(_get(r, "environment.loadavg_1m_at_start"), ".2f")),
+    ("others' cores in training", lambda r: _num(cpu_share.shared_cores(r.get("environment")), ".2f")),
     ("train wall (s)", lambda r: _num(_get(r, "timings.train_wall_s"), ".0f")),
     ("step median (s)", lambda r: _num(_get(r, "timings.step_s_median"), ".3f")),
     ("eval (s)", lambda r: _num(_get(r, "timings.eval_s"), ".1f")),

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
-from harness import figures, files, methods, results
+from harness import cpu_share, figures, files, methods, results
 from harness.figures import lookup, number
 from harness.report import cells
 
@@ -166,6 +166,7 @@ def method_notes(records: list[dict]) -> list[str]:
             notes.append(f"TIMINGS MIX {len(mixed)} MACHINES: " + "; ".join(f"{m} ({n} runs)" for m, n in mixed.items())
                          + ". Quality is comparable across them; time, memory and energy figures are not, and "
                          "every mean of them here averages runs of different machines.")
+        notes += shared_notes(ok)
         notes.append(f"Timing: {lookup(first, 'timings.method') or lookup(ok[-1], 'timings.method') or 'n/a'}")
     notes += precision_notes(ok)
     return notes
@@ -180,6 +181,26 @@ def machines(records: list[dict]) -> dict[str, int]:
         name = env.get("device_name") or env.get("cpu_model") or "unknown"
         seen[f"{env.get('device') or 'cpu'} {name}, {env.get('cpu_count')} cores"] += 1
     return dict(seen)
+
+
+def shared_notes(ok: list[dict]) -> list[str]:
+    """Runs that trained while other work used the CPUs (harness/cpu_share.py): their
+    timings are not a quiet machine's, so the tables say which. Runs recorded before the harness measured
+    it are counted apart, as not known."""
+    trained = [r for r in ok if methods.trains(r["method"])]
+    beside = {r["run_id"]: cpu_share.shared_cores(r.get("environment")) for r in trained}
+    shared = {run: cores for run, cores in beside.items() if cores is not None and cores > cpu_share.SHARED_CORES}
+    unknown = sum(cores is None for cores in beside.values())
+    notes = []
+    if shared:
+        notes.append(f"TIMINGS SHARED: {len(shared)} of {len(trained)} trained runs ran while other work used more "
+                     f"than {cpu_share.SHARED_CORES:g} of a core on average ("
+                     + ", ".join(f"{run}: {cores:.2f}" for run, cores in sorted(shared.items()))
+                     + " cores); their time and energy figures are not those of a quiet machine.")
+    if shared or (unknown and unknown < len(trained)):
+        notes.append(f"CPU beside training: measured for {len(trained) - unknown} of {len(trained)} trained runs "
+                     f"({cpu_share.CPU_SHARE_SOURCE}); the others were recorded before the harness measured it.")
+    return notes
 
 
 def precision_notes(ok: list[dict]) -> list[str]:
