@@ -145,7 +145,7 @@ def test_ctrl_c_twice_stops_at_once_and_keeps_every_finished_result(tmp_path, ha
     os.killpg(proc.pid, signal.SIGINT)  # as a terminal sends it: to the parent and its worker
     os.killpg(proc.pid, signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 130, stderr[-2000:]
+    assert proc.returncode == 130, (stdout[-1500:], stderr[-1500:])
     assert "Traceback" not in stderr and "run the same command again to resume" in stderr, stderr[-2000:]
     wait_until_the_group_is_gone(proc.pid)
     files_ = sorted(p.name for p in (out / "runs").iterdir())
