@@ -20,6 +20,8 @@ from harness import files, results
 from harness.results import new_record, now
 from harness.spec import RunSpec
 
+WORKER_INTERRUPTED = 130  # harness/worker.py's EXIT_INTERRUPTED: the worker stopped on SIGINT or SIGTERM
+
 
 class LocalExecutor:
     """The default: one worker subprocess at a time on this machine."""
@@ -219,6 +221,11 @@ def _run_worker(spec: RunSpec, *, cache_dir: Path | None = None, artifact: Path 
         except KeyboardInterrupt:
             _stop(proc)
             raise
+        if returncode == WORKER_INTERRUPTED and not record_path.exists():
+            # Ctrl-C or SIGTERM reached the worker (a terminal signals the whole group; `kill` may signal the
+            # worker alone): the job stops as on Ctrl-C, finished results kept, rather than filing a "crash"
+            # and starting the next run, whether or not this process has seen the signal yet.
+            raise KeyboardInterrupt
         if record_path.exists():
             try:
                 return results.load_record(record_path)

@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
+
 from harness import files, results, runner
 from harness.spec import build_specs
 from tests.conftest import REPO, TINY_ARGS, repo_env, run_cli
@@ -154,6 +156,24 @@ def test_ctrl_c_twice_stops_at_once_and_keeps_every_finished_result(tmp_path, ha
     again = run_cli("run", "--out", str(out), *TINY_ARGS)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "baseline: kept existing success result" in again.stdout
+
+
+def test_a_worker_interrupted_alone_stops_the_job_as_ctrl_c_does(tmp_path, harness_cache):
+    """SIGTERM to the worker alone (``kill`` of its pid, or a Ctrl-C that the parent has not seen yet): the
+    job stops with its one interrupted line and status 130, files no "crash" record for the run and starts
+    no other; the finished record stays."""
+    from harness import worker
+    assert runner.WORKER_INTERRUPTED == worker.EXIT_INTERRUPTED
+    proc, out = _training_in_its_own_group(tmp_path)
+    (child,) = psutil.Process(proc.pid).children()
+    child.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, (stdout[-1500:], stderr[-1500:])
+    assert "Traceback" not in stderr and "run the same command again to resume" in stderr, stderr[-2000:]
+    assert "lora" not in stdout.split("standard")[-1], stdout[-1500:]  # no run started after it
+    wait_until_the_group_is_gone(proc.pid)
+    files_ = sorted(p.name for p in (out / "runs").iterdir())
+    assert len(files_) == 1 and files_[0].startswith("baseline-"), files_
 
 
 def test_a_killed_writer_leaves_no_partial_result(tmp_path):
