@@ -14,6 +14,8 @@ from __future__ import annotations
 import math
 import resource
 
+from harness import figures
+
 SHARED_CORES = 0.25  # other work above this many cores, on average over the region, shares the timings
 CPU_SHARE_SOURCE = ("/proc/stat (all CPUs: busy = user+nice+system+irq+softirq; steal) minus this process's "
                     "own CPU time (getrusage, self and children), over trainer.train()")
@@ -73,7 +75,7 @@ def shared_cores(environment: dict | None) -> float | None:
     record's environment); None where the record does not say."""
     if not isinstance(environment, dict):
         return None
-    parts = [environment.get("training_cpu_other_cores"), environment.get("training_cpu_steal_cores")]
-    if not all(isinstance(p, (int, float)) and not isinstance(p, bool) and math.isfinite(p) for p in parts):
+    parts = [figures.number(environment, key) for key in ("training_cpu_other_cores", "training_cpu_steal_cores")]
+    if not all(p is not None and math.isfinite(p) for p in parts):
         return None
     return max(0.0, float(parts[0]) + float(parts[1]))
