@@ -78,4 +78,5 @@ def shared_cores(environment: dict | None) -> float | None:
     parts = [figures.number(environment, key) for key in ("training_cpu_other_cores", "training_cpu_steal_cores")]
     if not all(p is not None and math.isfinite(p) for p in parts):
         return None
-    return max(0.0, float(parts[0]) + float(parts[1]))
+    total = float(parts[0]) + float(parts[1])
+    return max(0.0, total) if math.isfinite(total) else None  # two huge finite figures can overflow

@@ -33,6 +33,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from harness import cpu_share
 from harness.__main__ import main
 from harness.spec import RunSpec
 
@@ -446,7 +447,11 @@ def _paths(node, prefix=()):
         yield from _paths(node[0], (*prefix, 0))
 
 
-PATHS = sorted({p for r in RECORDS for p in _paths(r) if p}, key=str)
+# The fixtures predate the CPU-share fields; name them so that hostile values reach them too (the mutation
+# adds a field that the record lacks).
+CPU_SHARE_PATHS = {("environment", key) for key in cpu_share.environment_fields(
+    {"own_cores": 1.0, "other_cores": 0.0, "steal_cores": 0.0, "source": "x"})}
+PATHS = sorted({p for r in RECORDS for p in _paths(r) if p} | CPU_SHARE_PATHS, key=str)
 
 
 @st.composite
@@ -495,6 +500,9 @@ def _job(inputs: Path, name: str, payloads: list[bytes]) -> None:
 @example(records=[{**RECORDS[0], "schema_version": 4.0}])
 @example(records=[{**RECORDS[0], "quality": {**RECORDS[0]["quality"],  # found by the fuzz run: a ValueError
                                               "per_category": {"kids": {"spearman": ""}}}}])
+@example(records=[{**RECORDS[0], "environment": {**RECORDS[0]["environment"],  # read by the shared-timings note
+                                                 "training_cpu_other_cores": "1", "training_cpu_steal_cores": 1e308,
+                                                 "training_cpu_own_cores": None}}])
 def test_report_on_hostile_records(records):
     def prepare(inputs):
         _job(inputs, "job", [_record_bytes(r) for r in records])

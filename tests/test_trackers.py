@@ -136,6 +136,7 @@ def test_the_cpu_share_is_read_from_the_kernel_counters():
     assert cpu_share.environment_fields(None) == {}
     assert cpu_share.shared_cores({"training_cpu_other_cores": float("nan"), "training_cpu_steal_cores": 0.0}) is None
     assert cpu_share.shared_cores({"training_cpu_other_cores": "0.3"}) is None and cpu_share.shared_cores(None) is None
+    assert cpu_share.shared_cores({"training_cpu_other_cores": 1e308, "training_cpu_steal_cores": 1e308}) is None
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the kernel's counters are Linux's /proc/stat")
