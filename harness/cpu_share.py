@@ -76,7 +76,7 @@ def shared_cores(environment: dict | None) -> float | None:
     if not isinstance(environment, dict):
         return None
     parts = [figures.number(environment, key) for key in ("training_cpu_other_cores", "training_cpu_steal_cores")]
-    if not all(p is not None and math.isfinite(p) for p in parts):
+    if None in parts:
         return None
-    total = float(parts[0]) + float(parts[1])
-    return max(0.0, total) if math.isfinite(total) else None  # two huge finite figures can overflow
+    total = float(parts[0]) + float(parts[1])  # NaN or infinite when a part is, or when two huge parts overflow
+    return max(0.0, total) if math.isfinite(total) else None
