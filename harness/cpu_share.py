@@ -17,6 +17,8 @@ import resource
 from harness import figures
 
 SHARED_CORES = 0.25  # other work above this many cores, on average over the region, shares the timings
+SHARE_FIELDS = ("own_cores", "other_cores", "steal_cores", "source")  # what ``cpu_share`` answers
+ENVIRONMENT_KEYS = tuple(f"training_cpu_{k}" for k in SHARE_FIELDS)  # the record's flat environment keys
 CPU_SHARE_SOURCE = ("/proc/stat (all CPUs: busy = user+nice+system+irq+softirq; steal) minus this process's "
                     "own CPU time (getrusage, self and children), over trainer.train()")
 
@@ -67,7 +69,7 @@ def environment_fields(share: dict | None) -> dict:
     """``cpu_share``'s figures as the record's flat environment keys (none where nothing was read)."""
     if not share:
         return {}
-    return {f"training_cpu_{k}": share[k] for k in ("own_cores", "other_cores", "steal_cores", "source")}
+    return {key: share[k] for key, k in zip(ENVIRONMENT_KEYS, SHARE_FIELDS)}
 
 
 def shared_cores(environment: dict | None) -> float | None:

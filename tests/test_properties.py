@@ -449,8 +449,7 @@ def _paths(node, prefix=()):
 
 # The fixtures predate the CPU-share fields; name them so that hostile values reach them too (the mutation
 # adds a field that the record lacks).
-CPU_SHARE_PATHS = {("environment", key) for key in cpu_share.environment_fields(
-    {"own_cores": 1.0, "other_cores": 0.0, "steal_cores": 0.0, "source": "x"})}
+CPU_SHARE_PATHS = {("environment", key) for key in cpu_share.ENVIRONMENT_KEYS}
 PATHS = sorted({p for r in RECORDS for p in _paths(r) if p} | CPU_SHARE_PATHS, key=str)
 
 
