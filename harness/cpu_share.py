@@ -69,7 +69,7 @@ def environment_fields(share: dict | None) -> dict:
     """``cpu_share``'s figures as the record's flat environment keys (none where nothing was read)."""
     if not share:
         return {}
-    return {key: share[k] for key, k in zip(ENVIRONMENT_KEYS, SHARE_FIELDS)}
+    return {key: share[k] for key, k in zip(ENVIRONMENT_KEYS, SHARE_FIELDS, strict=True)}
 
 
 def shared_cores(environment: dict | None) -> float | None:
