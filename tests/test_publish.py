@@ -56,6 +56,33 @@ def test_a_study_log_follows_its_run_files(tmp_path):
     assert (plain / run_log.PROVENANCE).read_text() == "# no log here\n"
 
 
+def test_every_pilot_curve_is_generated_from_its_run_files():
+    """The pilot table of each study's PROVENANCE.md (the curves that set its budget) regenerated from the
+    committed pilot/runs/ and diffed."""
+    folders = run_log.pilot_folders(RESULTS)
+    assert folders, "no study's PROVENANCE.md has a generated pilot table"
+    for folder in folders:
+        text = (folder / run_log.PROVENANCE).read_text()
+        assert run_log.pilot_block(folder) in text, f"{folder}: pilot table out of date (python -m harness publish)"
+
+
+def test_a_pilot_table_follows_its_run_files(tmp_path):
+    """publish writes one row per pilot run and one column per probed step between the pilot markers, in a
+    study folder that has no runs of its own yet; the words around the table stay."""
+    study = tmp_path / "cpu-x-2c" / "stsb" / "study"
+    (study / "pilot" / "runs").mkdir(parents=True)
+    record = json.loads((FIXTURES / "run-v4-standard.json").read_text())
+    record["training"]["validation_curve"] = [{"step": 90, "val_spearman": 0.5}, {"step": 180, "val_spearman": 0.61234}]
+    (study / "pilot" / "runs" / f"{record['run_id']}.json").write_text(json.dumps(record))
+    (study / run_log.PROVENANCE).write_text(f"# plan\n{run_log.PILOT_BEGIN}\nstale\n{run_log.PILOT_END}\nafter\n")
+    assert run_log.pilot_folders(tmp_path) == [study] and run_log.study_folders(tmp_path) == []
+    publish.write_index(tmp_path)
+    text = (study / run_log.PROVENANCE).read_text()
+    assert text.startswith("# plan\n") and text.endswith("after\n") and "stale" not in text
+    assert "| run | rate | 90 | 180 | final validation |" in text
+    assert f"| {record['run_id']} |" in text and "| 0.500 | 0.612 |" in text
+
+
 def test_benchmark_figures_are_generated_from_the_saved_run():
     """The README's benchmark figures and results/benchmarks/README.md: regenerated from the newest
     saved run with ratio CIs and diffed, so that no benchmark figure in prose is typed by hand."""

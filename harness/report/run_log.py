@@ -6,6 +6,9 @@ words; every figure of a run (when it started, the load then, the cores that oth
 trained, its step times, its quality) is this table, written between the two markers by
 ``python -m harness publish`` (``write_index``) and checked against the run files by
 tests/test_publish.py, so no figure of the log is typed by hand.
+
+A study's pilot (the short runs that set its budget, kept in ``pilot/runs/``) gets the same treatment: its
+validation curves, probe by probe, are the table between the pilot markers (``pilot_block``).
 """
 
 from __future__ import annotations
@@ -64,18 +67,54 @@ def block(folder: Path) -> str:
     return "\n".join(lines + ["", END])
 
 
-def has_log(folder: Path) -> bool:
+PILOT = "pilot"  # a study's pilot runs: FOLDER/pilot/runs/
+PILOT_BEGIN = "<!-- pilot-curves:begin (generated from pilot/runs/ by python -m harness publish; do not edit) -->"
+PILOT_END = "<!-- pilot-curves:end -->"
+
+
+def pilot_block(folder: Path) -> str:
+    """The validation curve of each pilot run of ``folder`` (its ``pilot/runs/``), one row per run and one
+    column per probed step, then its final validation and test Spearman and its convergence verdict."""
+    records = sorted(results.load_runs(Path(folder) / PILOT), key=lambda r: (r.get("started_at") or "", r["run_id"]))
+    curves = {r["run_id"]: {p.get("step"): p.get("val_spearman") for p in _get(r, "training.validation_curve") or []
+                            if isinstance(p, dict)} for r in records}
+    steps = sorted({s for c in curves.values() for s in c if isinstance(s, int) and not isinstance(s, bool)})
+    head = ["run", "rate", *map(str, steps), "final validation", "test Spearman", "converged"]
+    lines = [PILOT_BEGIN, "", f"Validation Spearman by step of the {len(records)} pilot runs in `pilot/runs/`:", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in records:
+        cells = [r["run_id"], _num(_get(r, "spec.learning_rate"), "g"),
+                 *(_num(curves[r["run_id"]].get(s), ".3f") for s in steps),
+                 _num(_get(r, "quality.validation_spearman"), ".3f"), _num(_get(r, "quality.spearman"), ".3f"),
+                 _converged(r)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines + ["", PILOT_END])
+
+
+# (begin, end, the block's builder, the run folder it reads): each PROVENANCE.md holds the ones it marks
+BLOCKS = ((BEGIN, END, block, "runs"), (PILOT_BEGIN, PILOT_END, pilot_block, f"{PILOT}/runs"))
+
+
+def _marked(folder: Path) -> list[tuple]:
     path = Path(folder) / PROVENANCE
-    return path.is_file() and BEGIN in path.read_text(encoding="utf-8")
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    return [b for b in BLOCKS if b[0] in text and (Path(folder) / b[3]).is_dir()]
+
+
+def has_log(folder: Path) -> bool:
+    return any(b[0] == BEGIN for b in _marked(folder))
 
 
 def update(folder: Path) -> Path | None:
-    """Rewrite the log table of ``folder``'s PROVENANCE.md where it has the markers; its path, else None."""
-    if not has_log(folder):
+    """Rewrite the generated tables of ``folder``'s PROVENANCE.md (the run log, the pilot's curves) where it
+    has their markers; its path, else None."""
+    marked = _marked(folder)
+    if not marked:
         return None
     path = Path(folder) / PROVENANCE
-    text = path.read_text(encoding="utf-8")
-    new = benchreport.replace_block(text, block(folder), begin=BEGIN, end=END)
+    text = new = path.read_text(encoding="utf-8")
+    for begin, end, build, _ in marked:
+        new = benchreport.replace_block(new, build(folder), begin=begin, end=end)
     if new != text:
         files.write_text_atomic(path, new)
     return path
@@ -84,3 +123,9 @@ def update(folder: Path) -> Path | None:
 def study_folders(results_root: Path) -> list[Path]:
     """Every job folder under ``results_root`` (published or in progress) whose PROVENANCE.md has a log."""
     return sorted(p.parent for p in Path(results_root).glob("*/*/*/runs") if p.is_dir() and has_log(p.parent))
+
+
+def pilot_folders(results_root: Path) -> list[Path]:
+    """Every job folder under ``results_root`` whose PROVENANCE.md has the pilot's curves."""
+    return sorted(p.parent.parent for p in Path(results_root).glob(f"*/*/*/{PILOT}/runs")
+                  if p.is_dir() and any(b[0] == PILOT_BEGIN for b in _marked(p.parent.parent)))
