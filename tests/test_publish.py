@@ -29,13 +29,15 @@ def test_published_index_is_accurate_against_the_run_files():
 
 
 def test_every_study_log_is_generated_from_its_run_files():
-    """The run log table of each study's PROVENANCE.md (published or in progress) regenerated from the
-    committed run files and diffed: no figure of a study's log is typed by hand."""
-    folders = run_log.study_folders(RESULTS)
-    assert folders, "no study's PROVENANCE.md has a generated run log"
-    for folder in folders:
+    """Each generated table of each study's PROVENANCE.md (published or in progress): the run log and the
+    pilot's curves that set its budget, regenerated from the committed runs/ and pilot/runs/ and diffed: no
+    figure of a study's log is typed by hand."""
+    assert run_log.study_folders(RESULTS), "no study's PROVENANCE.md has a generated run log"
+    assert run_log.pilot_folders(RESULTS), "no study's PROVENANCE.md has a generated pilot table"
+    for folder in run_log.folders(RESULTS):
         text = (folder / run_log.PROVENANCE).read_text()
-        assert run_log.block(folder) in text, f"{folder}: run log out of date (python -m harness publish)"
+        for begin, _, build, _ in run_log.marked(folder):
+            assert build(folder) in text, f"{folder}: {begin} out of date (python -m harness publish)"
 
 
 def test_a_study_log_follows_its_run_files(tmp_path):
@@ -54,16 +56,6 @@ def test_a_study_log_follows_its_run_files(tmp_path):
     assert text.startswith("# words before\n") and text.endswith("words after\n") and "stale" not in text
     assert "1 run files in `runs/`" in text and f"| {record['run_id']} |" in text
     assert (plain / run_log.PROVENANCE).read_text() == "# no log here\n"
-
-
-def test_every_pilot_curve_is_generated_from_its_run_files():
-    """The pilot table of each study's PROVENANCE.md (the curves that set its budget) regenerated from the
-    committed pilot/runs/ and diffed."""
-    folders = run_log.pilot_folders(RESULTS)
-    assert folders, "no study's PROVENANCE.md has a generated pilot table"
-    for folder in folders:
-        text = (folder / run_log.PROVENANCE).read_text()
-        assert run_log.pilot_block(folder) in text, f"{folder}: pilot table out of date (python -m harness publish)"
 
 
 def test_a_pilot_table_follows_its_run_files(tmp_path):

@@ -366,8 +366,7 @@ def write_index(results_root: Path, jobs: list[Job] | None = None) -> list[Path]
     paths = [results_root / "README.md", results_root / "ADR-001-comparison.md"]
     files.write_text_atomic(paths[0], index_markdown(results_root, jobs))
     files.write_text_atomic(paths[1], adr_comparison_markdown(results_root, jobs))
-    studies = sorted(set(run_log.study_folders(results_root)) | set(run_log.pilot_folders(results_root)))
-    paths += [run_log.update(folder) for folder in studies]  # studies' logs and their pilots' curves
+    paths += [run_log.update(folder) for folder in run_log.folders(results_root)]  # studies' logs, pilots' curves
     if (results_root / "benchmarks").is_dir():
         paths.append(results_root / "benchmarks" / "README.md")
         files.write_text_atomic(paths[-1], benchreport.markdown(results_root))

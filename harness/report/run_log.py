@@ -58,9 +58,14 @@ COLUMNS = (  # (heading, how a record's value is shown)
 )
 
 
+def _in_start_order(folder: Path) -> list[dict]:
+    """The run files of ``folder``'s ``runs/``, in the order they started."""
+    return sorted(results.load_runs(folder), key=lambda r: (r.get("started_at") or "", r["run_id"]))
+
+
 def block(folder: Path) -> str:
     """The log table of ``folder``'s run files, in the order they started, between the markers."""
-    records = sorted(results.load_runs(folder), key=lambda r: (r.get("started_at") or "", r["run_id"]))
+    records = _in_start_order(folder)
     lines = [BEGIN, "", f"{len(records)} run files in `runs/`, in the order they started:", "",
              "| " + " | ".join(h for h, _ in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(str(show(r)) for _, show in COLUMNS) + " |" for r in records]
@@ -75,7 +80,7 @@ PILOT_END = "<!-- pilot-curves:end -->"
 def pilot_block(folder: Path) -> str:
     """The validation curve of each pilot run of ``folder`` (its ``pilot/runs/``), one row per run and one
     column per probed step, then its final validation and test Spearman and its convergence verdict."""
-    records = sorted(results.load_runs(Path(folder) / PILOT), key=lambda r: (r.get("started_at") or "", r["run_id"]))
+    records = _in_start_order(Path(folder) / PILOT)
     curves = {r["run_id"]: {p.get("step"): p.get("val_spearman") for p in _get(r, "training.validation_curve") or []
                             if isinstance(p, dict)} for r in records}
     steps = sorted({s for c in curves.values() for s in c if isinstance(s, int) and not isinstance(s, bool)})
@@ -95,37 +100,44 @@ def pilot_block(folder: Path) -> str:
 BLOCKS = ((BEGIN, END, block, "runs"), (PILOT_BEGIN, PILOT_END, pilot_block, f"{PILOT}/runs"))
 
 
-def _marked(folder: Path) -> list[tuple]:
+def marked(folder: Path) -> list[tuple]:
+    """The entries of BLOCKS that ``folder``'s PROVENANCE.md marks and whose run folder exists."""
     path = Path(folder) / PROVENANCE
     text = path.read_text(encoding="utf-8") if path.is_file() else ""
     return [b for b in BLOCKS if b[0] in text and (Path(folder) / b[3]).is_dir()]
 
 
 def has_log(folder: Path) -> bool:
-    return any(b[0] == BEGIN for b in _marked(folder))
+    return any(b[0] == BEGIN for b in marked(folder))
 
 
 def update(folder: Path) -> Path | None:
     """Rewrite the generated tables of ``folder``'s PROVENANCE.md (the run log, the pilot's curves) where it
     has their markers; its path, else None."""
-    marked = _marked(folder)
-    if not marked:
+    blocks = marked(folder)
+    if not blocks:
         return None
     path = Path(folder) / PROVENANCE
     text = new = path.read_text(encoding="utf-8")
-    for begin, end, build, _ in marked:
+    for begin, end, build, _ in blocks:
         new = benchreport.replace_block(new, build(folder), begin=begin, end=end)
     if new != text:
         files.write_text_atomic(path, new)
     return path
 
 
+def folders(results_root: Path, begin: str | None = None) -> list[Path]:
+    """Every job folder under ``results_root`` (published or in progress) whose PROVENANCE.md has a generated
+    table: the one that ``begin`` opens, or any."""
+    return sorted(p.parent for p in Path(results_root).glob(f"*/*/*/{PROVENANCE}")
+                  if any(begin in (None, b[0]) for b in marked(p.parent)))
+
+
 def study_folders(results_root: Path) -> list[Path]:
     """Every job folder under ``results_root`` (published or in progress) whose PROVENANCE.md has a log."""
-    return sorted(p.parent for p in Path(results_root).glob("*/*/*/runs") if p.is_dir() and has_log(p.parent))
+    return folders(results_root, BEGIN)
 
 
 def pilot_folders(results_root: Path) -> list[Path]:
     """Every job folder under ``results_root`` whose PROVENANCE.md has the pilot's curves."""
-    return sorted(p.parent.parent for p in Path(results_root).glob(f"*/*/*/{PILOT}/runs")
-                  if p.is_dir() and any(b[0] == PILOT_BEGIN for b in _marked(p.parent.parent)))
+    return folders(results_root, PILOT_BEGIN)
