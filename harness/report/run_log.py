@@ -34,6 +34,12 @@ def _num(value, fmt: str) -> str:
     return format(value, fmt) if isinstance(value, (int, float)) and not isinstance(value, bool) else "-"
 
 
+def _cell(value) -> str:
+    """``value`` as one Markdown table cell: a ``|`` or a line break in a recorded string (a CPU model's
+    name) would otherwise split the row."""
+    return " ".join(str(value).replace("|", "\\|").splitlines())
+
+
 def _converged(record: dict) -> str:
     verdict = _get(record, "training.convergence.converged")
     return {True: "yes", False: "no"}.get(verdict, "-")
@@ -68,7 +74,7 @@ def block(folder: Path) -> str:
     records = _in_start_order(folder)
     lines = [BEGIN, "", f"{len(records)} run files in `runs/`, in the order they started:", "",
              "| " + " | ".join(h for h, _ in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(str(show(r)) for _, show in COLUMNS) + " |" for r in records]
+    lines += ["| " + " | ".join(_cell(show(r)) for _, show in COLUMNS) + " |" for r in records]
     return "\n".join(lines + ["", END])
 
 
@@ -92,7 +98,7 @@ def pilot_block(folder: Path) -> str:
                  *(_num(curves[r["run_id"]].get(s), ".3f") for s in steps),
                  _num(_get(r, "quality.validation_spearman"), ".3f"), _num(_get(r, "quality.spearman"), ".3f"),
                  _converged(r)]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join(map(_cell, cells)) + " |")
     return "\n".join(lines + ["", PILOT_END])
 
 
