@@ -113,10 +113,6 @@ def marked(folder: Path) -> list[tuple]:
     return [b for b in BLOCKS if b[0] in text and (Path(folder) / b[3]).is_dir()]
 
 
-def has_log(folder: Path) -> bool:
-    return any(b[0] == BEGIN for b in marked(folder))
-
-
 def update(folder: Path) -> Path | None:
     """Rewrite the generated tables of ``folder``'s PROVENANCE.md (the run log, the pilot's curves) where it
     has their markers; its path, else None."""
