@@ -346,11 +346,30 @@ def series_label(spec: dict) -> str:
     return variant_label({**spec, "lora": None})
 
 
+def main_precision(specs) -> str | None:
+    """The precision a job compares its methods in: the one that holds the most trained variants
+    (``bf16`` in a study of ten adapters in bf16 with standard and LoRA also in fp32 for the precision
+    section); a tie goes to fp32, then to table order."""
+    specs = list(specs)
+    variants: dict[str, set[str]] = {}
+    for s in specs:
+        if trains(s.get("arm")):
+            variants.setdefault(s.get("precision", "fp32"), set()).add(variant_label({**s, "precision": "fp32"}))
+    if not variants:
+        return None
+    return min(variants, key=lambda p: (-len(variants[p]), p != "fp32", p))
+
+
 def reference_label(specs) -> str | None:
-    """The variant every other is compared with: the first full fine-tuning variant in table order
-    (``standard``, or ``standard bf16`` in a job that trained only in bf16)."""
+    """The variant every other is compared with: full fine-tuning in the job's main precision
+    (main_precision: ``standard``, or ``standard bf16`` in a job that compares its methods in bf16),
+    so that a method's Δ never mixes the method with the precision; where standard did not train in
+    that precision, the first standard in table order."""
+    specs = list(specs)
     full = sorted((s for s in specs if s.get("arm") == "standard"), key=sort_key)
-    return variant_label(full[0]) if full else None
+    main = main_precision(specs)
+    same = [s for s in full if s.get("precision", "fp32") == main]
+    return variant_label((same or full)[0]) if full else None
 
 
 def run_id_prefix(spec: dict) -> str:

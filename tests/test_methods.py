@@ -7,6 +7,8 @@ a formula written here from the model's shape, independently of the registry's o
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from harness import methods, models
 from harness.data import load_splits
@@ -54,6 +56,52 @@ def test_table_order_and_reference():
     assert ordered == ["baseline", "standard", "standard bf16", "lora r=4", "lora r=16", "dora r=4"]
     assert methods.reference_label(specs) == "standard"
     assert methods.reference_label([s for s in specs if s.get("precision") == "bf16"]) == "standard bf16"
+
+
+def _study(main: str, side: str) -> list[dict]:
+    """A method study's specs: every adapter and standard in ``main``, standard and LoRA also in ``side``."""
+    adapters = [m for m, e in methods.METHODS.items() if e.adapter]
+    specs = [{"arm": "baseline"}, {"arm": "standard", "precision": main}]
+    specs += [{"arm": m, "lora": {"r": 16}, "precision": main} for m in adapters]
+    return specs + [{"arm": "standard", "precision": side}, {"arm": "lora", "lora": {"r": 16}, "precision": side}]
+
+
+def test_the_reference_is_standard_in_the_precision_the_methods_are_compared_in():
+    """A bf16 study with fp32 twins for the precision section (dating-v2/methods) compares every adapter
+    with standard bf16, not with standard fp32, which comes first in table order: otherwise each Δ would
+    mix the method with the precision. The fp32 layout (methods-v1: bf16 twins) keeps plain standard."""
+    v2 = _study("bf16", "fp32")
+    assert methods.main_precision(v2) == "bf16" and methods.reference_label(v2) == "standard bf16"
+    v1 = _study("fp32", "bf16")
+    assert methods.main_precision(v1) == "fp32" and methods.reference_label(v1) == "standard"
+    # a tie goes to fp32; a main precision without standard falls back to the first standard in table order
+    tie = [{"arm": "standard"}, {"arm": "lora", "lora": {"r": 8}, "precision": "bf16"},
+           {"arm": "standard", "precision": "bf16"}, {"arm": "lora", "lora": {"r": 8}}]
+    assert methods.reference_label(tie) == "standard"
+    no_std = [{"arm": "standard", "precision": "bf16"}, {"arm": "lora", "lora": {"r": 8}},
+              {"arm": "dora", "lora": {"r": 8}}]
+    assert methods.main_precision(no_std) == "fp32" and methods.reference_label(no_std) == "standard bf16"
+    assert methods.reference_label([{"arm": "baseline"}]) is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(list(methods.METHODS)), st.sampled_from([4, 16]),
+                          st.sampled_from(["fp32", "bf16", "fp16"])), max_size=25), st.randoms())
+def test_the_reference_does_not_depend_on_the_order_or_the_repetition_of_runs(rows, rng):
+    """Seeds and rates repeat a variant's spec many times; the reference is a property of the set of
+    variants: the same for any order and any number of repeats, and always a standard variant, in the
+    main precision where standard trained in it."""
+    specs = [{"arm": m, "lora": {"r": r} if methods.METHODS[m].adapter else None, "precision": p}
+             for m, r, p in rows]
+    ref = methods.reference_label(specs)
+    shuffled = specs * 2
+    rng.shuffle(shuffled)
+    assert methods.reference_label(shuffled) == ref
+    standards = [s for s in specs if s["arm"] == "standard"]
+    assert (ref is None) == (not standards)
+    main = methods.main_precision(specs)
+    if any(s["precision"] == main for s in standards):
+        assert ref == methods.variant_label({"arm": "standard", "precision": main})
 
 
 # LoKr splits each dimension into two factors near its square root (out = a*b, in = c*d); written

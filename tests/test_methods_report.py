@@ -75,6 +75,31 @@ def test_the_precision_section_sets_bf16_against_the_same_variant_in_fp32(tmp_pa
     assert cells[9] == "side by side" and row["setup_differs"] == ""  # one machine, one commit
 
 
+def test_a_job_compared_in_bf16_sets_its_methods_against_standard_bf16_and_fp32_in_the_precision_section(tmp_path):
+    """dating-v2/methods trains its methods in bf16 and standard also in fp32, for the precision section.
+    Standard fp32 comes first in table order; the reference must still be standard bf16, or each method's
+    Δ would mix the method with the precision."""
+    out = _job(tmp_path)
+    for path in (out / "runs").glob("dora-*.json"):
+        if json.loads(path.read_text())["spec"].get("precision", "fp32") == "fp32":
+            path.unlink()
+    standard = json.loads((FIXTURES / "run-v3-standard.json").read_text())
+    std_bf16 = copy.deepcopy(standard)
+    std_bf16["spec"]["precision"] = "bf16"
+    std_bf16["run_id"], std_bf16["label"] = "standard-dating-s0-1111111111", "standard bf16"
+    std_bf16["spec_hash"] = "1" * 64
+    (out / "runs" / f"{std_bf16['run_id']}.json").write_text(json.dumps(std_bf16))
+    proc = run_cli("report", str(out))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    with (out / "methods.csv").open() as f:
+        rows = {r["point"]: r for r in csv.DictReader(f)}
+    assert set(rows) >= {"standard", "standard bf16", "dora r=8 bf16"}
+    assert [p for p, r in rows.items() if r["is_reference"] == "True"] == ["standard bf16"]
+    with (out / "precision.csv").open() as f:
+        (row,) = list(csv.DictReader(f))
+    assert (row["point"], row["against"]) == ("standard bf16", "standard")
+
+
 def test_a_precision_pair_from_two_setups_says_what_differs(tmp_path):
     # e.g. fp32 on one lease of a GPU and bf16 on a later one: same kind and hostname, other code and tokenizers
     out = _job(tmp_path)
