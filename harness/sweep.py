@@ -210,13 +210,34 @@ def unfinished_grids(edges: dict[str, str | None], points) -> str:
     return "; ".join(f"{p}: {edges[p]}" for p in dict.fromkeys(points) if grid_unfinished(edges.get(p)))
 
 
-def extend_grid(specs: list[RunSpec], records: list[dict]) -> list[RunSpec]:
-    """One more first-seed run per point whose chosen rate is an end of its grid: one step past that
-    end, the step being the ratio of the grid's two rates at that end (5e-4 after 2e-4, 5e-4 gives
-    1.25e-3). Run them, then call again to go on while the new end keeps winning (``--lr-extend N``
-    rounds at most). Deterministic from the records, so a resumed sweep proposes the same runs."""
+ENDS = ("top of grid", "bottom of grid")
+
+
+def _steps_past(tried: list[float], planned: list[float]) -> int:
+    """How many of the rates tried lie beyond the ends of the planned grid (the extensions so far)."""
+    if not planned:
+        return 0
+    return sum(1 for r in tried if not _among(r, planned) and (r > max(planned) or r < min(planned)))
+
+
+def extend_grid(specs: list[RunSpec], records: list[dict], selection: tuning.Selection | None = None,
+                limit: int | None = None) -> list[RunSpec]:
+    """One more first-seed run per point whose chosen rate is an end of the rates tried: one step past
+    that end, the step being the ratio of the grid's two rates at that end (5e-4 after 2e-4, 5e-4 gives
+    1.25e-3). Run them, then call again to go on while the new end keeps winning.
+
+    The choice is the first seed's best; with ``selection`` (a rule over several seeds, called once its
+    screening is done), also that rule's choice: an end that wins on the mean over the seeds is extended
+    like one that wins on the first seed, and the new rate then goes through the screening like any
+    other (it runs on the other seeds where it is among the first seed's best). ``limit`` (``--lr-extend
+    N``): at most N steps past each end of the point's planned grid. Deterministic from the records, so
+    a resumed sweep proposes the same runs."""
     tried = _first_seed_rates(records)
-    edges = grid_edges(records)
+    edges = {p: e for p, e in grid_edges(records).items() if e in ENDS}
+    if selection is not None and selection.rule != "first-seed":
+        ruled = grid_edges(records, selection=tuning.Selection(selection.rule, (), selection.screen))
+        edges.update({p: e for p, e in ruled.items() if e in ENDS})
+    planned = planned_grids(specs)
     out, seen = [], set()
     for spec in _first_seed_specs(specs):
         point = group_key(spec.to_dict())
@@ -225,6 +246,8 @@ def extend_grid(specs: list[RunSpec], records: list[dict]) -> list[RunSpec]:
         if point in seen or edge is None:
             continue
         seen.add(point)
+        if limit is not None and _steps_past(grid, planned.get(point, [])) >= limit:
+            continue
         rate = grid[-1] * grid[-1] / grid[-2] if edge == "top of grid" else grid[0] * grid[0] / grid[1]
         rate = float(f"{rate:.3g}")
         if not _among(rate, grid):
@@ -247,21 +270,33 @@ def second_phase(specs: list[RunSpec], records: list[dict], seeds: list[int]) ->
     return out
 
 
+def _extend(specs: list[RunSpec], records: list[dict], run, log, *, limit: int,
+            selection: tuning.Selection | None = None) -> list[dict]:
+    """Extend the grids (extend_grid) until no chosen rate is an end of its grid or each has gone
+    ``limit`` steps past it; a round whose runs all failed for another reason than their rate (a crash:
+    they are proposed again) ends it."""
+    proposed = None
+    while limit and (more := extend_grid(specs, records, selection, limit)) and more != proposed:
+        proposed = more
+        by = "on the mean over the seeds" if selection is not None else "on the first seed"
+        log(f"best validation rate {by} at an end of the grid; one step past it: "
+            + ", ".join(f"{s.label} at {s.learning_rate:g}" for s in more))
+        records = records + run(more)
+    return records
+
+
 def run_phases(specs: list[RunSpec], run, *, seeds: list[int], grid, extend: int,
                selection: tuning.Selection | None, log) -> list[dict]:
     """A sweep's phases in order, each from the records of the ones before: every spec (with a rate
     grid: the grid on the first seed); up to ``extend`` steps past a grid's end where its end won; then
     the other seeds: the first seed's chosen rate (rule first-seed), or its best stable rates until
-    every variant's candidates have run on every seed (rule mean, screening). ``run`` runs a list of
-    specs and returns their records (runner.run_all with the job's options)."""
+    every variant's candidates have run on every seed (rule mean, screening). Where the mean rule then
+    chooses an end of the rates tried, that end is extended too (within the same ``extend`` steps) and
+    the screening goes on. ``run`` runs a list of specs and returns their records (runner.run_all with
+    the job's options)."""
     records = run(specs)
-    for _ in range(extend if grid else 0):
-        more = extend_grid(specs, records)
-        if not more:
-            break
-        log("best validation rate at an end of the grid; one step past it: "
-            + ", ".join(f"{s.label} at {s.learning_rate:g}" for s in more))
-        records += run(more)
+    limit = extend if grid else 0
+    records = _extend(specs, records, run, log, limit=limit)
     if grid and len(seeds) > 1 and selection.rule == "first-seed":
         later = second_phase(specs, records, seeds)
         log(f"learning rates chosen on validation of seed {seeds[0]}: {chosen_rates(records)}; {len(later)} more runs")
@@ -271,12 +306,18 @@ def run_phases(specs: list[RunSpec], run, *, seeds: list[int], grid, extend: int
         # screening: the first seed's best stable rates on the other seeds, until every variant's
         # candidates have run everywhere (one that proves unstable gives its place to the next)
         later = tuning.screening_runs(specs, records, seeds, selection.screen)
-        if not later or later == proposed:  # done, or the same runs failed again (not for their rate)
+        if later and later != proposed:
+            proposed = later
+            log(f"screening: the best {selection.screen} stable rates of seed {seeds[0]} on the other seeds; "
+                f"{len(later)} more runs")
+            records += run(later)
+            continue
+        if later:  # the same runs failed again (not for their rate)
             break
-        proposed = later
-        log(f"screening: the best {selection.screen} stable rates of seed {seeds[0]} on the other seeds; "
-            f"{len(later)} more runs")
-        records += run(later)
+        grown = _extend(specs, records, run, log, limit=limit, selection=selection)
+        if len(grown) == len(records):
+            break
+        records = grown
     if selection is not None and len(seeds) > 1:
         log(f"learning rates chosen ({selection.rule}): {chosen_rates(records, selection)}")
     return records

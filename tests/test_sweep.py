@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from harness import jobfile, sweep
+from harness import jobfile, sweep, tuning
 from harness.report import sweep_table, variants
 from harness.spec import SpecError
 from tests.conftest import REPO, TINY_ARGS, repo_env, run_cli
@@ -121,6 +121,79 @@ def test_a_grid_whose_end_wins_extends_one_step_past_it_until_the_choice_is_insi
     assert sweep.chosen_rates(records) == {"standard": 2e-5, "lora r=8": 5e-4}
     later = sweep.second_phase(specs, records, [0, 1])
     assert [(s.arm, s.seed, s.learning_rate) for s in later] == [("standard", 1, 2e-5), ("lora", 1, 5e-4)]
+
+
+# LoRA's validation Spearman by rate: seed 0 prefers 2e-4 (inside the grid), seeds 1-2 prefer higher rates
+# up to 1.25e-3 (one step past the grid's top), and 3.13e-3 collapses. Standard's best, 2e-5, is inside.
+_LORA = {0: {1e-4: 0.30, 2e-4: 0.45, 5e-4: 0.44, 1.25e-3: 0.445, 3.13e-3: 0.05},
+         1: {1e-4: 0.30, 2e-4: 0.40, 5e-4: 0.50, 1.25e-3: 0.52, 3.13e-3: 0.05}}
+
+
+def _phases(limit: int):
+    """run_phases on a three-seed mean-rule sweep whose runs score by the table above (seed 2 as seed 1):
+    the phase logic alone, from records of known figures; the runner is tested with real workers below."""
+    grid = sweep.parse_lr_grid("standard=1e-5,2e-5,5e-5;lora=1e-4,2e-4,5e-4")
+    specs = sweep.sweep_specs(dataset="dating", ranks=[8], seeds=[0, 1, 2], lr_grid=grid)
+    ran, log = [], []
+
+    def run(batch):
+        out = []
+        for spec in batch:
+            assert spec.to_dict() not in [r["spec"] for r in ran], f"{spec.label} at {spec.learning_rate} twice"
+            table = {1e-5: 0.2, 2e-5: 0.4, 5e-5: 0.3} if spec.arm == "standard" else _LORA[min(spec.seed, 1)]
+            val = -0.4 if spec.arm == "baseline" else table[spec.learning_rate]
+            out.append({"status": "success", "method": spec.arm, "spec": spec.to_dict(),
+                        "quality": {"validation_spearman": val}})
+        ran.extend(out)
+        return out
+    records = sweep.run_phases(specs, run, seeds=[0, 1, 2], grid=grid, extend=limit,
+                               selection=tuning.Selection("mean", (0, 1, 2)), log=log.append)
+    lora = [(r["spec"]["seed"], r["spec"]["learning_rate"]) for r in ran if r["method"] == "lora"]
+    return records, lora, log
+
+
+def test_a_rate_that_wins_on_the_mean_over_seeds_at_an_end_of_the_grid_is_extended_and_screened():
+    """Seed 0 alone never extends LoRA's grid (its best, 2e-4, is inside), but the mean over seeds 0-2
+    chooses 5e-4, the grid's top: without a step past it the study would report a rate whose better
+    neighbour was never tried (LoRA+ in dating-v2/methods). The step runs on seed 0, joins the screening
+    where it is among seed 0's best two, wins the mean, is extended again, and the collapse stops it."""
+    records, lora, log = _phases(4)
+    assert lora == [(0, 1e-4), (0, 2e-4), (0, 5e-4),  # the grid on seed 0
+                    (1, 2e-4), (2, 2e-4), (1, 5e-4), (2, 5e-4),  # screening: seed 0's best two
+                    (0, 1.25e-3),  # the mean's choice, 5e-4, is the top: one step past it, on seed 0
+                    (1, 1.25e-3), (2, 1.25e-3),  # now among seed 0's best two: screened
+                    (0, 3.13e-3)]  # the mean's choice is the top again; this step collapses
+    assert sweep.chosen_rates(records, tuning.Selection("mean", (0, 1, 2))) == {
+        "standard": 2e-5, "lora r=8": 1.25e-3}
+    assert any("on the mean over the seeds at an end of the grid" in line for line in log)
+    # --lr-extend bounds the steps past each end of the planned grid, wherever the rule chose the end
+    _, lora, _ = _phases(1)
+    assert lora[-3:] == [(0, 1.25e-3), (1, 1.25e-3), (2, 1.25e-3)]
+    _, lora, _ = _phases(0)
+    assert lora[-1] == (2, 5e-4) and len(lora) == 7
+
+
+def test_extend_grid_reads_the_rule_only_when_given_it():
+    grid = sweep.parse_lr_grid("standard=1e-5,2e-5;lora=1e-4,2e-4,5e-4")
+    specs = sweep.sweep_specs(dataset="dating", ranks=[8], seeds=[0, 1, 2], lr_grid=grid)
+    records = []
+    for seed in (0, 1, 2):
+        for spec in specs:
+            if spec.arm == "lora" and (seed == 0 or spec.learning_rate >= 2e-4):
+                rec = {**spec.to_dict(), "seed": seed}
+                val = _LORA[min(seed, 1)][spec.learning_rate]
+                records.append({"status": "success", "method": "lora", "spec": rec,
+                                "quality": {"validation_spearman": val}})
+    assert sweep.extend_grid(specs, records) == []  # seed 0's best is inside the grid
+    mean = tuning.Selection("mean", (0, 1, 2))
+    (more,) = sweep.extend_grid(specs, records, mean)
+    assert (more.arm, more.seed, more.learning_rate) == ("lora", 0, 1.25e-3)
+    assert sweep.extend_grid(specs, records, mean, limit=4) == [more]
+    step = {**records[0], "spec": {**records[0]["spec"], "learning_rate": 1.25e-3},
+            "quality": {"validation_spearman": 0.5}}  # seed 0's best now: the new top wins on seed 0
+    (again,) = sweep.extend_grid(specs, [*records, step], mean)
+    assert again.learning_rate == 3.13e-3
+    assert sweep.extend_grid(specs, [*records, step], mean, limit=1) == []  # one step past already
 
 
 def test_methods_and_precisions_span_the_sweep_and_ia3_runs_once():
