@@ -66,6 +66,7 @@ def pytest_benchmark_update_machine_info(config, machine_info):
     # warns on any difference, so per-run values (load average, the session's matmul peak) go into
     # each benchmark's extra_info instead.
     machine_info["cpu_model"] = environment.cpu_model()
+    machine_info.update(environment.cpu_signature())  # one CPU name can stand for CPUs of different speed
     machine_info["cpu_count"] = os.cpu_count()
     machine_info["memory_bytes"] = psutil.virtual_memory().total
     machine_info["torch_threads"] = torch.get_num_threads()

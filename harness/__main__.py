@@ -73,6 +73,7 @@ def cmd_run(args) -> int:
     specs = _follow_model_targets(specs)
     fingerprints = preflight(specs)
     out = Path(args.out or f"out/{specs[0].dataset_name}-{args.profile}")
+    _warn_other_machines(out, specs)
     if args.dry_run:
         return _plan(specs, out)
     with claim(out, kind="run", argv=args.argv, margin=args.margin):
@@ -203,6 +204,7 @@ def cmd_sweep(args) -> int:
     specs = _follow_model_targets(specs)
     fingerprints = preflight(specs)
     out = Path(args.out or f"out/{specs[0].dataset_name}-sweep")
+    _warn_other_machines(out, specs)
     log = lambda m: print(m, flush=True)  # noqa: E731
     if selection is not None:
         _same_rule(out, selection)
@@ -216,6 +218,30 @@ def cmd_sweep(args) -> int:
         records = sweep.run_phases(specs, lambda more: runner.run_all(more, **options), seeds=seeds,
                                    grid=grid, extend=extend, selection=selection, log=log)
         return _report(out, list({r["run_id"]: r for r in records}.values()))
+
+
+def _warn_other_machines(out: Path, specs) -> None:
+    """A job resumed on another machine (a session's CPU model changes; one CPU name can stand for
+    several): one line before the first run, since its tables will mix that machine's timings with these."""
+    import warnings as _warnings
+    from collections import Counter
+
+    from harness import devices, environment, hardware
+    if not results.runs_dir(out).is_dir():
+        return
+    with _warnings.catch_warnings():  # an unreadable file is named once, by the runner
+        _warnings.simplefilter("ignore")
+        records = [r for r in results.load_runs(out) if r.get("status") == "success"]
+    device = devices.resolve(specs[0].device)
+    here = hardware.machine_label({"device": device, "cpu_model": environment.cpu_model(),
+                                      "cpu_count": os.cpu_count(), **hardware.cpu_signature(),
+                                      **devices.describe(device)})
+    others = Counter(label for r in records if (label := hardware.machine_label(r.get("environment") or {})) != here)
+    if others:
+        theirs = "; ".join(f"{label}: {n}" for label, n in others.most_common())
+        print(f"warning: {out} holds {sum(others.values())} run(s) that their records do not place on this machine "
+              f"({theirs}); this is {here}. Time, memory and energy figures compare only between runs of one "
+              "machine; the tables will name each machine beside them", file=sys.stderr)
 
 
 def _same_rule(out: Path, selection: tuning.Selection) -> None:
@@ -446,6 +472,8 @@ def cmd_bench_compare(args) -> int:
         rows = benchcompare.compare(args.base, args.new, alpha=args.alpha, min_effect=args.min_effect)
     except benchcompare.CompareError as exc:
         raise InputError(str(exc)) from None
+    if differ := benchcompare.machines_differ(args.base, args.new):
+        print(f"warning: {differ}", file=sys.stderr)
     print(benchcompare.format_rows(rows, alpha=args.alpha, min_effect=args.min_effect))
     regressed = [r["benchmark"] for r in rows if r["verdict"] == "regressed"]
     if regressed:

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from harness import hardware
+
 ALPHA = 0.05
 MIN_EFFECT = 0.02
 
@@ -33,6 +35,25 @@ class CompareError(ValueError):
 
 
 def load(path: str | Path) -> dict[str, dict]:
+    return _read(path)[0]
+
+
+def machine(path: str | Path) -> str:
+    """The machine a saved run names in its machine_info (bench/conftest.py): GPU, or CPU with its cores
+    and, where saved, its signature."""
+    info = _read(path)[1]
+    return info.get("gpu_model") or hardware.machine_label({**info, "device": "cpu"})
+
+
+def machines_differ(base_path, new_path) -> str | None:
+    """One line where the two runs name different machines (a ratio between them then measures the
+    machines as well as the code), else None."""
+    a, b = machine(base_path), machine(new_path)
+    return None if a == b else (f"{base_path} ran on {a}, {new_path} on {b}: a ratio between them measures "
+                                "the machines as well as the code")
+
+
+def _read(path: str | Path) -> tuple[dict[str, dict], dict]:
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -43,7 +64,8 @@ def load(path: str | Path) -> dict[str, dict]:
     if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
         raise CompareError(f"{path}: not a pytest-benchmark file (no 'benchmarks' list; save one with "
                            "pytest bench --benchmark-only --benchmark-save=NAME --benchmark-save-data)")
-    return {b["fullname"]: b for b in data["benchmarks"] if isinstance(b, dict) and "fullname" in b}
+    info = data.get("machine_info") if isinstance(data.get("machine_info"), dict) else {}
+    return {b["fullname"]: b for b in data["benchmarks"] if isinstance(b, dict) and "fullname" in b}, info
 
 
 def samples(bench: dict) -> tuple[list[float] | None, str]:

@@ -14,13 +14,18 @@ from harness.files import slug
 
 
 def hardware_id(env: dict) -> str:
-    """e.g. ``cpu-amd-epyc-2c`` or ``cuda-nvidia-h100-80gb-hbm3-80gb``."""
+    """e.g. ``cpu-amd-epyc-f25m1-2c`` or ``cuda-nvidia-h100-80gb-hbm3-80gb``. A CPU's family and model
+    (hardware.cpu_signature) follow its name, because one name can stand for several CPUs; a
+    record made before the harness kept them gives the name alone (``cpu-amd-epyc-2c``)."""
     if env.get("device_type") == "cuda":
         gb = round((env.get("device_memory_bytes") or 0) / 2**30)
         return slug(f"cuda-{slug(env.get('device_name') or 'gpu')}-{gb}gb")
     if env.get("device_type") == "mps":
         return f"mps-{slug(env.get('cpu_model') or 'apple')}"
-    return slug(f"cpu-{slug(env.get('cpu_model') or 'unknown')}-{env.get('cpu_count')}c")
+    tag = "".join(f"{letter}{env[key]}" for letter, key in (("f", "cpu_family"), ("m", "cpu_model_number"))
+                  if env.get(key) not in (None, ""))
+    name = slug(env.get("cpu_model") or "unknown")
+    return slug(f"cpu-{name}-{slug(tag) + '-' if tag else ''}{env.get('cpu_count')}c")
 
 
 def safe_destination(root: Path, *parts: str, what: str) -> Path:

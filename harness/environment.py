@@ -9,7 +9,7 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-import torch
+from harness.hardware import cpu_signature
 
 PACKAGES = ("torch", "transformers", "peft", "sentence-transformers", "codecarbon", "numpy",
             "scikit-learn", "scipy", "accelerate", "datasets", "tokenizers", "huggingface-hub")
@@ -49,8 +49,9 @@ def cpu_model() -> str:
 
 
 def collect_cpu() -> dict:
-    return {"cpu_model": cpu_model(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "loadavg_1m_at_start": load_average()}
+    import torch  # here, not at the top: the reports read machine_label without loading torch
+    return {"cpu_model": cpu_model(), **cpu_signature(), "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "loadavg_1m_at_start": load_average()}
 
 
 def load_average() -> float | None:
@@ -62,6 +63,8 @@ def load_average() -> float | None:
 
 
 def collect_torch(device: str) -> dict:
+    import torch
+
     from harness import devices
     out = {"torch_build": torch.__version__, "torch_cuda": torch.version.cuda, "device": device}
     out.update(devices.describe(device))

@@ -36,7 +36,8 @@ SCHEMA_FILE = SCHEMA_DIR / f"run-v{SCHEMA_VERSION}.schema.json"
 SOFTWARE_FIELDS = ("torch_build", "torch_cuda", "transformers_version", "peft_version", "sentence-transformers_version",
                    "tokenizers_version", "accelerate_version", "python")
 # What two runs must share to count as measured on one setup: the machine, its software and the code.
-SETUP_FIELDS = ("hostname", "cpu_model", "device_name", *SOFTWARE_FIELDS)
+SETUP_FIELDS = ("hostname", "cpu_model", "cpu_family", "cpu_model_number", "cpu_stepping", "cpu_isa", "device_name",
+                *SOFTWARE_FIELDS)
 
 
 def code_commit(env: dict) -> str | None:

@@ -60,10 +60,10 @@ def test_one_process_rounds_would_raise_false_alarms():
     assert false_alarms / TRIALS > 0.10, false_alarms
 
 
-def save(path, per_round: dict[str, list[float]]):
+def save(path, per_round: dict[str, list[float]], machine_info: dict | None = None):
     benchmarks = [{"fullname": name, "name": name, "stats": {"data": values, "median": float(np.median(values))},
                    "extra_info": {}} for name, values in per_round.items()]
-    path.write_text(json.dumps({"benchmarks": benchmarks}))
+    path.write_text(json.dumps({"benchmarks": benchmarks, "machine_info": machine_info or {}}))
     return path
 
 
@@ -78,6 +78,22 @@ def test_the_command_names_each_verdict_and_exits_1_on_a_regression(tmp_path):
     assert "REGRESSED: a" in proc.stdout
     same = run_cli("bench-compare", str(base), str(base))
     assert same.returncode == 0 and "REGRESSED" not in same.stdout
+
+
+def test_two_runs_from_cpus_that_share_a_name_are_named_as_two_machines(tmp_path):
+    """KVM showed "AMD EPYC" for a Zen 5 and a Zen 3: bench-compare says that the ratio compares machines,
+    in one warning line, and still decides; the same machine twice gets no warning."""
+    rng = np.random.default_rng(2)
+    info = {"cpu_model": "AMD EPYC", "cpu_count": 2, "cpu_vendor": "AuthenticAMD", "cpu_family": "26",
+            "cpu_model_number": "2", "cpu_isa": "avx2,avx512f,avx512_bf16", "gpu_model": None}
+    base = save(tmp_path / "base.json", {"a": rounds(rng)}, info)
+    new = save(tmp_path / "new.json", {"a": rounds(rng)}, info | {"cpu_family": "25", "cpu_isa": "avx2"})
+    proc = run_cli("bench-compare", str(base), str(new))
+    warning = [line for line in proc.stderr.splitlines() if line.startswith("warning: ")]
+    assert proc.returncode == 0 and len(warning) == 1, proc.stderr
+    assert "family 26" in warning[0] and "family 25" in warning[0] and "| a " in proc.stdout
+    same = run_cli("bench-compare", str(base), str(base))
+    assert same.returncode == 0 and "warning" not in same.stderr
 
 
 def test_per_process_then_per_round_step_medians_are_preferred_to_round_times():

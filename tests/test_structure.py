@@ -86,7 +86,7 @@ def test_no_function_runs_past_about_sixty_lines_without_saying_why():
 
 # What the reporting side (the harness.report package) reads through, besides itself.
 SHARED = {"figures", "catalog", "benchcompare", "jobfile", "results", "readable", "stats", "tuning", "convergence",
-          "files"}
+          "files", "hardware"}
 # The run side: what trains, measures and evaluates a model.
 RUNNERS = {"runner", "worker", "train", "trackers", "callbacks", "models", "artifacts", "evaluate", "forgetting",
            "devices", "ray_executor", "flops", "environment", "serving"}

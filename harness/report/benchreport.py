@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from harness import hardware
 from harness.report import cells
 
 BEGIN, END = "<!-- bench-figures:begin (python -m harness publish) -->", "<!-- bench-figures:end -->"
@@ -144,6 +145,7 @@ def summary(path: Path) -> dict:
              if isinstance(load := (b.get("extra_info") or {}).get("loadavg_1m"), (int, float))]
     return {"path": path, "datetime": data.get("datetime"), "commit": (commit.get("id") or "")[:7],
             "dirty": commit.get("dirty"), "cpu_model": machine.get("cpu_model"), "cpu_count": machine.get("cpu_count"),
+            "cpu_signature": hardware.describe_cpu(machine),
             "gpu_model": machine.get("gpu_model"), "torch_threads": machine.get("torch_threads"),
             "torch": machine.get("torch_version"), "ratios": ratios, "variants": variants, "mfu": mfu,
             "serving": serving, "rounds": rounds,
@@ -193,7 +195,8 @@ def _ratio_text(r: dict) -> str:
 
 
 def _where(s: dict) -> str:
-    machine = s["gpu_model"] or f"{s['cpu_model']}, {s['cpu_count']} cores"
+    machine = s["gpu_model"] or f"{s['cpu_model']}, {s['cpu_count']} cores" + (
+        f" ({s['cpu_signature']})" if s.get("cpu_signature") else "")
     load = f"; load average {s['load_range'][0]:.2f}-{s['load_range'][1]:.2f} over the run" if s["load_range"] else ""
     return (f"{machine}, torch {s['torch']} with {s['torch_threads']} threads, commit {s['commit']}"
             f"{' (dirty)' if s['dirty'] else ''}, {s['datetime'][:10]}{load}")

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
-from harness import cpu_share, figures, files, methods, results
+from harness import cpu_share, figures, files, hardware, methods, results
 from harness.figures import lookup, number
 from harness.report import cells
 
@@ -159,13 +159,11 @@ def method_notes(records: list[dict]) -> list[str]:
                      f"{q.get('n_compatible')} compatible at gold >= {q.get('compatible_threshold')}); "
                      "the F1 decision threshold is chosen on the validation split.")
         env = first["environment"]
-        notes.append(f"Device: {env.get('device')} ({env.get('device_name') or env.get('cpu_model')}), "
-                     f"{env.get('torch_threads')} torch threads, torch {env.get('torch_version')}.")
-        mixed = machines(ok)
-        if len(mixed) > 1:
-            notes.append(f"TIMINGS MIX {len(mixed)} MACHINES: " + "; ".join(f"{m} ({n} runs)" for m, n in mixed.items())
-                         + ". Quality is comparable across them; time, memory and energy figures are not, and "
-                         "every mean of them here averages runs of different machines.")
+        signature = hardware.describe_cpu(env)
+        notes.append(f"Device: {env.get('device')} ({env.get('device_name') or env.get('cpu_model')}"
+                     f"{'; ' + signature if signature else ''}), {env.get('torch_threads')} torch threads, "
+                     f"torch {env.get('torch_version')}.")
+        notes += machine_notes(ok)
         notes += shared_notes(ok)
         notes.append(f"Timing: {lookup(first, 'timings.method') or lookup(ok[-1], 'timings.method') or 'n/a'}")
     notes += precision_notes(ok)
@@ -173,14 +171,28 @@ def method_notes(records: list[dict]) -> list[str]:
 
 
 def machines(records: list[dict]) -> dict[str, int]:
-    """The machines the records ran on (device, its model, CPU cores) and how many runs each."""
+    """The machines the records ran on (hardware.machine_label) and how many runs each."""
     from collections import Counter
-    seen = Counter()
-    for r in records:
-        env = r.get("environment") or {}
-        name = env.get("device_name") or env.get("cpu_model") or "unknown"
-        seen[f"{env.get('device') or 'cpu'} {name}, {env.get('cpu_count')} cores"] += 1
-    return dict(seen)
+    return dict(Counter(hardware.machine_label(r.get("environment") or {}) for r in records))
+
+
+def machine_notes(ok: list[dict]) -> list[str]:
+    """Where a folder's runs come from more than one machine, the note beside its timings: machines
+    that differ in what they recorded, or runs that recorded only the CPU's name (before the harness
+    kept its signature) beside runs of a named CPU, which may or may not be the same."""
+    mixed = machines(ok)
+    if len(mixed) < 2:
+        return []
+    runs = "; ".join(f"{m} ({n} runs)" for m, n in mixed.items())
+    envs = [r.get("environment") or {} for r in ok]
+    names = {hardware.machine_label({**env, "cpu_vendor": None}) for env in envs}
+    signatures = {hardware.describe_cpu(env) for env in envs} - {""}
+    if len(names) == 1 and len(signatures) == 1:  # one named CPU, and runs that recorded only its name
+        return [f"TIMINGS MAY MIX MACHINES: {runs}. The runs without a CPU signature recorded only the CPU's "
+                "name, which can stand for CPUs of different speed; quality is comparable across them, time, "
+                "memory and energy figures may not be."]
+    return [f"TIMINGS MIX {len(mixed)} MACHINES: {runs}. Quality is comparable across them; time, memory and "
+            "energy figures are not, and every mean of them here averages runs of different machines."]
 
 
 def shared_notes(ok: list[dict]) -> list[str]:
