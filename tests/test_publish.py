@@ -326,3 +326,19 @@ def test_a_tuned_sweep_of_one_rank_and_seed_is_published_at_its_chosen_rate_ever
     [lora_chosen] = [r for r in chosen if r["method"] == "lora"]
     row = next(line for line in publish.index_markdown(tmp_path).splitlines() if "[methods-v1]" in line)
     assert f"| {lora_chosen['quality']['spearman']:.3f} | lora r=8 |" in row
+
+
+def test_fp32_training_on_the_two_amd_cpu_models_agrees_as_provenance_says():
+    """The AMD study's PROVENANCE.md says that one fp32 run, rerun on a Zen 3 host that shows the same CPU
+    name as the Zen 5 the study ran on, agrees to about the sixth digit and not bit for bit: the figures
+    behind that sentence, from the two committed files."""
+    study = RESULTS / "cpu-amd-epyc-2c" / "dating-v2" / "methods"
+    name = "lora-r16-dating-s0-0017d124cb.json"
+    there, here = (json.loads(p.read_text()) for p in (study / "runs" / name, study / "checks" / "fp32-on-zen3" / name))
+    assert there["spec_hash"] == here["spec_hash"] and here["spec"]["precision"] == "fp32"
+    assert here["quality"]["spearman"] == there["quality"]["spearman"]
+    gap = abs(here["quality"]["validation_spearman"] - there["quality"]["validation_spearman"])
+    curves = here["training"]["loss_history"], there["training"]["loss_history"]
+    losses = [abs(a - b) for a, b in zip(*curves, strict=True)]
+    assert 0 < gap < 1e-5 and 0 < max(losses) < 1e-6
+    assert "checks/fp32-on-zen3/" in (study / "PROVENANCE.md").read_text()
