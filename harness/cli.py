@@ -115,7 +115,8 @@ def _add_sweep(sub) -> None:
                                                  "rates run on the other seeds (default: 2; at least 2)")
     sw.add_argument("--lr-extend", type=int, help="with --lr-grid: when a point's chosen rate (on the first seed, "
                                                  "then by the rule over the seeds) is an end of its grid, try one "
-                                                 "step past it, up to N steps past each end (default: 0)")
+                                                 "step past it, up to N steps past a point's grid, both ends together "
+                                                 "(default: 0)")
     sw.add_argument("--eval-every", type=int, help="validation Spearman every N steps for time-to-quality "
                                                    "(default: 50; 0 = off)")
     sw.add_argument("--out", default=None, help="output folder (default: out/<dataset>-sweep)")

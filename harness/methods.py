@@ -350,7 +350,6 @@ def main_precision(specs) -> str | None:
     """The precision a job compares its methods in: the one that holds the most trained variants
     (``bf16`` in a study of ten adapters in bf16 with standard and LoRA also in fp32 for the precision
     section); a tie goes to fp32, then to table order."""
-    specs = list(specs)
     variants: dict[str, set[str]] = {}
     for s in specs:
         if trains(s.get("arm")):

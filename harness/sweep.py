@@ -214,7 +214,7 @@ ENDS = ("top of grid", "bottom of grid")
 
 
 def _steps_past(tried: list[float], planned: list[float]) -> int:
-    """How many of the rates tried lie beyond the ends of the planned grid (the extensions so far)."""
+    """How many of the rates tried lie beyond the planned grid, past either end (the extensions so far)."""
     if not planned:
         return 0
     return sum(1 for r in tried if not _among(r, planned) and (r > max(planned) or r < min(planned)))
@@ -230,7 +230,9 @@ def extend_grid(specs: list[RunSpec], records: list[dict], selection: tuning.Sel
     screening is done), also that rule's choice: an end that wins on the mean over the seeds is extended
     like one that wins on the first seed, and the new rate then goes through the screening like any
     other (it runs on the other seeds where it is among the first seed's best). ``limit`` (``--lr-extend
-    N``): at most N steps past each end of the point's planned grid. Deterministic from the records, so
+    N``): at most N steps past the point's planned grid, both ends together (as many rounds as the
+    first-seed phase ran before the mean rule's step existed, so a study resumed across that change plans
+    the same runs). Deterministic from the records, so
     a resumed sweep proposes the same runs."""
     tried = _first_seed_rates(records)
     edges = {p: e for p, e in grid_edges(records).items() if e in ENDS}
@@ -278,7 +280,7 @@ def _extend(specs: list[RunSpec], records: list[dict], run, log, *, limit: int,
     proposed = None
     while limit and (more := extend_grid(specs, records, selection, limit)) and more != proposed:
         proposed = more
-        by = "on the mean over the seeds" if selection is not None else "on the first seed"
+        by = "on the first seed" if selection is None else f"on the first seed or by the {selection.rule} rule"
         log(f"best validation rate {by} at an end of the grid; one step past it: "
             + ", ".join(f"{s.label} at {s.learning_rate:g}" for s in more))
         records = records + run(more)

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import math
 import signal
 import subprocess
 import sys
@@ -9,6 +10,8 @@ import time
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from harness import jobfile, sweep, tuning
 from harness.report import sweep_table, variants
@@ -165,12 +168,63 @@ def test_a_rate_that_wins_on_the_mean_over_seeds_at_an_end_of_the_grid_is_extend
                     (0, 3.13e-3)]  # the mean's choice is the top again; this step collapses
     assert sweep.chosen_rates(records, tuning.Selection("mean", (0, 1, 2))) == {
         "standard": 2e-5, "lora r=8": 1.25e-3}
-    assert any("on the mean over the seeds at an end of the grid" in line for line in log)
-    # --lr-extend bounds the steps past each end of the planned grid, wherever the rule chose the end
+    assert any("by the mean rule at an end of the grid" in line for line in log)
+    # --lr-extend bounds the steps past the planned grid (both ends together), whichever rule chose the end
     _, lora, _ = _phases(1)
     assert lora[-3:] == [(0, 1.25e-3), (1, 1.25e-3), (2, 1.25e-3)]
     _, lora, _ = _phases(0)
     assert lora[-1] == (2, 5e-4) and len(lora) == 7
+
+
+@settings(max_examples=60, deadline=None)
+@given(peak=st.floats(-4.5, -2.0), width=st.floats(0.2, 2.0), collapse=st.floats(-3.69, -1.0),
+       shifts=st.lists(st.floats(-0.6, 0.6), min_size=3, max_size=3), noise=st.integers(0, 2**16),
+       limit=st.integers(0, 4))
+def test_the_phases_on_any_validation_landscape_keep_their_promises(peak, width, collapse, shifts, noise, limit):
+    """run_phases on generated landscapes: LoRA's validation Spearman (0.2 to 0.6) peaks at a rate
+    10**peak that may lie inside, below or above the grid, shifted per seed in log-rate (seeds that
+    prefer other rates), with seed-and-rate noise, and collapses to -0.05 above 10**collapse (never
+    below the grid's second rate, so that some rate trains). Whatever the landscape: no spec
+    runs twice, the phases end, a later seed runs only rates that seed 0 ran, the steps past the grid
+    stay within --lr-extend, the chosen rate ran on every seed and is stable, and where it is an end of
+    the rates tried, the bound was the reason the grid stopped there (or the step past it was tried)."""
+    grid = sweep.parse_lr_grid("lora=1e-4,2e-4,5e-4")
+    specs = [s for s in sweep.sweep_specs(dataset="dating", ranks=[8], seeds=[0, 1, 2], lr_grid=grid)
+             if s.arm != "standard"]
+    ran: list[dict] = []
+
+    def score(seed: int, rate: float) -> float:
+        if math.log10(rate) > collapse:
+            return -0.05
+        jitter = np.random.default_rng([noise, seed, int(round(rate * 1e9))]).normal(0, 0.01)
+        return 0.2 + 0.4 * math.exp(-(((math.log10(rate) - peak - shifts[seed]) / width) ** 2)) + jitter
+
+    def run(batch):
+        out = []
+        for spec in batch:
+            assert spec.to_dict() not in [r["spec"] for r in ran], f"{spec.label} at {spec.learning_rate} twice"
+            val = -0.4 if spec.arm == "baseline" else score(spec.seed, spec.learning_rate)
+            out.append({"status": "success", "method": spec.arm, "spec": spec.to_dict(),
+                        "quality": {"validation_spearman": val}})
+        ran.extend(out)
+        assert len(ran) < 200, "the phases did not end"
+        return out
+    selection = tuning.Selection("mean", (0, 1, 2))
+    records = sweep.run_phases(specs, run, seeds=[0, 1, 2], grid=grid, extend=limit, selection=selection,
+                               log=lambda line: None)
+    lora = [(r["spec"]["seed"], r["spec"]["learning_rate"]) for r in ran if r["method"] == "lora"]
+    first = sorted(rate for seed, rate in lora if seed == 0)
+    assert {rate for seed, rate in lora if seed > 0} <= set(first)
+    assert sweep._steps_past(first, grid["lora"]) <= limit
+    chosen = sweep.chosen_rates(records, selection)
+    if "lora r=8" in chosen:
+        rate = chosen["lora r=8"]
+        assert {seed for seed, r in lora if r == rate} == {0, 1, 2}
+        assert math.log10(rate) <= collapse
+        if sweep.grid_edges(records, selection=selection).get("lora r=8") in sweep.ENDS:
+            step = first[-1] * first[-1] / first[-2] if rate == first[-1] else first[0] * first[0] / first[1]
+            assert (sweep._steps_past(first, grid["lora"]) == limit
+                    or any(math.isclose(float(f"{step:.3g}"), r, rel_tol=1e-9) for r in first)), (lora, rate)
 
 
 def test_extend_grid_reads_the_rule_only_when_given_it():
