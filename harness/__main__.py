@@ -233,9 +233,7 @@ def _warn_other_machines(out: Path, specs) -> None:
         _warnings.simplefilter("ignore")
         records = [r for r in results.load_runs(out) if r.get("status") == "success"]
     device = devices.resolve(specs[0].device)
-    here = hardware.machine_label({"device": device, "cpu_model": environment.cpu_model(),
-                                      "cpu_count": os.cpu_count(), **hardware.cpu_signature(),
-                                      **devices.describe(device)})
+    here = hardware.machine_label({**environment.collect_cpu(), **environment.collect_torch(device)})
     others = Counter(label for r in records if (label := hardware.machine_label(r.get("environment") or {})) != here)
     if others:
         theirs = "; ".join(f"{label}: {n}" for label, n in others.most_common())
