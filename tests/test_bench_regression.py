@@ -25,6 +25,8 @@ def run_bench(storage, *args, fault=None, rounds=None, processes=None):
                    **({"HARNESS_BENCH_ROUNDS": str(rounds)} if rounds else {}),
                    **({"HARNESS_BENCH_PROCESSES": str(processes)} if processes else {}))
     env.pop("HARNESS_INJECT_FAULT", None)
+    for name in [k for k in env if k.startswith("PYTEST_XDIST")]:  # this pytest is not an xdist worker: with
+        env.pop(name)  # the variable inherited from one, pytest-benchmark disables itself and --benchmark-only errs
     if fault:
         env["HARNESS_INJECT_FAULT"] = fault
     return subprocess.run([sys.executable, "-m", "pytest", *SELECT, "--benchmark-only", "-p", "no:cacheprovider",
