@@ -54,6 +54,14 @@ def describe_cpu(env: dict) -> str:
     return " ".join(parts) + ", " + (isa or "none of " + "/".join(ISA_FLAGS[:3]))
 
 
+def cpu_label(env: dict) -> str:
+    """The CPU a record ran on, as tables name it: its name, its cores and, where recorded, its signature
+    (e.g. "AMD EPYC, 2 cores (AuthenticAMD family 25 model 1 stepping 1, avx2)"); "-" for what is missing."""
+    signature = describe_cpu(env)
+    cpu = f"{env.get('cpu_model') or '-'}, {env.get('cpu_count') or '-'} cores"
+    return cpu + (f" ({signature})" if signature else "")
+
+
 def machine_label(env: dict) -> str:
     """The machine a record ran on, as tables name it: device, its model, the CPU's cores and, where
     recorded, its signature (e.g. "cpu AMD EPYC, 2 cores (AuthenticAMD family 25 model 1 stepping 1, avx2)")."""

@@ -26,6 +26,8 @@ import tempfile
 import warnings
 from pathlib import Path
 
+from harness import hardware
+
 SCHEMA_VERSION = 4
 KNOWN_VERSIONS = (1, 2, 3, 4)
 SCHEMA_DIR = Path(__file__).parent / "schema"
@@ -36,8 +38,7 @@ SCHEMA_FILE = SCHEMA_DIR / f"run-v{SCHEMA_VERSION}.schema.json"
 SOFTWARE_FIELDS = ("torch_build", "torch_cuda", "transformers_version", "peft_version", "sentence-transformers_version",
                    "tokenizers_version", "accelerate_version", "python")
 # What two runs must share to count as measured on one setup: the machine, its software and the code.
-SETUP_FIELDS = ("hostname", "cpu_model", "cpu_family", "cpu_model_number", "cpu_stepping", "cpu_isa", "device_name",
-                *SOFTWARE_FIELDS)
+SETUP_FIELDS = ("hostname", "cpu_model", *hardware.CPU_FIELDS, "device_name", *SOFTWARE_FIELDS)
 
 
 def code_commit(env: dict) -> str | None:

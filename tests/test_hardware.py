@@ -58,6 +58,9 @@ def test_the_signature_tells_apart_two_cpus_that_share_a_name():
     assert catalog.hardware_id(_env(ZEN5)) == "cpu-amd-epyc-f26m2-2c"
     assert catalog.hardware_id(_env(None)) == "cpu-amd-epyc-2c"  # a record from before the signature
     assert hardware.machine_label(_env(ZEN3)) != hardware.machine_label(_env(ZEN5))
+    # the CPU column of the run log and a bench report's machine line: name, cores, signature
+    assert hardware.cpu_label(_env(ZEN3)) == "AMD EPYC, 2 cores (AuthenticAMD family 25 model 1 stepping 1, avx2)"
+    assert hardware.cpu_label(_env(None)) == "AMD EPYC, 2 cores" and hardware.cpu_label({}) == "-, - cores"
 
 
 def test_this_machine_records_its_signature():

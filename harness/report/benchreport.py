@@ -144,8 +144,7 @@ def summary(path: Path) -> dict:
     loads = [load for b in data["benchmarks"]
              if isinstance(load := (b.get("extra_info") or {}).get("loadavg_1m"), (int, float))]
     return {"path": path, "datetime": data.get("datetime"), "commit": (commit.get("id") or "")[:7],
-            "dirty": commit.get("dirty"), "cpu_model": machine.get("cpu_model"), "cpu_count": machine.get("cpu_count"),
-            "cpu_signature": hardware.describe_cpu(machine),
+            "dirty": commit.get("dirty"), "cpu": hardware.cpu_label(machine),
             "gpu_model": machine.get("gpu_model"), "torch_threads": machine.get("torch_threads"),
             "torch": machine.get("torch_version"), "ratios": ratios, "variants": variants, "mfu": mfu,
             "serving": serving, "rounds": rounds,
@@ -195,8 +194,7 @@ def _ratio_text(r: dict) -> str:
 
 
 def _where(s: dict) -> str:
-    machine = s["gpu_model"] or f"{s['cpu_model']}, {s['cpu_count']} cores" + (
-        f" ({s['cpu_signature']})" if s.get("cpu_signature") else "")
+    machine = s["gpu_model"] or s["cpu"]
     load = f"; load average {s['load_range'][0]:.2f}-{s['load_range'][1]:.2f} over the run" if s["load_range"] else ""
     return (f"{machine}, torch {s['torch']} with {s['torch_threads']} threads, commit {s['commit']}"
             f"{' (dirty)' if s['dirty'] else ''}, {s['datetime'][:10]}{load}")

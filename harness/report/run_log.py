@@ -52,8 +52,7 @@ COLUMNS = (  # (heading, how a record's value is shown)
     ("rate", lambda r: _num(_get(r, "spec.learning_rate"), "g") if methods.trains(r["method"]) else "-"),
     ("seed", lambda r: _num(_get(r, "spec.seed"), "d")),
     ("commit", lambda r: (_get(r, "environment.git_commit") or "-")[:7]),
-    ("CPU", lambda r: f"{_get(r, 'environment.cpu_model') or '-'}, {_get(r, 'environment.cpu_count') or '-'} cores"
-            + (f" ({sig})" if (sig := hardware.describe_cpu(r.get("environment") or {})) else "")),
+    ("CPU", lambda r: hardware.cpu_label(r.get("environment") or {})),
     ("load at start", lambda r: _num(_get(r, "environment.loadavg_1m_at_start"), ".2f")),
     ("others' cores in training", lambda r: _num(cpu_share.shared_cores(r.get("environment")), ".2f")),
     ("train wall (s)", lambda r: _num(_get(r, "timings.train_wall_s"), ".0f")),
