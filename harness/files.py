@@ -14,6 +14,12 @@ import tempfile
 from pathlib import Path
 
 
+def cache_root() -> Path:
+    """The harness's own cache: $HARNESS_CACHE, else ~/.cache/lora-bench-harness (the tiny model, the
+    joined mpnet, the generated dating data). What is there can be deleted; it is made again."""
+    return Path(os.environ.get("HARNESS_CACHE", Path.home() / ".cache" / "lora-bench-harness"))
+
+
 def slug(text) -> str:
     """Lower-case letters, digits and single dashes: safe as one path component."""
     return re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-")

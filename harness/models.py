@@ -9,6 +9,8 @@ from pathlib import Path
 
 import torch
 
+from harness import files
+
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 _BUNDLED_NAMES = {DEFAULT_MODEL, "sentence-transformers/all-MiniLM-L6-v2"}
 TINY_MODEL = "tiny-random-bert"
@@ -309,7 +311,7 @@ def checkpoint_layers(folder: Path) -> int | None:
 
 
 def _cache_root() -> Path:
-    return Path(os.environ.get("HARNESS_CACHE", Path.home() / ".cache" / "lora-bench-harness"))
+    return files.cache_root()
 
 
 def quiet_progress_bars() -> None:

@@ -12,9 +12,10 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def harness_cache(tmp_path_factory) -> Path:
-    """A private cache, so the tiny model is built once per test session and never shared."""
+    """A private cache for every test and the processes it starts (the tiny model, the generated dating
+    data): built once per test session (per xdist process), never the user's own."""
     cache = tmp_path_factory.mktemp("harness-cache")
     os.environ["HARNESS_CACHE"] = str(cache)
     return cache

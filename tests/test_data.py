@@ -14,6 +14,25 @@ def test_dating_is_deterministic_for_a_seed():
     assert dating.generate(seed=3) != dating.generate(seed=4)
 
 
+def test_the_generated_data_is_kept_and_read_back_as_generated(tmp_path, monkeypatch):
+    """The dating rows are generated once into the harness's cache and read back with the fingerprint
+    of a fresh generation; a damaged file is generated again, and a cache that cannot be written is done
+    without."""
+    from harness import data
+    fresh = data._make_splits("dating", dating.generate(seed=1), version=dating.VERSION).fingerprint
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    assert load_splits("dating", seed=1).fingerprint == fresh
+    (kept,) = (tmp_path / "cache" / "data").glob("dating-v2-s1-*.json")
+    assert load_splits("dating", seed=1).fingerprint == fresh and json.loads(kept.read_text())["test"]
+    for damage in ('{"train": [', '{"train": []}', '{"train": [], "validation": [], "test": []}', "[]", "\x00"):
+        kept.write_text(damage)
+        assert load_splits("dating", seed=1).fingerprint == fresh
+        assert json.loads(kept.read_text()).keys() == {"train", "validation", "test"}  # written again whole
+    (tmp_path / "blocked").write_text("a file where the cache folder would be")
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "blocked"))
+    assert load_splits("dating", seed=1).fingerprint == fresh
+
+
 def test_dating_v2_size_and_distinct_pairs_meet_the_targets():
     """Test >= 1,000 pairs, >= 95% distinct after stripping lead-ins, each pair its own group."""
     splits = load_splits("dating", seed=0)
