@@ -104,7 +104,8 @@ def schema_problem(record: dict, version: int) -> str | None:
     """The first way ``record`` breaks its version's JSON schema (jsonschema), or None."""
     import jsonschema
     if version not in _VALIDATORS:
-        _VALIDATORS[version] = jsonschema.Draft202012Validator(json.loads(schema_file(version).read_text()))
+        from harness import readable
+        _VALIDATORS[version] = readable.validator(json.loads(schema_file(version).read_text()))
     error = jsonschema.exceptions.best_match(_VALIDATORS[version].iter_errors(record))
     if error is None:
         return None

@@ -5,6 +5,8 @@ import warnings
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from harness import files, results
 
@@ -76,3 +78,42 @@ def test_fixture_records_follow_the_json_schema_of_their_version(fixture):
     jsonschema = pytest.importorskip("jsonschema")
     record = json.loads(fixture.read_text())
     jsonschema.validate(record, json.loads(results.schema_file(record["schema_version"]).read_text()))
+
+
+# --- reading records fast: readable.validator gives jsonschema's own verdicts ----------------------------
+_LEAF = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(max_size=3))
+_JSON = st.recursive(_LEAF, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=2), inner,
+                                                                                        max_size=2), max_leaves=6)
+_TYPES = st.sampled_from(["number", "integer", "string", "boolean", "null", "array", "object"])
+_ITEMS = st.one_of(st.builds(lambda t: {"type": t}, _TYPES),
+                   st.builds(lambda ts: {"type": ts}, st.lists(_TYPES, min_size=1, max_size=3, unique=True)),
+                   st.builds(lambda t: {"type": t, "minimum": 0}, _TYPES), st.booleans())
+
+
+@settings(max_examples=300, deadline=None)
+@given(items=_ITEMS, prefix=st.booleans(), values=st.lists(_JSON, max_size=6) | _JSON)
+def test_the_fast_items_check_gives_jsonschemas_own_verdict_and_message(items, prefix, values):
+    """Any items schema, any array (or non-array): the same errors, paths and messages as jsonschema's
+    Draft 2020-12 validator, valid arrays of plain values included."""
+    import jsonschema
+
+    from harness import readable
+    schema = {"type": "object", "properties": {"a": {"items": items, **({"prefixItems": [{"type": "string"}]}
+                                                                       if prefix else {})}}}
+    record = {"a": values}
+    ours, theirs = readable.validator(schema), jsonschema.Draft202012Validator(schema)
+    assert [(e.message, list(e.absolute_path)) for e in ours.iter_errors(record)] == \
+        [(e.message, list(e.absolute_path)) for e in theirs.iter_errors(record)]
+
+
+def test_every_published_record_reads_the_same_with_the_fast_items_check():
+    import jsonschema
+
+    from harness import readable
+    paths = sorted(Path(__file__).parent.parent.glob("results/*/*/*/runs/*.json"))[::10]
+    assert len(paths) > 20
+    standard = jsonschema.Draft202012Validator(readable.SCHEMA)
+    for path in paths:
+        record = json.loads(path.read_text())
+        assert results.schema_problem(record, record["schema_version"]) is None
+        assert readable.problem(record) is None and not list(standard.iter_errors(record)), path
