@@ -67,7 +67,8 @@ SCHEMA = _obj({
                     "artifact_files": _arr({"type": "string"}), "artifact_kind": STR}),
     "quality": _obj({
         **FIGURES, "n_pairs": INT, "n_compatible": INT,
-        "per_category": _obj(rest=_obj(rest=SCALAR)),
+        # a category's figures, which tables compare and count (tradeoffs.dataset_notes: n_pairs < 30)
+        "per_category": _obj(rest=_obj({**FIGURES, "n_pairs": INT, "n_compatible": INT}, rest=SCALAR)),
         "false_positives": _obj({"count": INT, "n_incompatible": INT,
                                  "top": _arr({**_obj({"cos": {"type": "number"}, "category": STR,
                                                       "text_a": {"type": "string"}, "text_b": {"type": "string"}},

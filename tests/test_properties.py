@@ -500,6 +500,8 @@ def _job(inputs: Path, name: str, payloads: list[bytes]) -> None:
 @example(records=[{**RECORDS[0], "schema_version": 4.0}])
 @example(records=[{**RECORDS[0], "quality": {**RECORDS[0]["quality"],  # found by the fuzz run: a ValueError
                                               "per_category": {"kids": {"spearman": ""}}}}])
+@example(records=[{**RECORDS[0], "quality": {**RECORDS[0]["quality"],  # the fuzz run of 2026-12-07: a TypeError
+                                              "per_category": {"kids": {"n_pairs": "0"}}}}])
 @example(records=[{**RECORDS[0], "environment": {**RECORDS[0]["environment"],  # read by the shared-timings note
                                                  "training_cpu_other_cores": "1", "training_cpu_steal_cores": 1e308,
                                                  "training_cpu_own_cores": None}}])
