@@ -149,7 +149,7 @@ def _load_dating(seed: int) -> Splits:
 def generated_rows(generator, seed: int) -> dict[str, list[dict]]:
     """``generator.generate(seed=seed)``, kept in the harness's cache (files.cache_root()/data) under a
     key of the generator's own source and numpy's version (the random stream): generating the dating
-    data took 2.5 s of every worker and every pre-flight on a 2-core machine, reading it back 0.2 s. A
+    data took 2.5 s of every worker and every pre-flight on a 2-core machine, reading it back 0.09 s. A
     file that cannot be read back is generated again; a cache that cannot be written is done without.
     The rows' fingerprint (_make_splits) is computed from what is read, as from what is generated."""
     import inspect

