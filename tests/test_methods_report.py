@@ -196,3 +196,30 @@ def test_what_survives_names_every_trained_variant_under_its_verdict_and_leaves_
     assert "- better: none\n- equivalent within ±0.02: dora r=8\n- inconclusive: ia3\n- worse: lora r=8\n" in text
     assert "not compared yet (a rate grid still running): vera r=8" in text and "baseline" not in text
     assert methods_report.survivors(rows[:2]) == []
+
+
+def test_a_row_whose_runs_ran_on_another_machine_is_marked_beside_its_costs(tmp_path):
+    # a study resumed on another CPU model that shows the same name (as "AMD EPYC" stood for a Zen 5 and
+    # a Zen 3): the rows whose runs ran there carry a mark, and the note under the table names their runs
+    out = _job(tmp_path)
+    path = out / "runs" / "dora-r8-dating-s0-0000000000.json"
+    bf16 = json.loads(path.read_text())
+    bf16["environment"].update(cpu_vendor="AuthenticAMD", cpu_family="25", cpu_model_number="1", cpu_stepping="1",
+                               cpu_isa="avx2")
+    path.write_text(json.dumps(bf16))
+    assert run_cli("report", str(out)).returncode == 0
+    table = (out / "methods.md").read_text()
+    first = table.split("## How to read")[0]
+    rows = [line.split("|")[1].strip() for line in first.splitlines() if line.startswith("| ") and "---" not in line]
+    assert rows == ["variant", "standard", "dora r=8", "dora r=8 bf16 ‡"]
+    assert "- dora r=8 bf16: 1 of 1 runs on cpu " in table and "family 25 model 1 stepping 1, avx2)" in table
+    with (out / "methods.csv").open() as f:
+        csv_rows = {r["point"]: r for r in csv.DictReader(f)}
+    assert csv_rows["standard"]["other_machines"] == "" and "avx2" in csv_rows["dora r=8 bf16"]["other_machines"]
+
+
+def test_a_job_on_one_machine_marks_no_row():
+    records = [json.loads((FIXTURES / name).read_text()) for name in ("run-v3-standard.json", "run-v3-dora.json")]
+    from harness.report import variants
+    rows = methods_report.method_rows(variants.point_rows(records), records)
+    assert [r["other_machines"] for r in rows] == ["", ""] and not methods_report.machine_marks(rows)

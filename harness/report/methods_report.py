@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness import figures, files, jobfile, methods, results, stats, sweep
+from harness import figures, files, hardware, jobfile, methods, results, stats, sweep
 from harness.report import cells, plots, seed_split, sweep_table, variants
 from harness.report.tradeoffs import method_notes
 
@@ -32,12 +32,24 @@ def wanted(records: list[dict]) -> bool:
     return len(adapter_methods) > 1 or len(precisions) > 1
 
 
-def method_rows(point_rows: list[dict]) -> list[dict]:
-    """point_rows plus each cost as % of the reference (standard) and whether the method merged."""
+def method_rows(point_rows: list[dict], runs: list[dict] = ()) -> list[dict]:
+    """point_rows plus each cost as % of the reference (standard), whether the method merged and, where
+    ``runs`` (the runs at the chosen rates) come from more than one machine, which runs of each row ran on
+    a machine other than the job's main one (the one that ran most of them): ``other_machines``."""
+    from collections import Counter, defaultdict
+
     ref = next((r for r in point_rows if r.get("is_reference")), None)
+    machines: dict[str, Counter] = defaultdict(Counter)
+    for r in runs:
+        machines[sweep.group_key(r["spec"])][hardware.machine_label(r.get("environment") or {})] += 1
+    totals = sum(machines.values(), Counter())
+    main = totals.most_common(1)[0][0] if len(totals) > 1 else None
     out = []
     for row in point_rows:
         row = dict(row)
+        other = {m: n for m, n in machines.get(row["point"], {}).items() if main and m != main}
+        row["other_machines"] = "; ".join(f"{n} of {row.get('seeds')} runs on {m}" for m, n in other.items())
+        row["main_machine"] = main or ""
         for key in _costs():
             mine, theirs = row.get(f"{key}_mean"), (ref or {}).get(f"{key}_mean")
             row[f"{key}_pct_of_standard"] = 100 * mine / theirs if mine is not None and theirs else None
@@ -167,7 +179,7 @@ def _cost(row: dict, key: str) -> str:
 # The methods table's own columns (header, cell, position); the figure registry places its figures among
 # them (figures.shown_in("methods")): a cost as mean (% of standard), any other figure as mean [95% CI].
 _OWN_COLUMNS = [
-    ("variant", lambda row: row["point"], 0), ("lr", cells.rate, 1),
+    ("variant", lambda row: row["point"] + (" ‡" if row.get("other_machines") else ""), 0), ("lr", cells.rate, 1),
     ("lr rule", lambda row: row.get("lr_rule") or "—", 2),
     ("stable lr range", cells.stable_range, 3), ("lr × standard's", cells.times_standard, 4),
     ("seeds", lambda row: str(row.get("seeds", "")), 5),
@@ -194,6 +206,19 @@ def columns() -> list[tuple[str, object]]:
     placed += [(f.shows["methods"], len(placed) + i, f.header, _figure_cell(f))
                for i, f in enumerate(figures.shown_in("methods"))]
     return [(header, cell) for _, _, header, cell in sorted(placed, key=lambda p: p[:2])]
+
+
+def machine_marks(rows: list[dict]) -> list[str]:
+    """The note under the methods table for its rows marked ‡: their costs come (in part) from a machine
+    other than the one that ran the rest of the job, so a cost compared across rows compares machines too."""
+    marked = [r for r in rows if r.get("other_machines")]
+    if not marked:
+        return []
+    lines = [f"‡ Costs from another machine: most of this table's runs ran on {marked[0]['main_machine']}; "
+             "the rows marked ‡ have runs on another machine, so their time, memory and energy figures (and "
+             "their % of standard) compare machines as well as methods. Their quality is comparable.", ""]
+    lines += [f"- {r['point']}: {r['other_machines']}" for r in marked]
+    return lines + [""]
 
 
 VERDICTS = ("better", "equivalent", "inconclusive", "worse")
@@ -247,6 +272,7 @@ def methods_markdown(rows: list[dict], records: list[dict], precision: list[dict
              "difference merged against unmerged (float32); \"no\" where any seed's merge was out of tolerance. "
              "enc/s: single passes over the test texts.",
              f"- {cells.RELOAD_NOTE}", ""]
+    parts += machine_marks(rows)
     pending = [f"{r['point']}: {r['lr_pending']}" for r in rows if r.get("lr_pending")]
     if pending:
         parts += ["Rates not final yet: " + "; ".join(pending) + ".", ""]
@@ -279,7 +305,7 @@ def write_methods(out, records: list[dict], points: list[dict] | None = None) ->
     if points is None:
         points = variants.point_rows(records, planned=jobfile.grids(out), selection=selection,
                                      margin=margin)
-    rows = method_rows(points)
+    rows = method_rows(points, runs)
     frame = pd.DataFrame(rows)
     files.frame_to_csv_atomic(frame, out / "methods.csv", index=False)
     written = [out / "methods.csv"]
