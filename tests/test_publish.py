@@ -342,3 +342,22 @@ def test_fp32_training_on_the_two_amd_cpu_models_agrees_as_provenance_says():
     losses = [abs(a - b) for a, b in zip(*curves, strict=True)]
     assert 0 < gap < 1e-5 and 0 < max(losses) < 1e-6
     assert "checks/fp32-on-zen3/" in (study / "PROVENANCE.md").read_text()
+
+
+def test_the_commit_that_resumed_the_amd_study_trains_as_the_earlier_check_on_the_same_cpu_model():
+    """PROVENANCE.md says that the commit the AMD study's last runs came from (3f7d507, on the Zen 3 host)
+    trains the check's spec bit for bit as 562b230 did on that host: the same losses, validation curve and
+    test similarities, from the two committed files; the later one names the CPU model in its record."""
+    checks = RESULTS / "cpu-amd-epyc-2c" / "dating-v2" / "methods" / "checks"
+    name = "lora-r16-dating-s0-0017d124cb.json"
+    before, after = (json.loads((checks / folder / name).read_text())
+                     for folder in ("fp32-on-zen3", "commit-3f7d507-on-zen3"))
+    assert before["environment"]["git_commit"].startswith("562b230") and after["environment"]["git_commit"].startswith(
+        "3f7d507")
+    assert (after["environment"]["cpu_family"], after["environment"]["cpu_model_number"]) == ("25", "1")
+    for path in ("loss_history", "train_loss"):
+        assert after["training"][path] == before["training"][path]
+    curves = ([(p["step"], p["val_spearman"]) for p in r["training"]["validation_curve"]] for r in (before, after))
+    assert next(curves) == next(curves)
+    assert after["quality"]["test_cos"] == before["quality"]["test_cos"]
+    assert after["quality"]["validation_spearman"] == before["quality"]["validation_spearman"]
