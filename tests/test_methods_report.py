@@ -212,7 +212,7 @@ def test_a_row_whose_runs_ran_on_another_machine_is_marked_beside_its_costs(tmp_
     first = table.split("## How to read")[0]
     rows = [line.split("|")[1].strip() for line in first.splitlines() if line.startswith("| ") and "---" not in line]
     assert rows == ["variant", "standard", "dora r=8", "dora r=8 bf16 ‡"]
-    assert "- dora r=8 bf16: 1 of 1 runs on cpu " in table and "family 25 model 1 stepping 1, avx2)" in table
+    assert "- dora r=8 bf16: 1 of its 1 final runs on cpu " in table and "family 25 model 1 stepping 1, avx2)" in table
     with (out / "methods.csv").open() as f:
         csv_rows = {r["point"]: r for r in csv.DictReader(f)}
     assert csv_rows["standard"]["other_machines"] == "" and "avx2" in csv_rows["dora r=8 bf16"]["other_machines"]
@@ -223,3 +223,18 @@ def test_a_job_on_one_machine_marks_no_row():
     from harness.report import variants
     rows = methods_report.method_rows(variants.point_rows(records), records)
     assert [r["other_machines"] for r in rows] == ["", ""] and not methods_report.machine_marks(rows)
+
+
+def test_a_row_whose_tuning_runs_ran_on_another_machine_says_so_and_its_final_runs_do_not():
+    # the AMD study's LoRA fp32: two of its tuning runs on the Zen 3, its three final runs on the Zen 5
+    from harness.report import variants
+    standard = json.loads((FIXTURES / "run-v3-standard.json").read_text())
+    final = json.loads((FIXTURES / "run-v3-dora.json").read_text())
+    tuning = copy.deepcopy(final)
+    tuning["run_id"], tuning["spec"]["learning_rate"] = "dora-r8-dating-s0-1111111111", 1e-9
+    tuning["environment"].update(cpu_vendor="AuthenticAMD", cpu_family="25", cpu_model_number="1", cpu_isa="avx2")
+    rows = methods_report.method_rows(variants.point_rows([standard, final]), [standard, final],
+                                      [standard, final, tuning])
+    marks = {r["point"]: r["other_machines"] for r in rows}
+    assert marks["standard"] == ""
+    assert marks["dora r=8"].startswith("1 of its 1 tuning runs on cpu ") and "final" not in marks["dora r=8"]

@@ -32,27 +32,38 @@ def wanted(records: list[dict]) -> bool:
     return len(adapter_methods) > 1 or len(precisions) > 1
 
 
-def method_rows(point_rows: list[dict], runs: list[dict] = ()) -> list[dict]:
-    """point_rows plus each cost as % of the reference (standard), whether the method merged and, where
-    ``runs`` (the runs at the chosen rates) come from more than one machine, which runs of each row ran on
-    a machine other than the job's main one (the one that ran most of them): ``other_machines``."""
+def method_rows(point_rows: list[dict], runs: list[dict] = (), records: list[dict] | None = None) -> list[dict]:
+    """point_rows plus each cost as % of the reference (standard), whether the method merged and, where the
+    job's runs come from more than one machine, which of each row's runs ran on a machine other than the
+    job's main one (the one that ran most of them): ``other_machines``, counting its final runs (``runs``, at
+    the chosen rates: its time, memory and energy) and its tuning runs (the rest of ``records``, all of the
+    job's runs: its tuning cost) apart."""
     from collections import Counter, defaultdict
 
     ref = next((r for r in point_rows if r.get("is_reference")), None)
-    machines: dict[str, Counter] = defaultdict(Counter)
-    for r in runs:
-        machines[sweep.group_key(r["spec"])][hardware.machine_label(r.get("environment") or {})] += 1
-    totals = sum(machines.values(), Counter())
+    records = list(runs) if records is None else records
+    final_ids = {r["run_id"] for r in runs}
+    count: dict[str, dict[bool, Counter]] = defaultdict(lambda: {True: Counter(), False: Counter()})
+    for r in records:
+        count[sweep.group_key(r["spec"])][r["run_id"] in final_ids][
+            hardware.machine_label(r.get("environment") or {})] += 1
+    totals = sum((c for both in count.values() for c in both.values()), Counter())
     main = totals.most_common(1)[0][0] if len(totals) > 1 else None
     out = []
     for row in point_rows:
         row = dict(row)
-        other = {m: n for m, n in machines.get(row["point"], {}).items() if main and m != main}
-        row["other_machines"] = "; ".join(f"{n} of {row.get('seeds')} runs on {m}" for m, n in other.items())
+        mine = count.get(row["point"], {True: Counter(), False: Counter()})
+        other = []
+        for machine in sorted(set(mine[True]) | set(mine[False])):
+            if main and machine != main:
+                parts = [f"{mine[final][machine]} of its {sum(mine[final].values())} {kind} runs"
+                         for final, kind in ((True, "final"), (False, "tuning")) if mine[final][machine]]
+                other.append(f"{' and '.join(parts)} on {machine}")
+        row["other_machines"] = "; ".join(other)
         row["main_machine"] = main or ""
         for key in _costs():
-            mine, theirs = row.get(f"{key}_mean"), (ref or {}).get(f"{key}_mean")
-            row[f"{key}_pct_of_standard"] = 100 * mine / theirs if mine is not None and theirs else None
+            mine_cost, theirs = row.get(f"{key}_mean"), (ref or {}).get(f"{key}_mean")
+            row[f"{key}_pct_of_standard"] = 100 * mine_cost / theirs if mine_cost is not None and theirs else None
         if row.get("forgetting_mean") is not None and (ref or {}).get("forgetting_mean") is not None \
                 and not row.get("is_reference") and methods.trains(row["method"]):
             row["forgetting_vs_standard"] = row["forgetting_mean"] - ref["forgetting_mean"]  # a difference
@@ -209,14 +220,15 @@ def columns() -> list[tuple[str, object]]:
 
 
 def machine_marks(rows: list[dict]) -> list[str]:
-    """The note under the methods table for its rows marked ‡: their costs come (in part) from a machine
-    other than the one that ran the rest of the job, so a cost compared across rows compares machines too."""
+    """The note under the methods table for its rows marked ‡: some of their runs ran on a machine other
+    than the one that ran most of the job, so their costs compare machines as well as methods."""
     marked = [r for r in rows if r.get("other_machines")]
     if not marked:
         return []
-    lines = [f"‡ Costs from another machine: most of this table's runs ran on {marked[0]['main_machine']}; "
-             "the rows marked ‡ have runs on another machine, so their time, memory and energy figures (and "
-             "their % of standard) compare machines as well as methods. Their quality is comparable.", ""]
+    lines = [f"‡ Runs on another machine: most of this job's runs ran on {marked[0]['main_machine']}. Where some "
+             "of a marked row's final runs ran elsewhere, its time, memory and energy figures (and their % of "
+             "standard) compare machines as well as methods; where some of its tuning runs did, its tuning cost "
+             "does. Quality is comparable across them.", ""]
     lines += [f"- {r['point']}: {r['other_machines']}" for r in marked]
     return lines + [""]
 
@@ -305,7 +317,7 @@ def write_methods(out, records: list[dict], points: list[dict] | None = None) ->
     if points is None:
         points = variants.point_rows(records, planned=jobfile.grids(out), selection=selection,
                                      margin=margin)
-    rows = method_rows(points, runs)
+    rows = method_rows(points, runs, records)
     frame = pd.DataFrame(rows)
     files.frame_to_csv_atomic(frame, out / "methods.csv", index=False)
     written = [out / "methods.csv"]
