@@ -61,6 +61,27 @@ def write_bytes_atomic(path: Path, payload: bytes) -> None:
         raise
 
 
+def copy_tree_new(src: Path, dest: Path, **kwargs) -> Path:
+    """shutil.copytree(src, dest) into a folder that does not exist yet, creating its parents, and all or
+    nothing: where the copy fails (a name the file system refuses, a full disk, no permission), the folders
+    it created are removed again, so a refused publish leaves no half-made tree behind."""
+    import shutil
+
+    dest = Path(dest)
+    created = [p for p in (dest, *dest.parents) if not p.exists()]  # innermost first
+    try:
+        return Path(shutil.copytree(src, dest, **kwargs))
+    except BaseException:
+        if dest in created:
+            shutil.rmtree(dest, ignore_errors=True)
+        for folder in created[1:]:
+            try:
+                folder.rmdir()
+            except OSError:
+                break  # not empty (something else wrote there meanwhile) or already gone: keep the rest
+        raise
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

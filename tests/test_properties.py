@@ -338,6 +338,8 @@ def calls(draw):
 @example(call=("recommend", [("--max-memory", "nan")]))
 @example(call=("recommend", [("--min-gain-share", "1e400")]))
 @example(call=("publish", [("--add", "INPUT/job"), ("--job", "../x")]))
+@example(call=("publish", [("--job", "x" * 300), ("--add", "INPUT/job")]))  # the fuzz run of 2026-12-07: a job
+# name longer than the file system allows left the results root and its hardware/dataset folders behind
 def test_every_option_of_every_subcommand(call):
     command, picked = call
     start, promise = COMMANDS[command]

@@ -361,3 +361,24 @@ def test_the_commit_that_resumed_the_amd_study_trains_as_the_earlier_check_on_th
     assert next(curves) == next(curves)
     assert after["quality"]["test_cos"] == before["quality"]["test_cos"]
     assert after["quality"]["validation_spearman"] == before["quality"]["validation_spearman"]
+
+
+def test_a_copy_that_the_file_system_refuses_leaves_no_folder_behind(tmp_path):
+    # the fuzz run of 2026-12-07: `publish --add --job <300 characters>` failed on the job folder's name
+    # and left the results root and its hardware and dataset folders behind
+    import errno
+
+    from harness import files
+    src = tmp_path / "src"
+    (src / "runs").mkdir(parents=True)
+    (src / "runs" / "a.json").write_text("{}")
+    root = tmp_path / "results"
+    with pytest.raises(OSError) as caught:
+        files.copy_tree_new(src, root / "hw" / "data" / ("x" * 300))
+    assert caught.value.errno == errno.ENAMETOOLONG and not root.exists()
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    with pytest.raises(OSError):
+        files.copy_tree_new(src, kept / "hw" / ("x" * 300))
+    assert kept.is_dir() and list(kept.iterdir()) == []  # what existed before stays
+    assert (files.copy_tree_new(src, root / "hw" / "job") / "runs" / "a.json").read_text() == "{}"

@@ -44,7 +44,7 @@ def add(out: Path, *, results_root: Path, job: str) -> Path:
     if dest.exists():
         raise FileExistsError(f"{dest} already exists; remove it first to republish (results are never "
                               "overwritten silently)")
-    shutil.copytree(out, dest, ignore=shutil.ignore_patterns("superseded", ".cache", ".lock"))
+    files.copy_tree_new(out, dest, ignore=shutil.ignore_patterns("superseded", ".cache", ".lock"))
     return dest
 
 
