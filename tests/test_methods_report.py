@@ -9,6 +9,9 @@ import csv
 import json
 from pathlib import Path
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from harness.report import methods_report
 from tests.conftest import run_cli
 
@@ -238,3 +241,49 @@ def test_a_row_whose_tuning_runs_ran_on_another_machine_says_so_and_its_final_ru
     marks = {r["point"]: r["other_machines"] for r in rows}
     assert marks["standard"] == ""
     assert marks["dora r=8"].startswith("1 of its 1 tuning runs on cpu ") and "final" not in marks["dora r=8"]
+
+
+_MACHINES = [{"device": "cpu", "cpu_model": "AMD EPYC", "cpu_count": 2, "cpu_vendor": "AuthenticAMD",
+              "cpu_family": family, "cpu_model_number": model, "cpu_isa": isa}
+             for family, model, isa in (("26", "2", "avx2,avx512_bf16"), ("25", "1", "avx2"), ("6", "143", "amx_bf16"))]
+_VARIANTS = [{"arm": "standard", "lora": None}, {"arm": "lora", "lora": {"r": 16}},
+             {"arm": "dora", "lora": {"r": 16}, "precision": "bf16"}]
+
+
+@given(st.lists(st.tuples(st.sampled_from(range(len(_VARIANTS))), st.sampled_from(range(len(_MACHINES))),
+                          st.booleans()), min_size=1, max_size=30))
+@settings(max_examples=200, deadline=None)
+def test_machine_marks_count_every_run_that_ran_off_the_main_machine(runs):
+    # any job: variants whose final and tuning runs ran on any of three machines. A row is marked exactly
+    # where some of its runs ran on a machine other than the one that ran most of the job's runs, and the
+    # counts it gives for each such machine are its own final and tuning runs there
+    from collections import Counter
+
+    from harness import hardware, methods
+    records = [{"run_id": f"run-{i}", "spec": _VARIANTS[v], "environment": _MACHINES[m], "final": final}
+               for i, (v, m, final) in enumerate(runs)]
+    final = [r for r in records if r["final"]]
+    labels = {i: hardware.machine_label(env) for i, env in enumerate(_MACHINES)}
+    points = [{"point": methods.variant_label(s), "method": s["arm"]} for s in _VARIANTS]
+    rows = {r["point"]: r for r in methods_report.method_rows(points, final, records)}
+    counts = Counter(labels[m] for _, m, _ in runs)
+    top = max(counts.values())
+    for v, variant in enumerate(_VARIANTS):
+        row = rows[methods.variant_label(variant)]
+        if len(counts) == 1:
+            assert row["other_machines"] == "" and row["main_machine"] == ""
+            continue
+        main = row["main_machine"]
+        assert counts[main] == top
+        expected = []
+        for m in sorted({labels[m] for w, m, _ in runs if w == v} - {main}):
+            parts = []
+            for is_final, kind in ((True, "final"), (False, "tuning")):
+                mine = [labels[m2] for w, m2, f in runs if w == v and f == is_final]
+                if mine.count(m):
+                    parts.append(f"{mine.count(m)} of its {len(mine)} {kind} runs")
+            expected.append(f"{' and '.join(parts)} on {m}")
+        assert row["other_machines"] == "; ".join(expected)
+    marked = [r for r in rows.values() if r["other_machines"]]
+    note = methods_report.machine_marks(list(rows.values()))
+    assert bool(note) == bool(marked) and all(f"- {r['point']}: {r['other_machines']}" in note for r in marked)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from harness import figures, files, hardware, jobfile, methods, results, stats, sweep
 from harness.report import cells, plots, seed_split, sweep_table, variants
-from harness.report.tradeoffs import method_notes
+from harness.report.tradeoffs import machines, method_notes
 
 _num, _ci = cells.num, cells.interval
 
@@ -32,32 +32,41 @@ def wanted(records: list[dict]) -> bool:
     return len(adapter_methods) > 1 or len(precisions) > 1
 
 
+def _machines_by_point(runs: list[dict], records: list[dict]) -> tuple[dict, dict, str | None]:
+    """How many of each variant's final runs (``runs``) and tuning runs (the rest of ``records``) ran on
+    each machine (hardware.machine_label), and the job's main machine, the one that ran most of
+    ``records``: None where they all ran on one."""
+    from collections import Counter, defaultdict
+
+    final_ids = {r["run_id"] for r in runs}
+    final: dict[str, Counter] = defaultdict(Counter)
+    tuning: dict[str, Counter] = defaultdict(Counter)
+    for r in records:
+        (final if r["run_id"] in final_ids else tuning)[sweep.group_key(r["spec"])][
+            hardware.machine_label(r.get("environment") or {})] += 1
+    totals = machines(records)
+    main = max(totals, key=totals.get) if len(totals) > 1 else None
+    return final, tuning, main
+
+
 def method_rows(point_rows: list[dict], runs: list[dict] = (), records: list[dict] | None = None) -> list[dict]:
     """point_rows plus each cost as % of the reference (standard), whether the method merged and, where the
     job's runs come from more than one machine, which of each row's runs ran on a machine other than the
     job's main one (the one that ran most of them): ``other_machines``, counting its final runs (``runs``, at
     the chosen rates: its time, memory and energy) and its tuning runs (the rest of ``records``, all of the
     job's runs: its tuning cost) apart."""
-    from collections import Counter, defaultdict
-
     ref = next((r for r in point_rows if r.get("is_reference")), None)
     records = list(runs) if records is None else records
-    final_ids = {r["run_id"] for r in runs}
-    count: dict[str, dict[bool, Counter]] = defaultdict(lambda: {True: Counter(), False: Counter()})
-    for r in records:
-        count[sweep.group_key(r["spec"])][r["run_id"] in final_ids][
-            hardware.machine_label(r.get("environment") or {})] += 1
-    totals = sum((c for both in count.values() for c in both.values()), Counter())
-    main = totals.most_common(1)[0][0] if len(totals) > 1 else None
+    final, tuning, main = _machines_by_point(runs, records)
     out = []
     for row in point_rows:
         row = dict(row)
-        mine = count.get(row["point"], {True: Counter(), False: Counter()})
         other = []
-        for machine in sorted(set(mine[True]) | set(mine[False])):
+        for machine in sorted(set(final[row["point"]]) | set(tuning[row["point"]])):
             if main and machine != main:
-                parts = [f"{mine[final][machine]} of its {sum(mine[final].values())} {kind} runs"
-                         for final, kind in ((True, "final"), (False, "tuning")) if mine[final][machine]]
+                parts = [f"{mine[machine]} of its {sum(mine.values())} {kind} runs"
+                         for mine, kind in ((final[row["point"]], "final"), (tuning[row["point"]], "tuning"))
+                         if mine[machine]]
                 other.append(f"{' and '.join(parts)} on {machine}")
         row["other_machines"] = "; ".join(other)
         row["main_machine"] = main or ""
