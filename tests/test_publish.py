@@ -382,3 +382,27 @@ def test_a_copy_that_the_file_system_refuses_leaves_no_folder_behind(tmp_path):
         files.copy_tree_new(src, kept / "hw" / ("x" * 300))
     assert kept.is_dir() and list(kept.iterdir()) == []  # what existed before stays
     assert (files.copy_tree_new(src, root / "hw" / "job") / "runs" / "a.json").read_text() == "{}"
+
+
+def test_the_step_times_that_provenance_quotes_for_the_two_amd_cpu_models_are_the_run_files():
+    """The AMD study's PROVENANCE.md compares the two CPU models that show the name "AMD EPYC" by step
+    medians it quotes in prose: LoRA r=16 fp32 on each (and their ratio), LoRA+ bf16 on the family 26 host.
+    Each figure, computed here from the run files and formatted as the prose gives it, is in the text."""
+    study = RESULTS / "cpu-amd-epyc-2c" / "dating-v2" / "methods"
+    text = " ".join((study / "PROVENANCE.md").read_text().split())
+    steps: dict[tuple, list[float]] = {}
+    for path in (study / "runs").glob("*.json"):
+        record = json.loads(path.read_text())
+        spec, env = record["spec"], record["environment"]
+        if record["status"] == "success":
+            key = (spec["arm"], (spec.get("lora") or {}).get("r"), spec["precision"], env.get("cpu_family") or "26")
+            steps.setdefault(key, []).append(record["timings"]["step_s_median"])
+    zen3, zen5 = sorted(steps["lora", 16, "fp32", "25"]), sorted(steps["lora", 16, "fp32", "26"])
+    words = {2: "two", 7: "seven", 8: "eight"}
+    assert f"{zen3[0]:.2f} and {zen3[1]:.2f} s on the family 25 host" in text and len(zen3) == 2
+    assert (f"against {zen5[0]:.3f}-{zen5[-1]:.3f} s on the family 26 host (its {words[len(zen5)]} LoRA fp32 "
+            "runs)") in text
+    assert f"{zen3[0] / zen5[-1]:.1f} to {zen3[-1] / zen5[0]:.1f} times as long" in text
+    plus = sorted(steps["loraplus", 16, "bf16", "26"])
+    assert f"{plus[0]:.3f}-{plus[-1]:.3f} s for the {words[len(plus)]} LoRA+ bf16 runs on the family 26 host" in text
+    assert ("loraplus", 16, "bf16", "25") not in steps  # the stopped run left no file
