@@ -4,7 +4,9 @@ and the smallest difference that counts. Written by run and sweep, read by repor
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import io
 import json
 import math
 import shlex
@@ -144,3 +146,55 @@ def grids(out, manifest: dict | None = None) -> dict[str, list[float]]:
             warnings.warn(f"{Path(out) / NAME}: lr_grids[{point!r}] = {rates!r} is not a list of rates; "
                           "ignored", stacklevel=2)
     return good
+
+
+def sweep_options(manifest: dict | None) -> dict | None:
+    """SWEEP_OPTIONS as the latest sweep command in a job manifest gave them: from its ``options`` table,
+    or, in a manifest written before sweeps stored one, from its command line read with the command
+    line's own parser (so ``--lr-grid=registry`` and abbreviations read as they ran); None where no sweep
+    ran there or its command cannot be read (with a warning)."""
+    commands = [c for c in (manifest or {}).get("commands", []) if isinstance(c, dict) and c.get("kind") == "sweep"]
+    if not commands:
+        return None
+    stored = commands[-1].get("options")
+    return _stored_options(stored) if isinstance(stored, dict) else _parsed_options(commands[-1].get("command", ""))
+
+
+def _stored_options(stored: dict) -> dict:
+    good = {o: stored[o] for o in SWEEP_OPTIONS
+            if isinstance(stored.get(o), (str, int, float)) and not isinstance(stored.get(o), bool)}
+    bad = sorted(o for o in stored if o in SWEEP_OPTIONS and o not in good)
+    if bad:
+        warnings.warn(f"job manifest: the sweep's stored option(s) {', '.join(bad)} are not strings or numbers; "
+                      "left out of the reproduce command", stacklevel=4)
+    return good
+
+
+def _parsed_options(command) -> dict | None:
+    from harness.cli import build_parser
+    prefix = shlex.split(CLI)  # how write records a command line
+    try:
+        words = shlex.split(str(command))
+        if words[:len(prefix)] != prefix:
+            raise ValueError(f"it does not start with {CLI!r}")
+        with contextlib.redirect_stderr(io.StringIO()) as err:  # argparse's own message goes in the warning
+            args, _ = build_parser().parse_known_args(words[len(prefix):])
+    except (ValueError, SystemExit) as exc:
+        why = err.getvalue().strip() if isinstance(exc, SystemExit) else str(exc)
+        warnings.warn(f"job manifest: cannot read the sweep command {command!r} ({why}); its learning-rate "
+                      "options are left out of the reproduce command", stacklevel=4)
+        return None
+    return {option: getattr(args, option, None) for option in SWEEP_OPTIONS}
+
+
+def extend_limit(out, manifest: dict | None = None) -> int | None:
+    """How many steps past a winning end of its grid the job's latest sweep extends each point
+    (``--lr-extend``), so that a table can tell a grid whose extension is still to run from a finished
+    one (sweep.grid_edges); None where no sweep with a grid ran there or it cannot be read."""
+    if manifest is None:
+        manifest = read(out)
+    with warnings.catch_warnings():  # publish's reproduce command gives the warning once
+        warnings.simplefilter("ignore")
+        given = sweep_options(manifest)
+    value = (given or {}).get("lr_extend")
+    return value if type(value) is int and value >= 0 and (given or {}).get("lr_grid") else None

@@ -170,15 +170,19 @@ def planned_grids(specs: list[RunSpec]) -> dict[str, list[float]]:
 
 
 def grid_edges(records: list[dict], planned: dict[str, list[float]] | None = None,
-               selection: tuning.Selection | None = None) -> dict[str, str]:
+               selection: tuning.Selection | None = None, extend: int | None = None) -> dict[str, str]:
     """Sweep points whose chosen rate cannot be taken as the best of a finished grid: "K of N rates run"
-    where ``planned`` (the manifest's grids) names rates that its first seed has not run yet, else "top
-    of grid" or "bottom of grid" where the chosen rate is an end of the rates tried.
+    where ``planned`` (the manifest's grids) names rates that its first seed has not run yet, "screening
+    unfinished: ..." where the rule's screening has runs to come, "extension unfinished: R to run" where
+    the sweep (``--lr-extend`` ``extend``, from the manifest) would still try a rate R past a winning end
+    of the grid (pending_extensions), else "top of grid" or "bottom of grid" where the chosen rate is an
+    end of the rates tried.
 
     The validation choice cannot see past the grid, so a rate beyond that end might do better; the
     tables say so instead of presenting the end of the grid as the method's best rate."""
     tried = _first_seed_rates(records)
     choices = (selection or tuning.Selection()).choose(records)
+    pending = pending_extensions(records, planned, selection, extend) if extend and planned else {}
     edges = {}
     for point, choice in choices.items():
         chosen, grid = choice.rate, tried.get(point, [])
@@ -188,6 +192,8 @@ def grid_edges(records: list[dict], planned: dict[str, list[float]] | None = Non
             edges[point] = f"{len(run)} of {len(asked)} rates run"
         elif choice.pending:
             edges[point] = f"{SCREENING}: {choice.pending}"
+        elif point in pending:
+            edges[point] = f"{EXTENDING}: {pending[point]:g} to run"
         elif len(grid) >= 2 and chosen == grid[-1]:
             edges[point] = "top of grid"
         elif len(grid) >= 2 and chosen == grid[0]:
@@ -196,12 +202,13 @@ def grid_edges(records: list[dict], planned: dict[str, list[float]] | None = Non
 
 
 SCREENING = "screening unfinished"
+EXTENDING = "extension unfinished"
 
 
 def grid_unfinished(edge: str | None) -> bool:
-    """Whether a grid_edges mark says the point's grid, or its screening on the other seeds, has runs
-    still to run (its rate is not tuned yet)."""
-    return bool(edge) and (edge.endswith(" rates run") or edge.startswith(SCREENING))
+    """Whether a grid_edges mark says the point's grid, its screening on the other seeds or its extension
+    past a winning end has runs still to run (its rate is not tuned yet)."""
+    return bool(edge) and (edge.endswith(" rates run") or edge.startswith((SCREENING, EXTENDING)))
 
 
 def unfinished_grids(edges: dict[str, str | None], points) -> str:
@@ -220,11 +227,35 @@ def _steps_past(tried: list[float], planned: list[float]) -> int:
     return sum(1 for r in tried if not _among(r, planned) and (r > max(planned) or r < min(planned)))
 
 
+def pending_extensions(records: list[dict], planned: dict[str, list[float]],
+                       selection: tuning.Selection | None = None, limit: int | None = None) -> dict[str, float]:
+    """Per point of ``planned`` (its first seed's grid), the rate one step past the end of the rates tried
+    where that end wins, as extend_grid proposes it: the first seed's best, and with ``selection`` (a rule
+    over several seeds) also that rule's choice; the step is the ratio of the grid's two rates at that end
+    (5e-4 after 2e-4, 5e-4 gives 1.25e-3). ``limit`` (``--lr-extend N``): at most N steps past the point's
+    planned grid, both ends together. What the sweep would run next, so that a table made before it ran can
+    say the point's grid is unfinished (grid_edges)."""
+    tried = _first_seed_rates(records)
+    edges = {p: e for p, e in grid_edges(records).items() if e in ENDS}
+    if selection is not None and selection.rule != "first-seed":
+        ruled = grid_edges(records, selection=tuning.Selection(selection.rule, (), selection.screen))
+        edges.update({p: e for p, e in ruled.items() if e in ENDS})
+    out = {}
+    for point, edge in edges.items():
+        grid = tried.get(point, [])
+        if point not in planned or (limit is not None and _steps_past(grid, planned[point]) >= limit):
+            continue
+        rate = grid[-1] * grid[-1] / grid[-2] if edge == "top of grid" else grid[0] * grid[0] / grid[1]
+        rate = float(f"{rate:.3g}")
+        if not _among(rate, grid):
+            out[point] = rate
+    return out
+
+
 def extend_grid(specs: list[RunSpec], records: list[dict], selection: tuning.Selection | None = None,
                 limit: int | None = None) -> list[RunSpec]:
     """One more first-seed run per point whose chosen rate is an end of the rates tried: one step past
-    that end, the step being the ratio of the grid's two rates at that end (5e-4 after 2e-4, 5e-4 gives
-    1.25e-3). Run them, then call again to go on while the new end keeps winning.
+    that end (pending_extensions). Run them, then call again to go on while the new end keeps winning.
 
     The choice is the first seed's best; with ``selection`` (a rule over several seeds, called once its
     screening is done), also that rule's choice: an end that wins on the mean over the seeds is extended
@@ -232,28 +263,14 @@ def extend_grid(specs: list[RunSpec], records: list[dict], selection: tuning.Sel
     other (it runs on the other seeds where it is among the first seed's best). ``limit`` (``--lr-extend
     N``): at most N steps past the point's planned grid, both ends together (as many rounds as the
     first-seed phase ran before the mean rule's step existed, so a study resumed across that change plans
-    the same runs). Deterministic from the records, so
-    a resumed sweep proposes the same runs."""
-    tried = _first_seed_rates(records)
-    edges = {p: e for p, e in grid_edges(records).items() if e in ENDS}
-    if selection is not None and selection.rule != "first-seed":
-        ruled = grid_edges(records, selection=tuning.Selection(selection.rule, (), selection.screen))
-        edges.update({p: e for p, e in ruled.items() if e in ENDS})
-    planned = planned_grids(specs)
+    the same runs). Deterministic from the records, so a resumed sweep proposes the same runs."""
+    pending = pending_extensions(records, planned_grids(specs), selection, limit)
     out, seen = [], set()
     for spec in _first_seed_specs(specs):
         point = group_key(spec.to_dict())
-        edge = edges.get(point)
-        grid = tried.get(point, [])
-        if point in seen or edge is None:
-            continue
-        seen.add(point)
-        if limit is not None and _steps_past(grid, planned.get(point, [])) >= limit:
-            continue
-        rate = grid[-1] * grid[-1] / grid[-2] if edge == "top of grid" else grid[0] * grid[0] / grid[1]
-        rate = float(f"{rate:.3g}")
-        if not _among(rate, grid):
-            out.append(dataclasses.replace(spec, learning_rate=rate))
+        if point in pending and point not in seen:
+            seen.add(point)
+            out.append(dataclasses.replace(spec, learning_rate=pending[point]))
     return out
 
 

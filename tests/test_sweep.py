@@ -187,10 +187,14 @@ def test_the_phases_on_any_validation_landscape_keep_their_promises(peak, width,
     below the grid's second rate, so that some rate trains). Whatever the landscape: no spec
     runs twice, the phases end, a later seed runs only rates that seed 0 ran, the steps past the grid
     stay within --lr-extend, the chosen rate ran on every seed and is stable, and where it is an end of
-    the rates tried, the bound was the reason the grid stopped there (or the step past it was tried)."""
+    the rates tried, the bound was the reason the grid stopped there (or the step past it was tried).
+    And the tables agree with the phases: a table made before any run the sweep still makes marks the
+    variant's grid unfinished (no Δ for its rate), and the table of the finished sweep does not."""
     grid = sweep.parse_lr_grid("lora=1e-4,2e-4,5e-4")
     specs = [s for s in sweep.sweep_specs(dataset="dating", ranks=[8], seeds=[0, 1, 2], lr_grid=grid)
              if s.arm != "standard"]
+    planned = sweep.planned_grids(specs)
+    selection = tuning.Selection("mean", (0, 1, 2))
     ran: list[dict] = []
 
     def score(seed: int, rate: float) -> float:
@@ -201,6 +205,9 @@ def test_the_phases_on_any_validation_landscape_keep_their_promises(peak, width,
 
     def run(batch):
         out = []
+        if any(r["method"] == "lora" for r in ran) and any(spec.arm == "lora" for spec in batch):
+            edge = sweep.grid_edges(ran, planned, selection, limit).get("lora r=8")
+            assert sweep.grid_unfinished(edge), (edge, [(s.seed, s.learning_rate) for s in batch])
         for spec in batch:
             assert spec.to_dict() not in [r["spec"] for r in ran], f"{spec.label} at {spec.learning_rate} twice"
             val = -0.4 if spec.arm == "baseline" else score(spec.seed, spec.learning_rate)
@@ -209,7 +216,6 @@ def test_the_phases_on_any_validation_landscape_keep_their_promises(peak, width,
         ran.extend(out)
         assert len(ran) < 200, "the phases did not end"
         return out
-    selection = tuning.Selection("mean", (0, 1, 2))
     records = sweep.run_phases(specs, run, seeds=[0, 1, 2], grid=grid, extend=limit, selection=selection,
                                log=lambda line: None)
     lora = [(r["spec"]["seed"], r["spec"]["learning_rate"]) for r in ran if r["method"] == "lora"]
@@ -221,6 +227,7 @@ def test_the_phases_on_any_validation_landscape_keep_their_promises(peak, width,
         rate = chosen["lora r=8"]
         assert {seed for seed, r in lora if r == rate} == {0, 1, 2}
         assert math.log10(rate) <= collapse
+        assert not sweep.grid_unfinished(sweep.grid_edges(records, planned, selection, limit).get("lora r=8"))
         if sweep.grid_edges(records, selection=selection).get("lora r=8") in sweep.ENDS:
             step = first[-1] * first[-1] / first[-2] if rate == first[-1] else first[0] * first[0] / first[1]
             assert (sweep._steps_past(first, grid["lora"]) == limit
@@ -351,3 +358,37 @@ def test_an_extended_grid_and_its_second_seed_resume_without_rerunning(tmp_path,
     with (out / "sweep.csv").open() as f:
         marks = {r["point"]: r["lr_grid_edge"] for r in csv.DictReader(f)}
     assert marks["lora r=2"] == "1 of 2 rates run" and "(1 of 2 rates run)" in (out / "sweep.md").read_text()
+
+
+def test_a_table_made_before_the_sweeps_last_extension_marks_it_unfinished():
+    """The AMD method study's LoRA+ bf16: the mean rule chose 4e-4, the top of its rates, and the sweep's
+    --lr-extend 4 allows a step past it, 8e-4, not run yet (it needs a CPU with native bf16). Its table says
+    so ("extension unfinished: 0.0008 to run", so no Δ vs std), which is what the sweep would propose;
+    without the manifest's --lr-extend it could only say "top of grid"."""
+    from harness import results
+    out = REPO / "results" / "cpu-amd-epyc-2c" / "dating-v2" / "methods"
+    records, manifest = results.load_runs(out), jobfile.read(out)
+    assert jobfile.extend_limit(out, manifest) == 4  # read from its command lines (no stored options then)
+    selection, planned = sweep.job_selection(manifest=manifest), jobfile.grids(out, manifest)
+    edges = sweep.grid_edges(records, planned, selection, 4)
+    assert edges["loraplus r=16 bf16"] == "extension unfinished: 0.0008 to run"
+    assert sweep.grid_unfinished(edges["loraplus r=16 bf16"])
+    assert sweep.grid_edges(records, planned, selection)["loraplus r=16 bf16"] == "top of grid"
+    assert not any(sweep.grid_unfinished(e) for p, e in edges.items() if p != "loraplus r=16 bf16")
+    assert sweep.pending_extensions(records, planned, selection, 4) == {"loraplus r=16 bf16": 8e-4}
+    assert sweep.pending_extensions(records, planned, selection, 1) == {}  # 4e-4 is one step past its grid
+
+
+def test_the_extension_limit_comes_from_the_latest_sweep_that_ran_with_a_grid(tmp_path):
+    assert jobfile.extend_limit(tmp_path) is None  # no manifest
+    jobfile.write(tmp_path, kind="sweep", argv=["sweep", "--lr-grid", "registry", "--lr-extend", "3"])
+    assert jobfile.extend_limit(tmp_path) == 3
+    jobfile.write(tmp_path, kind="sweep", argv=["sweep", "--lr-grid=registry", "--lr-ext=2"])  # as argparse reads it
+    assert jobfile.extend_limit(tmp_path) == 2
+    jobfile.write(tmp_path, kind="sweep", argv=["sweep"])  # no grid: nothing to extend
+    assert jobfile.extend_limit(tmp_path) is None
+    jobfile.write(tmp_path, kind="sweep", argv=["sweep"], options={"lr_grid": "registry", "lr_extend": 1})
+    assert jobfile.extend_limit(tmp_path) == 1
+    for bad in (-1, 1.5, "2", True):
+        jobfile.write(tmp_path, kind="sweep", argv=["sweep"], options={"lr_grid": "registry", "lr_extend": bad})
+        assert jobfile.extend_limit(tmp_path) is None

@@ -325,7 +325,7 @@ def write_methods(out, records: list[dict], points: list[dict] | None = None) ->
     margin = jobfile.margin(out)
     if points is None:
         points = variants.point_rows(records, planned=jobfile.grids(out), selection=selection,
-                                     margin=margin)
+                                     margin=margin, extend=jobfile.extend_limit(out))
     rows = method_rows(points, runs, records)
     frame = pd.DataFrame(rows)
     files.frame_to_csv_atomic(frame, out / "methods.csv", index=False)

@@ -10,12 +10,9 @@ and the results site (harness/report/site.py).
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import shlex
 import shutil
-import warnings
 from pathlib import Path
 
 from harness import figures, files, jobfile, methods, results
@@ -91,14 +88,9 @@ def headline(records: list[dict]) -> dict:
 
 
 def _manifest_options(manifest: dict | None) -> str:
-    """jobfile.SWEEP_OPTIONS as the latest sweep command in the job manifest (job.json) gave them: from
-    its ``options`` table, or, in a manifest written before sweeps stored one, from its command line
-    read with the command line's own parser (so ``--lr-grid=registry`` and abbreviations read as they ran)."""
-    commands = [c for c in (manifest or {}).get("commands", []) if isinstance(c, dict) and c.get("kind") == "sweep"]
-    if not commands:
-        return ""
-    stored = commands[-1].get("options")
-    given = _stored_options(stored) if isinstance(stored, dict) else _parsed_options(commands[-1].get("command", ""))
+    """jobfile.SWEEP_OPTIONS as the latest sweep command in the job manifest (job.json) gave them
+    (jobfile.sweep_options), as command-line options."""
+    given = jobfile.sweep_options(manifest)
     if given is None:
         return ""
     if given.get("lr_grid") is not None and given.get("lr_select") is None:  # a folder keeps its rule (job.json)
@@ -107,33 +99,6 @@ def _manifest_options(manifest: dict | None) -> str:
         given["lr_select"] = None if rule == tuning.DEFAULT_RULE else rule
     return "".join(f" --{option.replace('_', '-')} {shlex.quote(str(given[option]))}"
                    for option in jobfile.SWEEP_OPTIONS if given.get(option) is not None)
-
-
-def _stored_options(stored: dict) -> dict:
-    good = {o: stored[o] for o in jobfile.SWEEP_OPTIONS
-            if isinstance(stored.get(o), (str, int, float)) and not isinstance(stored.get(o), bool)}
-    bad = sorted(o for o in stored if o in jobfile.SWEEP_OPTIONS and o not in good)
-    if bad:
-        warnings.warn(f"job manifest: the sweep's stored option(s) {', '.join(bad)} are not strings or numbers; "
-                      "left out of the reproduce command", stacklevel=3)
-    return good
-
-
-def _parsed_options(command) -> dict | None:
-    from harness.cli import build_parser
-    prefix = shlex.split(jobfile.CLI)  # how jobfile.write records a command line
-    try:
-        words = shlex.split(str(command))
-        if words[:len(prefix)] != prefix:
-            raise ValueError(f"it does not start with {jobfile.CLI!r}")
-        with contextlib.redirect_stderr(io.StringIO()) as err:  # argparse's own message goes in the warning
-            args, _ = build_parser().parse_known_args(words[len(prefix):])
-    except (ValueError, SystemExit) as exc:
-        why = err.getvalue().strip() if isinstance(exc, SystemExit) else str(exc)
-        warnings.warn(f"job manifest: cannot read the sweep command {command!r} ({why}); its learning-rate "
-                      "options are left out of the reproduce command", stacklevel=3)
-        return None
-    return {option: getattr(args, option, None) for option in jobfile.SWEEP_OPTIONS}
 
 
 def reproduce_command(records: list[dict], job: str, manifest: dict | None = None) -> str:

@@ -56,7 +56,7 @@ def job_rows(out: Path, records: list[dict] | None = None) -> list[dict]:
     if not [r for r in records if r["status"] == "success"]:
         return []
     return variants.point_rows(records, planned=jobfile.grids(out), selection=sweep.job_selection(out),
-                               margin=jobfile.margin(out))
+                               margin=jobfile.margin(out), extend=jobfile.extend_limit(out))
 
 
 def amount(value: float) -> str:

@@ -13,7 +13,7 @@ from harness import convergence, figures, files, jobfile, methods, stats, tuning
 from harness.figures import lookup
 from harness.report import cells, tradeoffs
 from harness.report.variants import curves_frame, point_rows, quality_target
-from harness.sweep import group_key, job_selection, selected
+from harness.sweep import EXTENDING, group_key, job_selection, selected
 
 # The sweep table's own columns (key, header, position); the figure registry places its figures among
 # them (figures.shown_in("sweep")).
@@ -118,6 +118,10 @@ def protocol_notes(rows: list[dict]) -> list[str]:
              "converged was compared at a fixed budget: its figures say how far it got in that many steps.",
              "Tuning cost: the runs at other rates (the rate search) and their wall time, beside the final runs "
              "at the chosen rate; hours of this machine from each worker's start to its record."]
+    if any(str(r.get("lr_grid_edge") or "").startswith(EXTENDING) for r in rows):
+        lines.append("(extension unfinished: R to run): the best rate on the first seed or by the rule is an end "
+                     "of the rates tried, and the sweep's --lr-extend allows one more step past it, R, not run "
+                     "yet: like (screening unfinished), the rate is not tuned yet and no Δ vs std is given for it.")
     return lines
 
 
@@ -166,7 +170,7 @@ def write_sweep(out, records: list[dict], rows: list[dict] | None = None) -> lis
     selection = job_selection(out)
     if rows is None:
         rows = point_rows(records, planned=jobfile.grids(out), selection=selection,
-                          margin=jobfile.margin(out))
+                          margin=jobfile.margin(out), extend=jobfile.extend_limit(out))
     frame = pd.DataFrame(rows)
     files.frame_to_csv_atomic(frame, out / "sweep.csv", index=False)
     written = [out / "sweep.csv"]

@@ -18,12 +18,14 @@ from harness.sweep import grid_edges, group_key, selected, unfinished_grids
 
 def point_rows(records: list[dict], *, ttq_fraction: float = 0.95,
                planned: dict[str, list[float]] | None = None,
-               selection: tuning.Selection | None = None, margin: float = stats.SPEARMAN_MARGIN) -> list[dict]:
+               selection: tuning.Selection | None = None, margin: float = stats.SPEARMAN_MARGIN,
+               extend: int | None = None) -> list[dict]:
     """One row per sweep point with mean and 95% CI of every figure, vs standard: the difference, its
     four-way verdict at ``margin`` (stats.verdict) and the share of standard's gain over the baseline;
     how its rate was chosen, its stable range and what tuning cost; whether its runs converged.
     ``planned``: the grids the job's sweeps asked for (jobfile.grids), for the lr mark;
-    ``selection``: the job's rate rule (job_selection)."""
+    ``selection``: the job's rate rule (job_selection); ``extend``: its sweep's ``--lr-extend``
+    (jobfile.extend_limit), so that a rate whose extension is still to run is not taken as tuned."""
     selection = selection or tuning.Selection()
     choices = selection.choose(records)
     tried = tuning.points(records)
@@ -40,7 +42,7 @@ def point_rows(records: list[dict], *, ttq_fraction: float = 0.95,
     std_final_val = stats.t_interval([lookup(r, "quality.validation_spearman")
                                       for r in points.get(ref, [])])["mean"]
     base_val = tuning.baseline_validation(runs)
-    edges = grid_edges(records, planned, selection)
+    edges = grid_edges(records, planned, selection, extend)
     rows = []
     for point in sorted(points, key=lambda p: methods.sort_key(points[p][0]["spec"])):
         group = sorted(points[point], key=lambda r: r["spec"]["seed"])
