@@ -528,8 +528,9 @@ def _report(out: Path, records: list[dict]) -> int:
                   + (f"; {'; '.join(needs[:3])}{'; ...' if len(needs) > 3 else ''}" if needs else "")
                   + "): the tables stay empty until one has", file=sys.stderr)
     try:
-        stats_rows = tradeoffs.spearman_stats(records, margin=jobfile.margin(out))
         rows = recommend.job_rows(out, every_run)  # the variant rows, computed once for every table below
+        stats_rows = tradeoffs.withhold_untuned(tradeoffs.spearman_stats(records, margin=jobfile.margin(out)), {
+            r["point"]: r["vs_standard_withheld"] for r in rows if r.get("vs_standard_withheld")})
     except results.ResultError as exc:
         raise InputError(str(exc)) from None
     paths = tradeoffs.write_report(out, records, stats_rows=stats_rows)

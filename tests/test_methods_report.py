@@ -184,6 +184,12 @@ def test_a_variant_whose_grid_is_unfinished_gets_no_difference_from_standard_in_
         line = next(x for x in table.splitlines() if x.startswith("| dora r=8 bf16 "))
         assert "— (grid unfinished: dora r=8 bf16: 1 of 3 rates run)" in line, (name, line)
         assert "sig." not in line
+    # and the per-arm Spearman table of tradeoffs.md, which gives a verdict to every other arm
+    section = (out / "tradeoffs.md").read_text().split("## Test Spearman")[1].split("\n\n")[1]
+    lines = {x.split("|")[1].strip(): x for x in section.splitlines() if x.startswith("| ")}
+    assert "— (grid unfinished: dora r=8 bf16: 1 of 3 rates run)" in lines["dora r=8 bf16"]
+    assert not any(v in lines["dora r=8 bf16"] for v in ("worse", "better", "equivalent", "inconclusive"))
+    assert any(v in lines["dora r=8"] for v in ("worse", "better", "equivalent", "inconclusive"))
 
 
 def test_what_survives_names_every_trained_variant_under_its_verdict_and_leaves_out_the_baseline():

@@ -281,6 +281,19 @@ def spearman_stats(records: list[dict], *, margin: float | None = None) -> list[
     return rows
 
 
+def withhold_untuned(rows: list[dict], withheld: dict[str, str]) -> list[dict]:
+    """spearman_stats rows without the Δ vs standard of the arms in ``withheld`` (label: why, the sweep's
+    vs_standard_withheld: a rate grid, screening or extension still to run), as the sweep and methods tables
+    withhold it: it would measure the rate, not the method."""
+    out = []
+    for row in rows:
+        if withheld.get(row["label"]) and "vs_standard" in row:
+            row = {k: v for k, v in row.items() if k not in ("vs_standard", "verdict")}
+            row["withheld"] = withheld[row["label"]]
+        out.append(row)
+    return out
+
+
 def stats_markdown(rows: list[dict]) -> list[str]:
     if not rows:
         return []
@@ -289,7 +302,9 @@ def stats_markdown(rows: list[dict]) -> list[str]:
     body = []
     for r in rows:
         test = r.get("vs_standard")
-        if test is None:
+        if r.get("withheld"):
+            versus = [f"— ({r['withheld']})", "—", "—"]
+        elif test is None:
             versus = ["—", "—", "—"]
         else:
             versus = list(cells.paired(test, r["verdict"], r["margin"]))
