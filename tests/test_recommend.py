@@ -53,6 +53,20 @@ def test_a_worse_or_inconclusive_variant_never_wins_on_cost_alone():
     assert "ia3, is inconclusive" in rec["why"]  # the best other, by quality, with its difference
 
 
+def test_a_job_compared_in_bf16_names_its_reference_standard_bf16_not_standard():
+    # the AMD method study: standard fp32 is one of the variants, set against standard bf16
+    ref = {**STD, "point": "standard bf16", "train_wall_s_mean": 200.0}
+    fp32 = row("standard", "standard", 0.50, 400.0, diff=-0.007, verdict="equivalent", share=0.99)
+    lora = row("lora r=16 bf16", "lora", 0.40, 180.0, diff=-0.1, verdict="worse", share=0.8)
+    rec = recommend.recommend([BASE, ref, fp32, lora])
+    assert rec["choice"] is ref
+    assert rec["why"].startswith("standard bf16: standard is indistinguishable from it (Δ -0.007")
+    assert "but standard bf16 trains fastest here" in rec["why"]
+    rec = recommend.recommend([BASE, ref, lora])
+    assert rec["why"].startswith("standard bf16: no variant is better or equivalent; the best other, lora r=16 bf16")
+    assert "80% [75%, 85%] of standard bf16's gain" in rec["why"] and "(90% of standard bf16's)" in rec["why"]
+
+
 def test_a_significantly_better_variant_is_chosen():
     better = row("dora r=16", "dora", 0.56, 500.0, diff=0.06, verdict="better", share=1.1)
     assert recommend.recommend([BASE, STD, better])["choice"] is better

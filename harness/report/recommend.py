@@ -78,11 +78,17 @@ def _ci(row: dict, key: str, fmt: str = ".3f", unit: str = "") -> str:
     return text + (f" [{show(lo)}, {show(hi)}]" if lo is not None and hi is not None else "")
 
 
-def _share(row: dict) -> str:
+def _name(ref: dict | None) -> str:
+    """The reference as the sentence names it: its variant label ("standard", or "standard bf16" in a job
+    compared in bf16, where plain "standard" is another variant)."""
+    return (ref or {}).get("point") or "standard"
+
+
+def _share(row: dict, ref: dict | None) -> str:
     if row.get("gain_share_mean") is None:
         return ""
     return (f", {100 * row['gain_share_mean']:.0f}% [{100 * row['gain_share_lo']:.0f}%, "
-            f"{100 * row['gain_share_hi']:.0f}%] of standard's gain")
+            f"{100 * row['gain_share_hi']:.0f}%] of {_name(ref)}'s gain")
 
 
 def _delta(row: dict) -> str:
@@ -101,7 +107,7 @@ def _costs(row: dict, ref: dict | None) -> str:
         text = f"{what} {_ci(row, key, 'amount', ' ' + unit)}"
         theirs = (ref or {}).get(f"{key}_mean")
         if ref is not None and row is not ref and theirs:
-            text += f" ({percent(100 * mine / theirs)} of standard's)"
+            text += f" ({percent(100 * mine / theirs)} of {_name(ref)}'s)"
         parts.append(text)
     return "; ".join(parts)
 
@@ -148,27 +154,28 @@ def recommend(rows: list[dict], c: Constraints = Constraints()) -> dict:
         else:
             out["why"] = "No trained variant with test figures in this job."
         return out
+    std = _name(ref)
     better = [r for r in meets if r.get("vs_standard_verdict") == "better"]
     equivalent = [r for r in meets if r.get("vs_standard_verdict") == "equivalent" or r is ref]
     if better:
         choice = max(better, key=lambda r: r["vs_standard_spearman_diff"])
-        why = (f"{choice['point']} is significantly better than standard ({_delta(choice)}); "
+        why = (f"{choice['point']} is significantly better than {std} ({_delta(choice)}); "
                f"{_costs(choice, ref)}.")
     elif len(equivalent) > 1 or (equivalent and ref is None):
         timed = [r for r in equivalent if r.get("train_wall_s_mean") is not None] or equivalent
         choice = min(timed, key=lambda r: r.get("train_wall_s_mean") or float("inf"))
         others = [r for r in equivalent if r is not choice]
         if choice is ref:
-            why = ("standard: " + ", ".join(f"{r['point']} is indistinguishable from it ({_delta(r)}, equivalent "
-                                            f"within ±{r['vs_standard_margin']:g})" for r in others)
-                   + f", but standard trains fastest here; {_costs(choice, ref)}.")
+            why = (f"{std}: " + ", ".join(f"{r['point']} is indistinguishable from it ({_delta(r)}, equivalent "
+                                          f"within ±{r['vs_standard_margin']:g})" for r in others)
+                   + f", but {std} trains fastest here; {_costs(choice, ref)}.")
         else:
             margin = choice["vs_standard_margin"]
             real = choice["vs_standard_diff_lo"] > 0 or choice["vs_standard_diff_hi"] < 0
-            how = (f"is within ±{margin:g} of standard here ({_delta(choice)}: a real difference, smaller than the "
-                   f"margin{_share(choice)})" if real else
-                   f"and standard are indistinguishable here ({_delta(choice)}, equivalent within ±{margin:g}"
-                   f"{_share(choice)})")
+            how = (f"is within ±{margin:g} of {std} here ({_delta(choice)}: a real difference, smaller than the "
+                   f"margin{_share(choice, ref)})" if real else
+                   f"and {std} are indistinguishable here ({_delta(choice)}, equivalent within ±{margin:g}"
+                   f"{_share(choice, ref)})")
             why = f"{choice['point']} {how}; {choice['point']} costs less: {_costs(choice, ref)}."
     elif ref is not None and ref in meets:
         choice = ref
@@ -177,14 +184,14 @@ def recommend(rows: list[dict], c: Constraints = Constraints()) -> dict:
             best = rivals[0]
             verdict = best.get("vs_standard_verdict") or "not compared"
             meeting = " that meets the constraints" if c.text() != "none" else ""
-            why = (f"standard: no variant{meeting} is better or equivalent; the best other, "
-                   f"{best['point']}, is {verdict} ({_delta(best)}{_share(best)}) at {_costs(best, ref)}.")
+            why = (f"{std}: no variant{meeting} is better or equivalent; the best other, "
+                   f"{best['point']}, is {verdict} ({_delta(best)}{_share(best, ref)}) at {_costs(best, ref)}.")
         else:
-            why = f"standard is the only variant that meets the constraints; {_costs(ref, ref)}."
+            why = f"{std} is the only variant that meets the constraints; {_costs(ref, ref)}."
     else:
         choice = max(meets, key=lambda r: r["spearman_mean"])
         verdict = choice.get("vs_standard_verdict")
-        loss = (f"; against standard (which does not meet them) it is {verdict} ({_delta(choice)}{_share(choice)})"
+        loss = (f"; against {std} (which does not meet them) it is {verdict} ({_delta(choice)}{_share(choice, ref)})"
                 if verdict else "")
         why = f"{choice['point']}: the best test Spearman among the variants that meet the constraints{loss}."
     out.update(choice=choice, why=why)
