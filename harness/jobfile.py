@@ -177,10 +177,11 @@ def _parsed_options(command) -> dict | None:
         words = shlex.split(str(command))
         if words[:len(prefix)] != prefix:
             raise ValueError(f"it does not start with {CLI!r}")
-        with contextlib.redirect_stderr(io.StringIO()) as err:  # argparse's own message goes in the warning
+        # argparse's own message goes in the warning; a stored --help or --version prints nothing
+        with contextlib.redirect_stderr(io.StringIO()) as err, contextlib.redirect_stdout(io.StringIO()):
             args, _ = build_parser().parse_known_args(words[len(prefix):])
     except (ValueError, SystemExit) as exc:
-        why = err.getvalue().strip() if isinstance(exc, SystemExit) else str(exc)
+        why = (err.getvalue().strip() or "the parser stopped at it") if isinstance(exc, SystemExit) else str(exc)
         warnings.warn(f"job manifest: cannot read the sweep command {command!r} ({why}); its learning-rate "
                       "options are left out of the reproduce command", stacklevel=4)
         return None

@@ -392,3 +392,14 @@ def test_the_extension_limit_comes_from_the_latest_sweep_that_ran_with_a_grid(tm
     for bad in (-1, 1.5, "2", True):
         jobfile.write(tmp_path, kind="sweep", argv=["sweep"], options={"lr_grid": "registry", "lr_extend": bad})
         assert jobfile.extend_limit(tmp_path) is None
+
+
+def test_a_stored_command_that_asks_for_help_reads_as_unreadable_and_prints_nothing(capsys):
+    # the tables read the latest sweep command of job.json with the command line's parser: one that asks
+    # for help must not print argparse's text into a report
+    for flag in ("--help", "-h", "--he"):
+        manifest = {"commands": [{"kind": "sweep", "command": f"python -m harness sweep --lr-grid registry {flag}"}]}
+        with pytest.warns(UserWarning, match=r"cannot read the sweep command .* \(the parser stopped at it\)"):
+            assert jobfile.sweep_options(manifest) is None
+        assert jobfile.extend_limit(None, manifest) is None
+    assert capsys.readouterr().out == ""
