@@ -529,7 +529,7 @@ def _report(out: Path, records: list[dict]) -> int:
                   + "): the tables stay empty until one has", file=sys.stderr)
     try:
         rows = recommend.job_rows(out, every_run)  # the variant rows, computed once for every table below
-        stats_rows = tradeoffs.withhold_untuned(tradeoffs.spearman_stats(records, margin=jobfile.margin(out)), {
+        stats_rows = tradeoffs.spearman_stats(records, margin=jobfile.margin(out), withheld={
             r["point"]: r["vs_standard_withheld"] for r in rows if r.get("vs_standard_withheld")})
     except results.ResultError as exc:
         raise InputError(str(exc)) from None

@@ -256,10 +256,13 @@ def ordered(records: list[dict]) -> list[dict]:
     return sorted(records, key=lambda r: (methods.sort_key(r["spec"]), r["run_id"]))
 
 
-def spearman_stats(records: list[dict], *, margin: float | None = None) -> list[dict]:
+def spearman_stats(records: list[dict], *, margin: float | None = None,
+                   withheld: dict[str, str] | None = None) -> list[dict]:
     """Per arm: mean test Spearman over seeds with its cluster-bootstrap 95% CI, and the paired test
-    against standard with its four-way verdict at ``margin`` (harness/stats.py). Empty when the records
-    carry no per-pair scores."""
+    against standard with its four-way verdict at ``margin`` (harness/stats.py). ``withheld`` (label: why,
+    the sweep rows' vs_standard_withheld: a rate grid, screening or extension still to run): those arms get
+    no paired test, as the sweep and methods tables give them none: it would measure the rate, not the
+    method. Empty when the records carry no per-pair scores."""
     from harness import stats
     ok = [r for r in ordered(records) if r["status"] == "success" and r["quality"].get("test_cos")]
     evalset = results.evaluation_set(ok)
@@ -274,24 +277,14 @@ def spearman_stats(records: list[dict], *, margin: float | None = None) -> list[
     for label, cos in by_label.items():
         row = {"label": label, "seeds": len(cos), **stats.bootstrap_spearman(cos, gold, groups=groups)}
         if label != ref and ref in by_label:
-            row["vs_standard"] = stats.paired_spearman_test(cos, by_label[ref], gold, groups=groups)
             row["margin"] = stats.SPEARMAN_MARGIN if margin is None else margin
-            row["verdict"] = stats.verdict(row["vs_standard"], row["margin"])
+            if (withheld or {}).get(label):
+                row["withheld"] = withheld[label]
+            else:
+                row["vs_standard"] = stats.paired_spearman_test(cos, by_label[ref], gold, groups=groups)
+                row["verdict"] = stats.verdict(row["vs_standard"], row["margin"])
         rows.append(row)
     return rows
-
-
-def withhold_untuned(rows: list[dict], withheld: dict[str, str]) -> list[dict]:
-    """spearman_stats rows without the Δ vs standard of the arms in ``withheld`` (label: why, the sweep's
-    vs_standard_withheld: a rate grid, screening or extension still to run), as the sweep and methods tables
-    withhold it: it would measure the rate, not the method."""
-    out = []
-    for row in rows:
-        if withheld.get(row["label"]) and "vs_standard" in row:
-            row = {k: v for k, v in row.items() if k not in ("vs_standard", "verdict")}
-            row["withheld"] = withheld[row["label"]]
-        out.append(row)
-    return out
 
 
 def stats_markdown(rows: list[dict]) -> list[str]:
