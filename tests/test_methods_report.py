@@ -192,6 +192,26 @@ def test_a_variant_whose_grid_is_unfinished_gets_no_difference_from_standard_in_
     assert any(v in lines["dora r=8"] for v in ("worse", "better", "equivalent", "inconclusive"))
 
 
+def test_the_tables_read_a_job_manifest_once_for_their_rows(tmp_path):
+    """variants.job_point_rows, which the sweep, methods and recommendation tables share, reads job.json
+    once: an unreadable manifest is one warning, not one per option read from it (grids, rule, margin,
+    extend), and the rows are those of the documented defaults."""
+    import warnings
+
+    from harness import results
+    from harness.report import variants
+    out = _job(tmp_path)
+    (out / "job.json").write_text("{not json")
+    records = results.load_runs(out)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rows = variants.job_point_rows(records, out)
+    assert [str(w.message) for w in caught if "job.json" in str(w.message)] == [
+        next(str(w.message) for w in caught if "job.json" in str(w.message))]
+    assert "unreadable job manifest" in str(caught[0].message)
+    assert rows == variants.point_rows(records)
+
+
 def test_what_survives_names_every_trained_variant_under_its_verdict_and_leaves_out_the_baseline():
     from harness.report import methods_report
     rows = [{"point": "baseline", "method": "baseline", "vs_standard_verdict": "worse", "vs_standard_margin": 0.02},

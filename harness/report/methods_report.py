@@ -320,12 +320,11 @@ def write_methods(out, records: list[dict], points: list[dict] | None = None) ->
     import pandas as pd
 
     out = Path(out)
-    selection = sweep.job_selection(out)
-    runs = sweep.selected(records, selection)
-    margin = jobfile.margin(out)
+    manifest = jobfile.read(out) or {}  # {}, not None: None would make each reader read it again
+    runs = sweep.selected(records, sweep.job_selection(manifest=manifest))
+    margin = jobfile.margin(out, manifest)
     if points is None:
-        points = variants.point_rows(records, planned=jobfile.grids(out), selection=selection,
-                                     margin=margin, extend=jobfile.extend_limit(out))
+        points = variants.job_point_rows(records, out)
     rows = method_rows(points, runs, records)
     frame = pd.DataFrame(rows)
     files.frame_to_csv_atomic(frame, out / "methods.csv", index=False)

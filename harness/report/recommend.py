@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import jobfile, methods
+from harness import methods
 
 FILE = "recommendation.md"  # written by report into every job folder, with no constraints
 
@@ -50,13 +50,12 @@ class Constraints:
 def job_rows(out: Path, records: list[dict] | None = None) -> list[dict]:
     """The job's variant rows, as its methods and sweep tables compute them (``records``: all of the
     job's records, where the caller has read them already, so that a bad file is not warned of twice)."""
-    from harness import results, sweep
+    from harness import results
     from harness.report import variants
     records = results.load_runs(out) if records is None else records
     if not [r for r in records if r["status"] == "success"]:
         return []
-    return variants.point_rows(records, planned=jobfile.grids(out), selection=sweep.job_selection(out),
-                               margin=jobfile.margin(out), extend=jobfile.extend_limit(out))
+    return variants.job_point_rows(records, out)
 
 
 def amount(value: float) -> str:

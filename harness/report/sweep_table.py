@@ -9,10 +9,10 @@ import math
 
 import numpy as np
 
-from harness import convergence, figures, files, jobfile, methods, stats, tuning
+from harness import convergence, figures, files, methods, stats, tuning
 from harness.figures import lookup
 from harness.report import cells, tradeoffs
-from harness.report.variants import curves_frame, point_rows, quality_target
+from harness.report.variants import curves_frame, job_point_rows, quality_target
 from harness.sweep import EXTENDING, group_key, job_selection, selected
 
 # The sweep table's own columns (key, header, position); the figure registry places its figures among
@@ -169,8 +169,7 @@ def write_sweep(out, records: list[dict], rows: list[dict] | None = None) -> lis
     out = Path(out)
     selection = job_selection(out)
     if rows is None:
-        rows = point_rows(records, planned=jobfile.grids(out), selection=selection,
-                          margin=jobfile.margin(out), extend=jobfile.extend_limit(out))
+        rows = job_point_rows(records, out)
     frame = pd.DataFrame(rows)
     files.frame_to_csv_atomic(frame, out / "sweep.csv", index=False)
     written = [out / "sweep.csv"]

@@ -11,9 +11,18 @@ from collections import defaultdict
 
 import numpy as np
 
-from harness import convergence, figures, methods, results, stats, tuning
+from harness import convergence, figures, jobfile, methods, results, stats, tuning
 from harness.figures import lookup
-from harness.sweep import grid_edges, group_key, selected, unfinished_grids
+from harness.sweep import grid_edges, group_key, job_selection, selected, unfinished_grids
+
+
+def job_point_rows(records: list[dict], out) -> list[dict]:
+    """point_rows with the job folder ``out``'s own options, read from its manifest (job.json) once: the
+    grids its sweeps asked for, its rate rule, its margin and its sweep's ``--lr-extend``. The one way
+    the sweep, methods and recommendation tables build their rows, so that they cannot disagree."""
+    manifest = jobfile.read(out) or {}  # {}, not None: None would make each reader read it again
+    return point_rows(records, planned=jobfile.grids(out, manifest), selection=job_selection(manifest=manifest),
+                      margin=jobfile.margin(out, manifest), extend=jobfile.extend_limit(out, manifest))
 
 
 def point_rows(records: list[dict], *, ttq_fraction: float = 0.95,
