@@ -517,34 +517,34 @@ def _report(out: Path, records: list[dict]) -> int:
     from harness import sweep
     from harness.report import recommend, sweep_table
     every_run = records  # the sweep and methods tables choose from every rate tried (and mark a grid's end)
-    is_sweep = sweep.is_sweep(records, out)
+    manifest = jobfile.read(out)  # once: every table below takes it, so a bad job.json is one warning
+    is_sweep = sweep.is_sweep(records, out, manifest=manifest)
     if is_sweep:  # tuning runs at rates that were not chosen stay out of the tables
-        records = [*sweep.selected(records, sweep.job_selection(out)),
-                   *[r for r in records if r["status"] != "success"]]
+        selection = sweep.job_selection(manifest=manifest)
+        records = [*sweep.selected(records, selection), *[r for r in records if r["status"] != "success"]]
         if not any(r["status"] == "success" for r in records):
-            selection = sweep.job_selection(out)
             needs = [f"{name}: {c.pending}" for name, c in selection.choose(every_run).items() if c.pending]
             print(f"warning: {out}: no variant has a chosen learning rate yet ({selection.rule} rule"
                   + (f"; {'; '.join(needs[:3])}{'; ...' if len(needs) > 3 else ''}" if needs else "")
                   + "): the tables stay empty until one has", file=sys.stderr)
     try:
-        rows = recommend.job_rows(out, every_run)  # the variant rows, computed once for every table below
-        stats_rows = tradeoffs.spearman_stats(records, margin=jobfile.margin(out), withheld={
+        rows = recommend.job_rows(out, every_run, manifest)  # the variant rows, once for every table below
+        stats_rows = tradeoffs.spearman_stats(records, margin=jobfile.margin(out, manifest), withheld={
             r["point"]: r["vs_standard_withheld"] for r in rows if r.get("vs_standard_withheld")})
     except results.ResultError as exc:
         raise InputError(str(exc)) from None
     paths = tradeoffs.write_report(out, records, stats_rows=stats_rows)
     if is_sweep:
-        written = sweep_table.write_sweep(out, every_run, rows)
+        written = sweep_table.write_sweep(out, every_run, rows, manifest)
         print((out / "sweep.md").read_text().split("\n## Method")[0])
         print(f"wrote {len(written)} sweep files (sweep.md, sweep.csv, plots/)")
     from harness.report import methods_report
     if methods_report.wanted(records):
-        written = methods_report.write_methods(out, every_run, rows)
+        written = methods_report.write_methods(out, every_run, rows, manifest)
         print((out / "methods.md").read_text().split("\n## How to read")[0])
         print(f"wrote {len(written)} methods files (methods.md, methods.csv, precision.csv with 2 precisions, plots/)")
     from harness.report import tasks
-    if tasks.wanted(records) and tasks.write_tasks(out, records):
+    if tasks.wanted(records) and tasks.write_tasks(out, records, manifest):
         print((out / tasks.FILE).read_text().split("\n- ")[0])
     print()
     print(tradeoffs.format_table(tradeoffs.tradeoff_table(tradeoffs.runs_frame(records))))

@@ -53,7 +53,7 @@ def studies_in_progress(results_root: Path) -> list[tuple[Path, int]]:
                   if p.is_dir() and (p.parent / IN_PROGRESS).is_file())
 
 
-def published_records(folder: Path, manifest: dict | None = None) -> list[dict]:
+def published_records(folder: Path, manifest: jobfile.Manifest = jobfile.NOT_GIVEN) -> list[dict]:
     """The runs a published job reports on, the same for the index, the ADR page, the site and
     compare (sweep.reported): its successful runs and, in a sweep, each point at its chosen learning
     rate only; a run file that cannot be read is skipped here (report names it).
@@ -61,7 +61,7 @@ def published_records(folder: Path, manifest: dict | None = None) -> list[dict]:
     return read_job(folder, manifest).records
 
 
-def read_job(folder: Path, manifest: dict | None = None, *, quiet: bool = True) -> Job:
+def read_job(folder: Path, manifest: jobfile.Manifest = jobfile.NOT_GIVEN, *, quiet: bool = True) -> Job:
     """One job folder as publish, compare and the site read it: the runs it reports on
     (sweep.reported), and how many successful runs at a rate not chosen it leaves out. ``quiet``:
     a run file that cannot be read is skipped without its warning (report names it)."""
@@ -70,6 +70,7 @@ def read_job(folder: Path, manifest: dict | None = None, *, quiet: bool = True) 
             warnings.simplefilter("ignore")
         loaded = results.load_runs(folder)
     succeeded = [r for r in loaded if r["status"] == "success"]
+    manifest = jobfile.resolved(folder, manifest)
     records = sweep.reported(loaded, folder, manifest=manifest)  # a diverged run makes its rate unstable
     return Job(folder, records, manifest, len(succeeded) - len(records))
 

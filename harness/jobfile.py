@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import enum
 import io
 import json
 import math
@@ -21,6 +22,24 @@ def _now() -> str:
 
 
 NAME = "job.json"
+
+
+class _NotGiven(enum.Enum):
+    NOT_GIVEN = "not given"
+
+
+# The default of every reader's ``manifest``: read OUT/job.json now. None is an answer, not a default:
+# the caller read it and the folder has none (or it is unreadable), so that nothing reads it again.
+NOT_GIVEN = _NotGiven.NOT_GIVEN
+Manifest = dict | None | _NotGiven
+
+
+def resolved(out, manifest: Manifest) -> dict | None:
+    """``manifest`` where the caller gave one (None included: it read OUT/job.json and found none), else
+    OUT/job.json read now (None where ``out`` is None too)."""
+    if manifest is not NOT_GIVEN:
+        return manifest
+    return read(out) if out is not None else None
 
 
 # The shape every reader relies on: each top-level entry's type, and for the lists, their items' type.
@@ -111,11 +130,11 @@ def write(out, *, kind: str, argv: list[str], lr_grids: dict[str, list[float]] |
     return path
 
 
-def margin(out, manifest: dict | None = None) -> float:
+def margin(out, manifest: Manifest = NOT_GIVEN) -> float:
     """The job's smallest difference of interest in Spearman (job.json's spearman_margin, set by --margin),
     else the documented default (stats.SPEARMAN_MARGIN); a malformed one is ignored with a warning."""
     from harness import stats
-    manifest = read(out) if manifest is None else manifest
+    manifest = resolved(out, manifest)
     value = (manifest or {}).get("spearman_margin")
     if value is None:
         return stats.SPEARMAN_MARGIN
@@ -126,11 +145,11 @@ def margin(out, manifest: dict | None = None) -> float:
     return stats.SPEARMAN_MARGIN
 
 
-def grids(out, manifest: dict | None = None) -> dict[str, list[float]]:
+def grids(out, manifest: Manifest = NOT_GIVEN) -> dict[str, list[float]]:
     """The learning rates the sweeps in OUT were asked to run on each point's first seed (the manifest's
     lr_grids), or {} where no sweep with a grid recorded them (folders made before they were recorded).
     An entry that is not a list of positive numbers is left out, with a warning."""
-    manifest = read(out) if manifest is None else manifest
+    manifest = resolved(out, manifest)
     raw = (manifest or {}).get("lr_grids")
     if raw is None:
         return {}
@@ -188,12 +207,11 @@ def _parsed_options(command) -> dict | None:
     return {option: getattr(args, option, None) for option in SWEEP_OPTIONS}
 
 
-def extend_limit(out, manifest: dict | None = None) -> int | None:
+def extend_limit(out, manifest: Manifest = NOT_GIVEN) -> int | None:
     """How many steps past a winning end of its grid the job's latest sweep extends each point
     (``--lr-extend``), so that a table can tell a grid whose extension is still to run from a finished
     one (sweep.grid_edges); None where no sweep with a grid ran there or it cannot be read."""
-    if manifest is None:
-        manifest = read(out)
+    manifest = resolved(out, manifest)
     with warnings.catch_warnings():  # publish's reproduce command gives the warning once
         warnings.simplefilter("ignore")
         given = sweep_options(manifest)

@@ -349,13 +349,11 @@ def selected(records: list[dict], selection: tuning.Selection | None = None) -> 
             (not methods.trains(r["method"]) or chosen.get(group_key(r["spec"])) == r["spec"]["learning_rate"])]
 
 
-def is_sweep(records: list[dict], out=None, *, manifest: dict | None = None) -> bool:
+def is_sweep(records: list[dict], out=None, *, manifest: jobfile.Manifest = jobfile.NOT_GIVEN) -> bool:
     """Whether a folder gets the sweep's files: its manifest (``manifest``, else read from ``out``)
     says a sweep ran there, or its records hold several ranks or seeds (folders made before manifests),
     or one arm at several learning rates (a rate grid, whatever ran it: a mean over it means nothing)."""
-    if manifest is None and out is not None:
-        manifest = jobfile.read(out)
-    if jobfile.says(manifest, "sweep"):
+    if jobfile.says(jobfile.resolved(out, manifest), "sweep"):
         return True
     ranks = {r["spec"]["lora"]["r"] for r in records if r["spec"].get("lora")}
     seeds = {r["spec"]["seed"] for r in records}
@@ -366,19 +364,16 @@ def is_sweep(records: list[dict], out=None, *, manifest: dict | None = None) -> 
     return len(ranks) > 1 or len(seeds) > 1 or any(len(v) > 1 for v in rates.values())
 
 
-def job_selection(out=None, manifest: dict | None = None) -> tuning.Selection:
+def job_selection(out=None, manifest: jobfile.Manifest = jobfile.NOT_GIVEN) -> tuning.Selection:
     """The rule that chooses a job folder's rates, from its manifest (``manifest``, else read from ``out``)."""
-    if manifest is None and out is not None:
-        manifest = jobfile.read(out)
-    return tuning.Selection.from_manifest(manifest)
+    return tuning.Selection.from_manifest(jobfile.resolved(out, manifest))
 
 
-def reported(records: list[dict], out=None, *, manifest: dict | None = None) -> list[dict]:
+def reported(records: list[dict], out=None, *, manifest: jobfile.Manifest = jobfile.NOT_GIVEN) -> list[dict]:
     """The successful runs a folder's tables report on, the one rule that publish, compare and the site
     share (report applies it too, keeping the failed runs beside them): in a sweep (is_sweep) each point
     at its chosen learning rate only (the job's rule: job_selection), else all of them. ``records`` may
     hold failed runs: a diverged one makes its rate unstable."""
     ok = [r for r in records if r["status"] == "success"]
-    if manifest is None and out is not None:
-        manifest = jobfile.read(out)
+    manifest = jobfile.resolved(out, manifest)
     return selected(records, job_selection(manifest=manifest)) if is_sweep(records, out, manifest=manifest) else ok

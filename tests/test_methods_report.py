@@ -9,6 +9,7 @@ import csv
 import json
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -192,24 +193,31 @@ def test_a_variant_whose_grid_is_unfinished_gets_no_difference_from_standard_in_
     assert any(v in lines["dora r=8"] for v in ("worse", "better", "equivalent", "inconclusive"))
 
 
-def test_the_tables_read_a_job_manifest_once_for_their_rows(tmp_path):
-    """variants.job_point_rows, which the sweep, methods and recommendation tables share, reads job.json
-    once: an unreadable manifest is one warning, not one per option read from it (grids, rule, margin,
-    extend), and the rows are those of the documented defaults."""
-    import warnings
+MANIFESTS = {"none": None, "unreadable": "{not json",
+             "a sweep's": json.dumps({"kinds": ["sweep"], "spearman_margin": 0.03,
+                                      "lr_selection": {"rule": "robust", "seeds": [0]}})}
 
-    from harness import results
-    from harness.report import variants
-    out = _job(tmp_path)
-    (out / "job.json").write_text("{not json")
-    records = results.load_runs(out)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        rows = variants.job_point_rows(records, out)
-    assert [str(w.message) for w in caught if "job.json" in str(w.message)] == [
-        next(str(w.message) for w in caught if "job.json" in str(w.message))]
-    assert "unreadable job manifest" in str(caught[0].message)
-    assert rows == variants.point_rows(records)
+
+@pytest.mark.parametrize("manifest", MANIFESTS)
+def test_report_and_publish_read_a_job_manifest_once(tmp_path, monkeypatch, capsys, manifest):
+    """Every table of ``report`` (sweep, methods, tasks, recommendation, tradeoffs) and publish's catalog
+    take the job's manifest from one read of job.json, whether there is none, it is unreadable or it is a
+    sweep's: None means "read, and there is none", so no reader reads it again (and a job.json that a
+    running sweep rewrites cannot give two tables two different rules)."""
+    from harness import catalog, jobfile
+    from harness.__main__ import main
+    out = _job(tmp_path / "hardware" / "dataset")  # where publish looks: results/<hardware>/<dataset>/<job>
+    if MANIFESTS[manifest] is not None:
+        (out / "job.json").write_text(MANIFESTS[manifest])
+    reads = []
+    real_read = jobfile.read
+    monkeypatch.setattr(jobfile, "read", lambda folder: reads.append(Path(folder)) or real_read(folder))
+    assert main(["report", str(out)]) == 0
+    assert reads == [out]
+    assert (out / ("sweep.md" if manifest == "a sweep's" else "tradeoffs.md")).is_file()
+    assert capsys.readouterr().err.count("unreadable job manifest") == (manifest == "unreadable")
+    reads.clear()
+    assert [job.folder for job in catalog.published_jobs(tmp_path)] == [out] and reads == [out]
 
 
 def test_what_survives_names_every_trained_variant_under_its_verdict_and_leaves_out_the_baseline():

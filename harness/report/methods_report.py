@@ -314,17 +314,19 @@ def methods_markdown(rows: list[dict], records: list[dict], precision: list[dict
     return "\n".join(parts)
 
 
-def write_methods(out, records: list[dict], points: list[dict] | None = None) -> list[Path]:
+def write_methods(out, records: list[dict], points: list[dict] | None = None,
+                  manifest: jobfile.Manifest = jobfile.NOT_GIVEN) -> list[Path]:
     """OUT/methods.md, OUT/methods.csv and plots/quality_vs_params, from the run records (``points``:
-    their variants.point_rows with the job's options, recommend.job_rows, where the caller has them)."""
+    their variants.point_rows with the job's options, recommend.job_rows, and ``manifest``: its job.json,
+    where the caller has them)."""
     import pandas as pd
 
     out = Path(out)
-    manifest = jobfile.read(out) or {}  # {}, not None: None would make each reader read it again
+    manifest = jobfile.resolved(out, manifest)
     runs = sweep.selected(records, sweep.job_selection(manifest=manifest))
     margin = jobfile.margin(out, manifest)
     if points is None:
-        points = variants.job_point_rows(records, out)
+        points = variants.job_point_rows(records, out, manifest)
     rows = method_rows(points, runs, records)
     frame = pd.DataFrame(rows)
     files.frame_to_csv_atomic(frame, out / "methods.csv", index=False)

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import methods
+from harness import jobfile, methods
 
 FILE = "recommendation.md"  # written by report into every job folder, with no constraints
 
@@ -47,15 +47,17 @@ class Constraints:
         return ", ".join(parts) or "none"
 
 
-def job_rows(out: Path, records: list[dict] | None = None) -> list[dict]:
+def job_rows(out: Path, records: list[dict] | None = None,
+             manifest: jobfile.Manifest = jobfile.NOT_GIVEN) -> list[dict]:
     """The job's variant rows, as its methods and sweep tables compute them (``records``: all of the
-    job's records, where the caller has read them already, so that a bad file is not warned of twice)."""
+    job's records, and ``manifest``: its job.json, where the caller has read them already, so that a
+    bad file is not warned of twice)."""
     from harness import results
     from harness.report import variants
     records = results.load_runs(out) if records is None else records
     if not [r for r in records if r["status"] == "success"]:
         return []
-    return variants.job_point_rows(records, out)
+    return variants.job_point_rows(records, out, manifest)
 
 
 def amount(value: float) -> str:

@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from harness import convergence, figures, files, methods, stats, tuning
+from harness import convergence, figures, files, jobfile, methods, stats, tuning
 from harness.figures import lookup
 from harness.report import cells, tradeoffs
 from harness.report.variants import curves_frame, job_point_rows, quality_target
@@ -158,18 +158,21 @@ def sweep_markdown(rows: list[dict], pareto_table, records: list[dict]) -> str:
 
 
 
-def write_sweep(out, records: list[dict], rows: list[dict] | None = None) -> list:
+def write_sweep(out, records: list[dict], rows: list[dict] | None = None,
+                manifest: jobfile.Manifest = jobfile.NOT_GIVEN) -> list:
     """OUT/sweep.md, OUT/sweep.csv and the plots, all from the run records (``rows``: their point_rows
-    with the job's options, recommend.job_rows, where the caller has them already)."""
+    with the job's options, recommend.job_rows, and ``manifest``: its job.json, where the caller has
+    them already)."""
     from pathlib import Path
 
     import pandas as pd
 
     from harness.report import plots
     out = Path(out)
-    selection = job_selection(out)
+    manifest = jobfile.resolved(out, manifest)
+    selection = job_selection(manifest=manifest)
     if rows is None:
-        rows = job_point_rows(records, out)
+        rows = job_point_rows(records, out, manifest)
     frame = pd.DataFrame(rows)
     files.frame_to_csv_atomic(frame, out / "sweep.csv", index=False)
     written = [out / "sweep.csv"]

@@ -105,11 +105,12 @@ def markdown(rows_: list[dict]) -> str:
         "where significant, else inconclusive.", ""])
 
 
-def write_tasks(out: Path, records: list[dict]) -> list[Path]:
-    """OUT/tasks.md (with the serving section where ``serve`` has run) and OUT/tasks.csv."""
+def write_tasks(out: Path, records: list[dict], manifest: jobfile.Manifest = jobfile.NOT_GIVEN) -> list[Path]:
+    """OUT/tasks.md (with the serving section where ``serve`` has run) and OUT/tasks.csv (``manifest``:
+    the job's job.json, where the caller has read it)."""
     import pandas as pd
 
-    found = rows(records, margin=jobfile.margin(out))
+    found = rows(records, margin=jobfile.margin(out, manifest))
     if not found:
         return []
     served = read_serving(out)

@@ -16,11 +16,12 @@ from harness.figures import lookup
 from harness.sweep import grid_edges, group_key, job_selection, selected, unfinished_grids
 
 
-def job_point_rows(records: list[dict], out) -> list[dict]:
-    """point_rows with the job folder ``out``'s own options, read from its manifest (job.json) once: the
-    grids its sweeps asked for, its rate rule, its margin and its sweep's ``--lr-extend``. The one way
-    the sweep, methods and recommendation tables build their rows, so that they cannot disagree."""
-    manifest = jobfile.read(out) or {}  # {}, not None: None would make each reader read it again
+def job_point_rows(records: list[dict], out, manifest: jobfile.Manifest = jobfile.NOT_GIVEN) -> list[dict]:
+    """point_rows with the job folder ``out``'s own options, from its manifest (job.json: ``manifest``
+    where the caller read it, else read here once): the grids its sweeps asked for, its rate rule, its
+    margin and its sweep's ``--lr-extend``. The one way the sweep, methods and recommendation tables
+    build their rows, so that they cannot disagree."""
+    manifest = jobfile.resolved(out, manifest)
     return point_rows(records, planned=jobfile.grids(out, manifest), selection=job_selection(manifest=manifest),
                       margin=jobfile.margin(out, manifest), extend=jobfile.extend_limit(out, manifest))
 
