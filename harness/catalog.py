@@ -6,6 +6,7 @@ the runs it reports on (each variant at its chosen rate, sweep.reported) and wha
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -62,9 +63,10 @@ def published_records(folder: Path, manifest: jobfile.Manifest = jobfile.NOT_GIV
 
 
 def read_job(folder: Path, manifest: jobfile.Manifest = jobfile.NOT_GIVEN, *, quiet: bool = True) -> Job:
-    """One job folder as publish, compare and the site read it: the runs it reports on
-    (sweep.reported), and how many successful runs at a rate not chosen it leaves out. ``quiet``:
-    a run file that cannot be read is skipped without its warning (report names it)."""
+    """One job folder as publish, compare, sizes and the site read it: the runs it reports on
+    (sweep.reported), every run file read (failed runs too), and how many successful runs at a rate
+    not chosen it leaves out. ``quiet``: a run file that cannot be read is skipped without its
+    warning (report names it)."""
     with warnings.catch_warnings():
         if quiet:
             warnings.simplefilter("ignore")
@@ -72,16 +74,18 @@ def read_job(folder: Path, manifest: jobfile.Manifest = jobfile.NOT_GIVEN, *, qu
     succeeded = [r for r in loaded if r["status"] == "success"]
     manifest = jobfile.resolved(folder, manifest)
     records = sweep.reported(loaded, folder, manifest=manifest)  # a diverged run makes its rate unstable
-    return Job(folder, records, manifest, len(succeeded) - len(records))
+    return Job(folder, records, manifest, len(succeeded) - len(records), loaded)
 
 
 class Job(NamedTuple):
     """One published job as publish reads it, once: its folder, the runs it reports on, its job.json,
-    and the successful runs it leaves out (tuning runs at rates that were not chosen)."""
+    the successful runs it leaves out (tuning runs at rates that were not chosen) and every run file
+    read (``loaded``: the failed runs too, which the recommendation's stability rule needs)."""
     folder: Path
     records: list[dict]
     manifest: dict | None
     left_out: int = 0
+    loaded: Sequence[dict] = ()
 
 
 def published_jobs(results_root: Path) -> list[Job]:
@@ -89,7 +93,7 @@ def published_jobs(results_root: Path) -> list[Job]:
     ADR page and the site."""
     jobs = []
     for folder in job_folders(results_root):
-        job = read_job(folder, jobfile.read(folder))
+        job = read_job(folder)
         if job.records:
             jobs.append(job)
     return jobs

@@ -200,12 +200,13 @@ MANIFESTS = {"none": None, "unreadable": "{not json",
 
 @pytest.mark.parametrize("manifest", MANIFESTS)
 def test_report_and_publish_read_a_job_manifest_once(tmp_path, monkeypatch, capsys, manifest):
-    """Every table of ``report`` (sweep, methods, tasks, recommendation, tradeoffs) and publish's catalog
-    take the job's manifest from one read of job.json, whether there is none, it is unreadable or it is a
-    sweep's: None means "read, and there is none", so no reader reads it again (and a job.json that a
-    running sweep rewrites cannot give two tables two different rules)."""
+    """Every table of ``report`` (sweep, methods, tasks, recommendation, tradeoffs), publish's catalog and
+    ``sizes`` take the job's manifest from one read of job.json, whether there is none, it is unreadable or
+    it is a sweep's: None means "read, and there is none", so no reader reads it again (and a job.json that
+    a running sweep rewrites cannot give two tables two different rules)."""
     from harness import catalog, jobfile
     from harness.__main__ import main
+    from harness.report import sizes
     out = _job(tmp_path / "hardware" / "dataset")  # where publish looks: results/<hardware>/<dataset>/<job>
     if MANIFESTS[manifest] is not None:
         (out / "job.json").write_text(MANIFESTS[manifest])
@@ -218,6 +219,10 @@ def test_report_and_publish_read_a_job_manifest_once(tmp_path, monkeypatch, caps
     assert capsys.readouterr().err.count("unreadable job manifest") == (manifest == "unreadable")
     reads.clear()
     assert [job.folder for job in catalog.published_jobs(tmp_path)] == [out] and reads == [out]
+    reads.clear()
+    with pytest.raises(sizes.SizesError, match="no LoRA"):  # the fixture's variants are DoRA: sizes has no row
+        sizes.job_rows(out)
+    assert reads == [out]
 
 
 def test_what_survives_names_every_trained_variant_under_its_verdict_and_leaves_out_the_baseline():

@@ -17,6 +17,7 @@ The CI profile (the default) runs a fixed seed and a bounded number of examples;
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import copy
 import hashlib
@@ -25,6 +26,7 @@ import json
 import os
 import stat
 import tempfile
+import unittest.mock
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -624,22 +626,50 @@ def _job_with_manifest(inputs: Path, manifest: bytes) -> None:
     (inputs / "job" / "job.json").write_bytes(manifest)
 
 
+@contextlib.contextmanager
+def folder_reads(module, name: str):
+    """Count the calls of ``module.name(folder, ...)`` per folder while a command runs: jobfile.read (a
+    job.json) or results.load_runs (a folder's run files). Every table of one command takes them from one
+    read, so that no job.json, however broken, is warned of twice or gives two tables two rules."""
+    reads: collections.Counter = collections.Counter()
+    real = getattr(module, name)
+    def counted(folder, *args, **kwargs):
+        reads[Path(folder).resolve()] += 1
+        return real(folder, *args, **kwargs)
+    with unittest.mock.patch.object(module, name, counted):
+        yield reads
+
+
+def manifest_reads():
+    from harness import jobfile
+    return folder_reads(jobfile, "read")
+
+
 @given(manifest=hostile_manifests())
 @example(manifest=json.dumps({**MANIFEST, "commands": [{"kind": "sweep", "options": {"lr_extend": [2]}}]}).encode())
 @example(manifest=json.dumps({**MANIFEST, "kinds": None}).encode())  # found by the fuzz profile: a TypeError
 @example(manifest=json.dumps({**MANIFEST, "commands": 7, "kinds": ["sweep", 3]}).encode())
 def test_report_on_a_hostile_job_manifest(manifest):
-    outcome = keeps_the_promise(["report", "INPUT/job"], prepare=lambda inputs: _job_with_manifest(inputs, manifest),
-                                ok=(0, 1), writes_on_success=True, written="job")
+    with manifest_reads() as reads:
+        outcome = keeps_the_promise(["report", "INPUT/job"], ok=(0, 1), writes_on_success=True, written="job",
+                                    prepare=lambda inputs: _job_with_manifest(inputs, manifest))
     assert all(line.startswith(("warning:", "error:")) or not line.strip() for line in outcome.err.splitlines()), \
         outcome.err
+    assert all(n == 1 for n in reads.values()) and (outcome.code != 0 or len(reads) == 1), reads
 
 
 @settings(max_examples=max(5, settings().max_examples // 4))  # each publish writes a whole results tree
 @given(manifest=hostile_manifests())
 def test_publish_on_a_hostile_job_manifest(manifest):
-    keeps_the_promise(["publish", "--add", "INPUT/job", "--job", "j", "--results", "OUT"],
-                      prepare=lambda inputs: _job_with_manifest(inputs, manifest), ok=(0, 1), writes_on_success=True)
+    from harness import results
+    with manifest_reads() as reads, folder_reads(results, "load_runs") as loads:
+        outcome = keeps_the_promise(["publish", "--add", "INPUT/job", "--job", "j", "--results", "OUT"],
+                                    prepare=lambda inputs: _job_with_manifest(inputs, manifest), ok=(0, 1),
+                                    writes_on_success=True)
+    # the published copy's job.json and run files are read once, for the index and the site together (the
+    # run files of the folder given to --add once more, to find where the copy goes)
+    assert all(n == 1 for n in reads.values()) and (outcome.code != 0 or len(reads) == 1), reads
+    assert all(n == 1 for n in loads.values()) and (outcome.code != 0 or len(loads) == 2), loads
 
 
 # --- serve's record (OUT/serving.json), read back into tasks.md ---------------------------------------

@@ -67,7 +67,8 @@ def test_a_build_that_fails_part_way_leaves_the_previous_site_whole(tmp_path):
 
 def test_every_variant_of_a_job_is_one_point_at_its_chosen_rate_and_the_front_is_stats_pareto_front():
     folder = next(f for f in catalog.job_folders(RESULTS) if f.name == "adr")
-    records = catalog.published_records(folder)
+    job = catalog.read_job(folder)
+    records = job.records
     points = site.variant_points(folder, RESULTS, records)
     by_variant = {}
     for r in records:
@@ -78,7 +79,7 @@ def test_every_variant_of_a_job_is_one_point_at_its_chosen_rate_and_the_front_is
         assert sorted(p["seeds"]) == sorted(r["spec"]["seed"] for r in runs)
         assert p["spearman"] == pytest.approx(sum(r["quality"]["spearman"] for r in runs) / len(runs))
         assert len(runs) == 1 or p["spearman_ci"][0] < p["spearman"] < p["spearman_ci"][1]
-    runs = site.tuning_runs(folder, RESULTS, records)
+    runs = site.tuning_runs(job, RESULTS)
     assert {r["id"].rsplit("/", 1)[1] for r in runs if r["chosen"]} == {r["run_id"] for r in records}
     front = site.front_of(points, "train_wall_s", "spearman")
     trained = [p for p in points if p["train_wall_s"] is not None]

@@ -105,15 +105,13 @@ def variant_points(folder: Path, root: Path, records: list[dict]) -> list[dict]:
     return points
 
 
-def tuning_runs(folder: Path, root: Path, records: list[dict]) -> list[dict]:
+def tuning_runs(entry: catalog.Job, root: Path) -> list[dict]:
     """Every successful run of a job, one explorer point each, the runs at rates that were not chosen
-    included (``chosen`` says which is which): the explorer shows them only on request."""
-    import warnings
-    hw, dataset, job = folder.relative_to(root).parts
-    chosen = {r["run_id"] for r in records}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # report names an unreadable run file
-        every = [r for r in results.load_runs(folder) if r["status"] == "success"]
+    included (``chosen`` says which is which): the explorer shows them only on request. The runs are
+    the ones catalog.read_job read (``entry.loaded``), not read again."""
+    hw, dataset, job = entry.folder.relative_to(root).parts
+    chosen = {r["run_id"] for r in entry.records}
+    every = [r for r in entry.loaded if r["status"] == "success"]
     runs = []
     for r in sorted(every, key=lambda r: (methods.sort_key(r["spec"]), r["spec"]["learning_rate"], r["spec"]["seed"])):
         run = {"id": f"{hw}/{dataset}/{job}/{r['run_id']}", "job": f"{hw}/{dataset}/{job}", "hardware": hw,
@@ -149,23 +147,23 @@ def _explorer(points: list[dict], runs: list[dict], *, depth: int, hardware_filt
               '</p>')
 
 
-def job_page(folder: Path, root: Path, site: Path, records: list[dict],
-             manifest: dict | None = None, runs: list[dict] | None = None) -> tuple[str, list[Path]]:
-    """The page of one job. ``runs``: its tuning_runs, where the caller has read them already."""
+def job_page(entry: catalog.Job, root: Path, site: Path, runs: list[dict] | None = None) -> tuple[str, list[Path]]:
+    """The page of one job. ``runs``: its tuning_runs, where the caller has made them already."""
+    folder, records = entry.folder, entry.records
     slug = _slug(folder, root)
     hw, dataset, job = folder.relative_to(root).parts
     images = []
     img_dir = site / "img" / slug
     for png in sorted((folder / "plots").glob("*.png")) if (folder / "plots").is_dir() else []:
         images.append(png)
-    command = publish.reproduce_command(records, job, manifest)
+    command = publish.reproduce_command(records, job, entry.manifest)
     parts = [f"<h1>{html.escape(hw)} / {html.escape(dataset)} / {html.escape(job)}</h1>",
              f"<p>Reproduce: <code>{html.escape(command)}</code></p>"]
     for name in ("recommendation.md", "methods.md", "sweep.md", "tradeoffs.md"):
         if (folder / name).is_file():
             parts += [f'<h2>{name}</h2><div class="wide">', _markdown((folder / name).read_text()), "</div>"]
     parts += ["<h2>Pareto explorer</h2>", _explorer(variant_points(folder, root, records),
-                                                      tuning_runs(folder, root, records) if runs is None
+                                                      tuning_runs(entry, root) if runs is None
                                                       else runs, depth=1,
                                                       hardware_filter=False)]
     if images:
@@ -183,7 +181,8 @@ def job_page(folder: Path, root: Path, site: Path, records: list[dict],
 
 def index_page(jobs: list[catalog.Job], root: Path) -> str:
     rows = []
-    for folder, records, _, _ in jobs:
+    for entry in jobs:
+        folder, records = entry.folder, entry.records
         hw, dataset, job = folder.relative_to(root).parts
         h = publish.headline(records)
         row = [f'<a href="jobs/{_slug(folder, root)}.html">{html.escape(f"{hw} / {dataset} / {job}")}</a>',
@@ -195,7 +194,8 @@ def index_page(jobs: list[catalog.Job], root: Path) -> str:
     head = ["job", "Spearman baseline", "standard", "LoRA", "LoRA variant", "LoRA time % of std",
             "LoRA memory % of std", "LoRA energy % of std", "runs"]
     notes = []
-    for folder, records, _, _ in jobs:
+    for entry in jobs:
+        folder, records = entry.folder, entry.records
         hw, dataset, job = folder.relative_to(root).parts
         notes.append(f"<h3>{html.escape(f'{hw} / {dataset} / {job}')}</h3><ul>"
                      + "".join(f"<li>{html.escape(n)}</li>" for n in tradeoffs.method_notes(records)) + "</ul>")
@@ -316,9 +316,10 @@ def _build_into(site: Path, root: Path, jobs: list[catalog.Job] | None) -> list[
     write(site / "assets" / "site.css", CSS)
     jobs = catalog.published_jobs(root) if jobs is None else jobs
     all_points, all_runs = [], []
-    for folder, records, manifest, _ in jobs:
-        runs = tuning_runs(folder, root, records)  # every run file of the job, read once for both explorers
-        text, images = job_page(folder, root, site, records, manifest, runs)
+    for entry in jobs:
+        folder, records = entry.folder, entry.records
+        runs = tuning_runs(entry, root)  # every run file of the job, made once for both explorers
+        text, images = job_page(entry, root, site, runs)
         write(site / "jobs" / f"{_slug(folder, root)}.html", text)
         written += images
         all_points += variant_points(folder, root, records)

@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from harness import catalog, figures, files, jobfile, methods, results, stats, sweep
+from harness import catalog, figures, files, methods, results, stats
 from harness.report import cells, recommend
 
 
@@ -41,13 +41,12 @@ def _model_of(records: list[dict]) -> tuple[str, int | None]:
 
 def job_rows(folder: Path) -> list[dict]:
     """The LoRA rows of one job folder: costs as % of standard (paired by seed) and the gain share."""
-    loaded = results.load_runs(folder)  # read once: the reported runs and the variant rows come from it
-    manifest = jobfile.read(folder)  # once, likewise
-    records = [r for r in sweep.reported(loaded, folder, manifest=manifest) if r["status"] == "success"]
+    job = catalog.read_job(folder, quiet=False)  # one read of the runs and job.json, as publish's
+    records = job.records  # successful runs only, each point at its chosen rate (sweep.reported)
     if not records:
         raise SizesError(f"{folder}: no successful run records in {results.runs_dir(folder)}")
     model, total = _model_of(records)
-    points = {r["point"]: r for r in recommend.job_rows(folder, loaded, manifest)}
+    points = {r["point"]: r for r in recommend.job_rows(folder, job.loaded, job.manifest)}
     by_label: dict[str, dict[int, dict]] = {}
     for r in records:
         by_label.setdefault(methods.variant_label(r["spec"]), {})[r["spec"]["seed"]] = r
