@@ -221,10 +221,18 @@ ENDS = ("top of grid", "bottom of grid")
 
 
 def _steps_past(tried: list[float], planned: list[float]) -> int:
-    """How many of the rates tried lie beyond the planned grid, past either end (the extensions so far)."""
-    if not planned:
-        return 0
-    return sum(1 for r in tried if not _among(r, planned) and (r > max(planned) or r < min(planned)))
+    """How many steps past the planned grid the rates tried have gone, both ends together (the extensions
+    so far): the chain of rates pending_extensions proposes from each end (5e-4 after 2e-4, 5e-4, then
+    1.25e-3, ...), as far as it was tried. A headroom probe beyond the grid (tuning.headroom: 1.5 times a
+    candidate, between two steps) is not a step."""
+    planned = sorted(planned)
+    if len(planned) < 2:
+        return sum(1 for r in tried if not _among(r, planned))
+    steps = 0
+    for prev, cur in ((planned[-2], planned[-1]), (planned[1], planned[0])):
+        while _among(nxt := float(f"{cur * cur / prev:.3g}"), tried):
+            steps, prev, cur = steps + 1, cur, nxt
+    return steps
 
 
 def pending_extensions(records: list[dict], planned: dict[str, list[float]],
@@ -309,7 +317,8 @@ def run_phases(specs: list[RunSpec], run, *, seeds: list[int], grid, extend: int
     """A sweep's phases in order, each from the records of the ones before: every spec (with a rate
     grid: the grid on the first seed); up to ``extend`` steps past a grid's end where its end won; then
     the other seeds: the first seed's chosen rate (rule first-seed), or its best stable rates until
-    every variant's candidates have run on every seed (rule mean, screening). Where the mean rule then
+    every variant's candidates have run on every seed, and the headroom probes of candidates below an
+    unstable rate (rule mean, screening: tuning.screening_runs). Where the mean rule then
     chooses an end of the rates tried, that end is extended too (within the same ``extend`` steps) and
     the screening goes on. ``run`` runs a list of specs and returns their records (runner.run_all with
     the job's options)."""
@@ -327,8 +336,9 @@ def run_phases(specs: list[RunSpec], run, *, seeds: list[int], grid, extend: int
         later = tuning.screening_runs(specs, records, seeds, selection.screen)
         if later and later != proposed:
             proposed = later
-            log(f"screening: the best {selection.screen} stable rates of seed {seeds[0]} on the other seeds; "
-                f"{len(later)} more runs")
+            log(f"screening: the best {selection.screen} stable rates of seed {seeds[0]} on the other seeds, then "
+                f"the headroom probe of a best rate below an unstable one; {len(later)} more runs: "
+                + ", ".join(f"{s.label} at {s.learning_rate:g} seed {s.seed}" for s in later))
             records += run(later)
             continue
         if later:  # the same runs failed again (not for their rate)

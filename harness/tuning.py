@@ -19,6 +19,14 @@ seed's at the same rate, or, at a rate above the variant's best rate, below half
 (quality falls off a cliff past the optimum), and in either case more than 0.1 below it (a seed at 0.004
 against 0.011 is noise near zero, not a collapse). An unstable rate is never chosen by ``mean``; its runs stay
 in ``runs/`` and in the sensitivity plot, marked.
+
+**Headroom** (``headroom``): ``mean`` never chooses a rate at the edge of divergence. Where a rate above the
+candidate proved unstable, the candidate is chosen only if a rate at least ``HEADROOM`` (1.5) times it, below
+the unstable one, ran on every seed and is stable there; the sweep runs that probe (1.5 times the candidate,
+or a tried rate in between that lacks seeds) on every seed it lacks. Where the unstable rate lies within 1.5
+times the candidate, or the probe proves unstable, the candidate is passed over (``Choice.edge``) and the
+next-best rate by the mean is taken. On a 2.5x grid a rate one step below a collapse needs one probe (at most
+two rounds: a stable probe may itself win, and needs its own); a rate with nothing unstable above it needs none.
 """
 
 from __future__ import annotations
@@ -30,10 +38,13 @@ from dataclasses import dataclass, field
 from harness import methods
 
 RULES = ("mean", "first-seed")
+HEADROOM = 1.5  # the mean rule's chosen rate: this multiple of it is stable on every seed, where anything above failed
 RULE_TEXT = ("A rate is unstable when on any seed training diverged (a non-finite loss), validation Spearman "
              "ended below the untrained model's, or it collapsed: below half of the best seed's at that rate, "
              "or, at a rate above the variant's best, below half of the variant's best (and in either case more "
-             "than 0.1 below it). An unstable rate is never chosen by the mean rule.")
+             "than 0.1 below it). An unstable rate is never chosen by the mean rule, nor one at the edge of "
+             f"divergence: where a rate above it proved unstable, {HEADROOM:g} times it must have run on every "
+             "seed and be stable there.")
 DEFAULT_RULE = "mean"
 DEFAULT_SCREEN = 2
 COLLAPSE_SHARE = 0.5  # a seed below this share of the best seed's validation Spearman collapsed ...
@@ -146,6 +157,7 @@ class Choice:
     stable: tuple[float, ...]  # the stable rates tried, sorted
     unstable: dict  # rate -> reason
     pending: str = ""  # why no rate (or not the final one) is chosen yet: "1.25e-3 needs seeds 1, 2"
+    edge: dict = field(default_factory=dict)  # rate -> why it was passed over at the edge of divergence
 
     def _span(self) -> tuple[list[float], int, int] | None:
         """The rates tried, sorted, and the indices of the contiguous stable run around the chosen rate
@@ -194,15 +206,67 @@ def choose(records: list[dict], rule: str = DEFAULT_RULE, *, seeds: list[int] | 
             out[name] = Choice(rate, f"validation on seed {first} only", (first,), stable, bad)
             continue
         wanted = sorted(set(seeds or point.seeds) | set(point.seeds))
-        complete = [r for r in stable if set(wanted) <= set(point.runs[r])]
-        rate = max(complete, key=point.mean, default=None)
+        rate, edge, probe = _clear_of_the_edge(point, bad, wanted)
         todo = _screen_todo(point, bad, wanted, screen)
         pending = "; ".join(f"{r:g} needs seed{'s' if len(m) > 1 else ''} {_seed_list(m)}" for r, m in todo)
+        if probe:
+            t, missing, of = probe
+            pending = "; ".join(p for p in (pending, f"{t:g} needs seed{'s' if len(missing) > 1 else ''} "
+                                            f"{_seed_list(missing)} (the headroom of {of:g})") if p)
         if rate is None and not pending:
-            pending = "every rate tried is unstable"
+            pending = "every rate tried is unstable" + (" or at the edge of divergence" if edge else "")
         out[name] = Choice(rate, f"mean validation over seeds {_seed_list(wanted)}", tuple(wanted), stable, bad,
-                           pending)
+                           pending, edge)
     return out
+
+
+def _above_by(rate: float, other: float, factor: float) -> bool:
+    """Whether ``other`` is at least ``factor`` times ``rate`` (up to the rounding of a rate written as text)."""
+    return other >= rate * factor * (1 - 1e-6)
+
+
+def probe_rate(rate: float) -> float:
+    """HEADROOM times ``rate``, rounded up to three significant digits (3.125e-3 gives 4.69e-3): at least
+    the headroom it tests, and a rate that reads the same in a file name, a table and a command."""
+    target = rate * HEADROOM
+    unit = 10 ** (math.floor(math.log10(target)) - 2)
+    return float(f"{math.ceil(target / unit * (1 - 1e-12)) * unit:.3g}")
+
+
+def headroom(point: Point, rate: float, bad: dict, seeds: list[int]) -> tuple[str, object]:
+    """Whether a stable ``rate`` keeps clear of the edge of divergence (the module's rule), as
+    ``("clear", None)``, ``("edge", reason)`` or ``("probe", (probe rate, seeds it lacks))``."""
+    unstable_above = [t for t in bad if t > rate and not _close(t, rate)]
+    if not unstable_above:
+        return "clear", None
+    limit = min(unstable_above)
+    evidence = [t for t in sorted(point.runs) if t < limit and _above_by(rate, t, HEADROOM)]
+    if any(set(seeds) <= set(point.runs[t]) for t in evidence):
+        return "clear", None
+    if evidence:  # a stable rate tried in the headroom: complete it rather than run a new one
+        return "probe", (evidence[0], [s for s in seeds if s not in point.runs[evidence[0]]])
+    probe = probe_rate(rate)
+    if limit <= probe or _close(limit, probe):
+        return "edge", f"{limit:g}, within {HEADROOM:g} times it, is unstable ({bad[limit]})"
+    return "probe", (probe, list(seeds))
+
+
+def _clear_of_the_edge(point: Point, bad: dict, seeds: list[int]):
+    """The mean rule's choice: of the stable rates run on every seed of ``seeds``, the one with the best mean
+    validation whose headroom holds. Returns the rate (None where there is none yet), the rates passed over
+    at the edge of divergence (rate -> reason) and the first probe still to run (probe rate, its missing
+    seeds, the candidate it tests) or None: while it runs, the next clear rate stands in."""
+    complete = [r for r in point.runs if r not in bad and set(seeds) <= set(point.runs[r])]
+    edge, probe = {}, None
+    for rate in sorted(complete, key=lambda r: -point.mean(r)):
+        verdict, detail = headroom(point, rate, bad, seeds)
+        if verdict == "clear":
+            return rate, edge, probe
+        if verdict == "edge":
+            edge[rate] = detail
+        elif probe is None:
+            probe = (*detail, rate)
+    return None, edge, probe
 
 
 def _screen_todo(point: Point, bad: dict, seeds: list[int], screen: int) -> list[tuple[float, list[int]]]:
@@ -221,9 +285,10 @@ def _screen_todo(point: Point, bad: dict, seeds: list[int], screen: int) -> list
 
 def screening_runs(specs, records: list[dict], seeds: list[int], screen: int = DEFAULT_SCREEN):
     """The specs to run next under the ``mean`` rule: for each variant of ``specs`` (the sweep's first-seed
-    specs), its best ``screen`` stable first-seed rates on every seed of ``seeds`` they lack. Call again
-    after running them: a candidate that proved unstable is replaced by the next rate (deterministic from
-    the records, so a resumed sweep proposes the same runs)."""
+    specs), its best ``screen`` stable first-seed rates on every seed of ``seeds`` they lack, and once those
+    have run, the headroom probe its best candidate needs (the module's rule) on the seeds it lacks. Call
+    again after running them: a candidate that proved unstable or at the edge is replaced by the next rate
+    (deterministic from the records, so a resumed sweep proposes the same runs)."""
     import dataclasses
     by_point = points(records)
     base = baseline_validation(records)
@@ -236,7 +301,13 @@ def screening_runs(specs, records: list[dict], seeds: list[int], screen: int = D
             continue
         seen.add(name)
         point = by_point[name]
-        for rate, missing in _screen_todo(point, unstable(point, base), seeds, screen):
+        bad = unstable(point, base)
+        todo = _screen_todo(point, bad, seeds, screen)
+        if not todo:
+            wanted = sorted(set(seeds) | set(point.seeds))
+            _, _, probe = _clear_of_the_edge(point, bad, wanted)
+            todo = [probe[:2]] if probe else []
+        for rate, missing in todo:
             out += [dataclasses.replace(spec, seed=s, learning_rate=rate) for s in missing]
     return out
 
@@ -295,8 +366,8 @@ class Selection:
 
 def sensitivity_rows(records: list[dict], selection: Selection | None = None) -> list[dict]:
     """One row per tried (variant, rate, seed): validation and test Spearman, whether the rate is unstable
-    (and why), whether it is the chosen one. The data of plots/lr_sensitivity (how forgiving each
-    method is to its rate)."""
+    (and why), why it was passed over at the edge of divergence (if it was), whether it is the chosen one.
+    The data of plots/lr_sensitivity (how forgiving each method is to its rate)."""
     selection = selection or Selection()
     choices = selection.choose(records)
     rows = []
@@ -312,5 +383,6 @@ def sensitivity_rows(records: list[dict], selection: Selection | None = None) ->
                          "test_spearman": test if isinstance(test, (int, float)) else None,
                          "diverged": _diverged(r), "unstable": rate in choice.unstable,
                          "why_unstable": choice.unstable.get(rate),
+                         "why_edge": choice.edge.get(rate),
                          "chosen": choice.rate is not None and _close(rate, choice.rate), "rule": choice.rule})
     return rows

@@ -1,9 +1,12 @@
 """The learning-rate protocol: the rate is chosen on every seed the study reports, never an unstable one."""
 
 import json
+import math
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from harness import convergence, sweep, tuning
 from harness.spec import build_specs
@@ -38,8 +41,12 @@ def test_replayed_on_the_published_grid_runs_the_rule_never_picks_a_rate_that_co
     assert {"lora r=8", "pissa r=8", "adalora r=8"} <= set(picked_a_collapse)
     assert new["lora r=8"].rate is None and "1.25e-03" not in new["lora r=8"].pending
     assert new["lora r=8"].pending.startswith("0.00125 needs seeds 1, 2")  # the next-best rate of seed 0
-    # where the old choice was stable on every seed and the runner-up has not run, the choice waits for it
-    assert new["lora r=16"].rate == 0.00125 and new["lora r=16"].pending == "0.0005 needs seeds 1, 2"
+    # where the old choice was stable on every seed, the runner-up has not run, and a rate above it collapsed,
+    # the choice waits for both: the runner-up on the other seeds, the old choice's headroom on every seed
+    r16, p16 = new["lora r=16"], tuning.points(records)["lora r=16"]
+    assert 3.13e-3 in r16.unstable and r16.rate == max(  # meanwhile the best other rate run on every seed
+        (r for r in r16.stable if set(p16.runs[r]) == {0, 1, 2} and r != 0.00125), key=p16.mean)
+    assert r16.pending == "0.0005 needs seeds 1, 2; 0.00188 needs seeds 0, 1, 2 (the headroom of 0.00125)"
 
 
 def _record(arm, rate, seed, val, *, status="success", r=8):
@@ -68,12 +75,114 @@ def test_a_candidate_that_collapses_on_another_seed_gives_its_place_to_the_next_
     assert 5e-4 in choice.unstable and "collapsed on seed 1" in choice.unstable[5e-4]
     again = tuning.screening_runs(specs, records, [0, 1], 2)
     assert [(s.seed, s.learning_rate) for s in again] == [(1, 1e-4)]  # the next best of seed 0 steps in
-    assert choice.pending == "0.0001 needs seed 1"
+    assert choice.pending == "0.0001 needs seed 1; 0.0003 needs seeds 0, 1 (the headroom of 0.0002)"
     records.append(_record("lora", 1e-4, 1, 0.32))
     choice = tuning.choose(records, "mean", seeds=[0, 1])["lora r=8"]
+    assert choice.rate == 1e-4 and choice.pending == "0.0003 needs seeds 0, 1 (the headroom of 0.0002)"
+    probes = tuning.screening_runs(specs, records, [0, 1], 2)  # 2e-4 is one step below 5e-4, which collapsed
+    assert sorted((s.seed, s.learning_rate) for s in probes) == [(0, 3e-4), (1, 3e-4)]
+    records += [_record("lora", 3e-4, 0, 0.43), _record("lora", 3e-4, 1, 0.40)]  # stable, and below 2e-4
+    choice = tuning.choose(records, "mean", seeds=[0, 1])["lora r=8"]
     assert choice.rate == 2e-4 and not choice.pending and tuning.screening_runs(specs, records, [0, 1], 2) == []
-    assert choice.stable_range() == (1e-4, 2e-4) and choice.stable_steps == 1
+    assert choice.stable_range() == (1e-4, 3e-4) and choice.stable_steps == 2
     assert tuning.choose(records, "first-seed")["lora r=8"].rate == 5e-4  # what seed 0 alone would take
+
+
+def _lora_specs(rates, seeds):
+    return [s for s in sweep.sweep_specs(dataset="dating", ranks=[8], seeds=seeds, lr_grid={"lora": list(rates)})
+            if s.arm == "lora"]
+
+
+def test_a_best_rate_one_step_below_a_collapse_is_kept_only_where_its_headroom_is_stable_on_every_seed():
+    """5e-4 has the best mean on seeds 0-1, but 1.25e-3 collapsed: 7.5e-4 (1.5 times it) must run on both
+    seeds first. Stable there, 5e-4 is chosen; collapsed there, 5e-4 is passed over for 2e-4."""
+    grid = {1e-4: (0.30, 0.31), 2e-4: (0.45, 0.44), 5e-4: (0.50, 0.49), 1.25e-3: (0.02, 0.01)}
+    records = [_record("baseline", 2e-5, s, 0.0) for s in (0, 1)]
+    records += [_record("lora", rate, s, v[s]) for rate, v in grid.items() for s in (0, 1) if rate != 1e-4 or s == 0]
+    specs = _lora_specs(grid, [0, 1])
+    choice = tuning.choose(records, "mean", seeds=[0, 1])["lora r=8"]
+    assert choice.rate == 2e-4 and choice.pending == "0.00075 needs seeds 0, 1 (the headroom of 0.0005)"
+    assert sweep.grid_unfinished(sweep.grid_edges(records, selection=tuning.Selection("mean", (0, 1))).get("lora r=8"))
+    probes = tuning.screening_runs(specs, records, [0, 1], 2)
+    assert sorted((s.seed, s.learning_rate) for s in probes) == [(0, 7.5e-4), (1, 7.5e-4)]
+    kept = tuning.choose([*records, _record("lora", 7.5e-4, 0, 0.47), _record("lora", 7.5e-4, 1, 0.46)], "mean",
+                         seeds=[0, 1])["lora r=8"]
+    assert kept.rate == 5e-4 and not kept.pending and not kept.edge
+    fell = [*records, _record("lora", 7.5e-4, 0, 0.47), _record("lora", 7.5e-4, 1, 0.03)]
+    passed = tuning.choose(fell, "mean", seeds=[0, 1])["lora r=8"]
+    assert passed.rate == 2e-4 and not passed.pending and tuning.screening_runs(specs, fell, [0, 1], 2) == []
+    assert passed.edge[5e-4].startswith("0.00075, within 1.5 times it, is unstable (collapsed on seed 1")
+    # a stable probe that beats its candidate needs its own headroom: 1.13e-3, still below the collapse
+    better = [*records, _record("lora", 7.5e-4, 0, 0.52), _record("lora", 7.5e-4, 1, 0.51)]
+    again = tuning.choose(better, "mean", seeds=[0, 1])["lora r=8"]
+    assert again.rate == 5e-4 and again.pending == "0.00113 needs seeds 0, 1 (the headroom of 0.00075)"
+    assert tuning.probe_rate(3.125e-3) == 4.69e-3 and tuning.probe_rate(7.5e-4) == 1.13e-3
+
+
+def test_an_unstable_rate_within_the_headroom_passes_a_candidate_over_without_a_probe():
+    records = [_record("baseline", 2e-5, s, 0.0) for s in (0, 1)]
+    records += [_record("lora", rate, s, v) for rate, v in ((1e-4, 0.3), (1.2e-4, 0.35)) for s in (0, 1)]
+    records += [_record("lora", 1.4e-4, 0, None, status="failed")]
+    choice = tuning.choose(records, "mean", seeds=[0, 1])["lora r=8"]
+    assert choice.rate is None and set(choice.edge) == {1e-4, 1.2e-4} and not tuning.screening_runs(
+        _lora_specs([1e-4], [0, 1]), records, [0, 1], 2)
+    assert choice.pending == "every rate tried is unstable or at the edge of divergence"
+    assert "0.00014, within 1.5 times it, is unstable (diverged on seed 0)" == choice.edge[1e-4]
+
+
+LATTICE = [float(f"{1e-4 * 2.5 ** k:.3g}") for k in range(7)]
+
+
+@settings(max_examples=80, deadline=None, derandomize=True)
+@given(optimum=st.integers(0, 60), cliffs=st.lists(st.integers(0, 80), min_size=3, max_size=3),
+       peak=st.floats(0.2, 0.9), width=st.floats(0.5, 4.0), noise=st.lists(st.floats(-0.02, 0.02), min_size=3,
+                                                                          max_size=3))
+def test_the_screened_sweep_ends_with_a_rate_clear_of_the_edge_and_the_best_such_mean(optimum, cliffs, peak, width,
+                                                                                       noise):
+    """Generated studies: per seed a smooth quality curve over log-rate and a cliff (collapse, and
+    divergence past twice the cliff) at a rate of its own. Seed 0 runs the lattice; the sweep's screening
+    and headroom loop (tuning.screening_runs until it proposes nothing) must end, propose no run twice, and
+    leave a chosen rate that is stable on every seed, clear of the edge (nothing unstable above it, or a
+    rate at least 1.5 times it below the lowest unstable one, stable on every seed) and the best mean among
+    the rates that are; none only where no rate is clear."""
+    seeds = [0, 1, 2]
+    centre, cliff = 1e-4 * 10 ** (optimum / 20), [1e-4 * 10 ** (c / 20) for c in cliffs]
+
+    def run(rate, seed):
+        if rate >= 2 * cliff[seed]:
+            return _record("lora", rate, seed, None, status="failed")
+        value = 0.01 if rate >= cliff[seed] else peak - math.log10(rate / centre) ** 2 / width + noise[seed]
+        return _record("lora", rate, seed, value)
+
+    records = [_record("baseline", 2e-5, s, 0.0) for s in seeds] + [run(rate, 0) for rate in LATTICE]
+    specs, done = _lora_specs(LATTICE, seeds), {(r, 0) for r in LATTICE}
+    for _ in range(20):
+        more = tuning.screening_runs(specs, records, seeds, 2)
+        if not more:
+            break
+        asked = {(s.learning_rate, s.seed) for s in more}
+        assert not asked & done, "a run proposed twice"
+        done |= asked
+        records += [run(rate, seed) for rate, seed in sorted(asked)]
+    else:
+        raise AssertionError("the screening did not end")
+    point = tuning.points(records)["lora r=8"]
+    bad = tuning.unstable(point, tuning.baseline_validation(records))
+    choice = tuning.choose(records, "mean", seeds=seeds)["lora r=8"]
+
+    def clear(rate):
+        above = [t for t in bad if t > rate * (1 + 1e-9)]
+        return not above or any(rate * 1.5 * (1 - 1e-6) <= t < min(above) and set(point.runs[t]) == set(seeds)
+                                for t in point.runs if t not in bad)
+
+    complete = [r for r in point.runs if r not in bad and set(point.runs[r]) == set(seeds)]
+    assert not choice.pending or choice.pending.startswith("every rate tried")
+    if choice.rate is None:
+        assert not any(clear(r) for r in complete)
+    else:
+        assert choice.rate in complete and clear(choice.rate)
+        assert point.mean(choice.rate) == max(point.mean(r) for r in complete if clear(r))
+        assert all(not clear(r) for r in choice.edge)
 
 
 def test_a_diverged_seed_or_one_below_the_untrained_model_makes_a_rate_unstable():
@@ -83,9 +192,12 @@ def test_a_diverged_seed_or_one_below_the_untrained_model_makes_a_rate_unstable(
     choice = tuning.choose(records, "mean")["lora r=8"]
     assert choice.unstable[2e-4] == "diverged on seed 1"
     assert choice.unstable[5e-5].startswith("below the untrained model (0.100) on seed 0")
-    assert choice.rate == 1e-4 and choice.stable_steps == 0
+    assert choice.rate is None and choice.pending == "0.00015 needs seeds 0, 1 (the headroom of 0.0001)"
+    records += [_record("lora", 1.5e-4, 0, 0.4), _record("lora", 1.5e-4, 1, 0.38)]  # the probe, stable
+    choice = tuning.choose(records, "mean")["lora r=8"]
+    assert choice.rate == 1e-4 and choice.stable_steps == 1 and not choice.pending
     cost = tuning.tuning_cost(tuning.points(records)["lora r=8"], choice.rate)
-    assert cost == {"tuning_runs": 4, "tuning_hours": pytest.approx(0.4), "final_runs": 2,
+    assert cost == {"tuning_runs": 6, "tuning_hours": pytest.approx(0.6), "final_runs": 2,
                     "final_hours": pytest.approx(0.2)}
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 
-from harness import convergence, methods
+from harness import convergence, methods, tuning
 
 
 def num(value, fmt: str = ".3g") -> str:
@@ -164,3 +164,17 @@ def reload(row: dict) -> str:
     if one_liner is False:
         return text + "; SentenceTransformer(folder) loads it wrong"
     return text
+
+
+def rate_notes(rows: list[dict]) -> list[str]:
+    """The Markdown paragraphs both job tables print under their notes: the rates passed over at the edge of
+    divergence (the mean rule's headroom, harness/tuning.py) and the rates that are not final yet."""
+    parts = []
+    edge = [f"{r['point']}: {r['lr_edge']}" for r in rows if r.get("lr_edge")]
+    if edge:
+        parts += [f"Passed over at the edge of divergence (a rate above proved unstable and {tuning.HEADROOM:g} "
+                  "times the rate was not stable on every seed): " + "; ".join(edge) + ".", ""]
+    pending = [f"{r['point']}: {r['lr_pending']}" for r in rows if r.get("lr_pending")]
+    if pending:
+        parts += ["Rates not final yet: " + "; ".join(pending) + ".", ""]
+    return parts

@@ -294,9 +294,7 @@ def methods_markdown(rows: list[dict], records: list[dict], precision: list[dict
              "enc/s: single passes over the test texts.",
              f"- {cells.RELOAD_NOTE}", ""]
     parts += machine_marks(rows)
-    pending = [f"{r['point']}: {r['lr_pending']}" for r in rows if r.get("lr_pending")]
-    if pending:
-        parts += ["Rates not final yet: " + "; ".join(pending) + ".", ""]
+    parts += cells.rate_notes(rows)
     costed = [r for r in rows if r.get("tuning_runs") is not None]
     if costed:
         parts += [f"Tuning cost of the whole job: {sum(r['tuning_runs'] for r in costed)} runs and "

@@ -148,9 +148,7 @@ def sweep_markdown(rows: list[dict], pareto_table, records: list[dict]) -> str:
              "absolute embedding difference merged vs unmerged on the test texts (float32, tolerance 1e-5). "
              "enc/s are single passes over the test texts.", f"- {cells.RELOAD_NOTE}", ""]
     parts += [f"- {n}" for n in method_notes(records)] + [""]
-    pending = [f"{r['point']}: {r['lr_pending']}" for r in rows if r.get("lr_pending")]
-    if pending:
-        parts += ["Rates not final yet: " + "; ".join(pending) + ".", ""]
+    parts += cells.rate_notes(rows)
     if pareto_table is not None and not pareto_table.empty:
         parts += ["## Pareto front (quality vs cost)", "",
                   tabulate(pareto_table.values.tolist(), headers=list(pareto_table.columns), tablefmt="github"), ""]

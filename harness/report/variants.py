@@ -164,6 +164,7 @@ def _tuning_columns(choice: tuning.Choice, point: tuning.Point, choices: dict, s
             "lr_stable_lo": stable[0] if stable else None, "lr_stable_hi": stable[1] if stable else None,
             "lr_stable_steps": choice.stable_steps,
             "lr_unstable": "; ".join(f"{r:g}: {why}" for r, why in sorted(choice.unstable.items())) or None,
+            "lr_edge": "; ".join(f"{r:g}: {why}" for r, why in sorted(choice.edge.items())) or None,
             "lr_x_standard": (choice.rate / theirs.rate if theirs and theirs.rate and choice.rate
                               and standard != point.name else None),
             **tuning.tuning_cost(point, choice.rate)}
