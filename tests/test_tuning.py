@@ -4,11 +4,13 @@ import json
 import math
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness import convergence, sweep, tuning
+from harness.report import cells, plots
 from harness.spec import build_specs
 from tests.conftest import REPO, TINY_ARGS, run_cli
 
@@ -93,7 +95,7 @@ def _lora_specs(rates, seeds):
             if s.arm == "lora"]
 
 
-def test_a_best_rate_one_step_below_a_collapse_is_kept_only_where_its_headroom_is_stable_on_every_seed():
+def test_a_best_rate_one_step_below_a_collapse_is_kept_only_where_its_headroom_is_stable_on_every_seed(tmp_path):
     """5e-4 has the best mean on seeds 0-1, but 1.25e-3 collapsed: 7.5e-4 (1.5 times it) must run on both
     seeds first. Stable there, 5e-4 is chosen; collapsed there, 5e-4 is passed over for 2e-4."""
     grid = {1e-4: (0.30, 0.31), 2e-4: (0.45, 0.44), 5e-4: (0.50, 0.49), 1.25e-3: (0.02, 0.01)}
@@ -112,6 +114,14 @@ def test_a_best_rate_one_step_below_a_collapse_is_kept_only_where_its_headroom_i
     passed = tuning.choose(fell, "mean", seeds=[0, 1])["lora r=8"]
     assert passed.rate == 2e-4 and not passed.pending and tuning.screening_runs(specs, fell, [0, 1], 2) == []
     assert passed.edge[5e-4].startswith("0.00075, within 1.5 times it, is unstable (collapsed on seed 1")
+    rows = tuning.sensitivity_rows(fell, tuning.Selection("mean", (0, 1)))
+    assert {r["learning_rate"] for r in rows if r["why_edge"]} == {5e-4} and all(
+        r["chosen"] == (r["learning_rate"] == 2e-4) for r in rows)
+    written = plots.lr_sensitivity(pd.DataFrame(rows), tmp_path)  # the passed-over rate is ringed, and in the CSV
+    table = pd.read_csv(next(p for p in written if p.suffix == ".csv"))
+    assert table.loc[table["learning_rate"] == 5e-4, "why_edge"].str.contains("within 1.5 times it").all()
+    notes = cells.rate_notes([{"point": "lora r=8", "lr_edge": f"0.0005: {passed.edge[5e-4]}"}])
+    assert notes[0].startswith("Passed over at the edge of divergence") and "lora r=8: 0.0005: 0.00075" in notes[0]
     # a stable probe that beats its candidate needs its own headroom: 1.13e-3, still below the collapse
     better = [*records, _record("lora", 7.5e-4, 0, 0.52), _record("lora", 7.5e-4, 1, 0.51)]
     again = tuning.choose(better, "mean", seeds=[0, 1])["lora r=8"]

@@ -168,8 +168,8 @@ def quality_vs_forgetting(rows: pd.DataFrame, out: Path) -> list[Path]:
 
 def lr_sensitivity(frame: pd.DataFrame, out: Path) -> list[Path]:
     """Validation and test Spearman against the learning rate, one panel per variant: one point per seed,
-    the mean over seeds joined, unstable rates marked with a red cross, the chosen rate with a line
-    (tuning.sensitivity_rows)."""
+    the mean over seeds joined, unstable rates marked with a red cross, rates passed over at the edge of
+    divergence with a red ring, the chosen rate with a line (tuning.sensitivity_rows)."""
     import math
 
     import numpy as np
@@ -190,6 +190,10 @@ def lr_sensitivity(frame: pd.DataFrame, out: Path) -> list[Path]:
         if not bad.empty:
             y = bad["val_spearman"].where(bad["val_spearman"].notna(), np.nanmin(frame["val_spearman"]))
             ax.scatter(bad["learning_rate"], y, color="tab:red", marker="x", s=40, label="unstable rate")
+        edge = sub[sub["why_edge"].notna()] if "why_edge" in sub else sub.iloc[:0]
+        if not edge.empty:  # stable, but passed over: a rate above it failed within the headroom
+            ax.scatter(edge["learning_rate"], edge["val_spearman"], facecolors="none", edgecolors="tab:red",
+                       marker="o", s=60, label="at the edge of divergence")
         chosen = sub[sub["chosen"].astype(bool)]["learning_rate"]
         if not chosen.empty:
             ax.axvline(chosen.iloc[0], color="black", linestyle=":", linewidth=1, label="chosen rate")
