@@ -226,6 +226,8 @@ def _steps_past(tried: list[float], planned: list[float]) -> int:
     1.25e-3, ...), as far as it was tried. A headroom probe beyond the grid (tuning.headroom: 1.5 times a
     candidate, between two steps) is not a step."""
     planned = sorted(planned)
+    if not planned:
+        return 0
     if len(planned) < 2:
         return sum(1 for r in tried if not _among(r, planned))
     steps = 0

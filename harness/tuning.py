@@ -208,16 +208,21 @@ def choose(records: list[dict], rule: str = DEFAULT_RULE, *, seeds: list[int] | 
         wanted = sorted(set(seeds or point.seeds) | set(point.seeds))
         rate, edge, probe = _clear_of_the_edge(point, bad, wanted)
         todo = _screen_todo(point, bad, wanted, screen)
-        pending = "; ".join(f"{r:g} needs seed{'s' if len(m) > 1 else ''} {_seed_list(m)}" for r, m in todo)
+        needs = [_needs(r, m) for r, m in todo]
         if probe:
             t, missing, of = probe
-            pending = "; ".join(p for p in (pending, f"{t:g} needs seed{'s' if len(missing) > 1 else ''} "
-                                            f"{_seed_list(missing)} (the headroom of {of:g})") if p)
+            needs.append(f"{_needs(t, missing)} (the headroom of {of:g})")
+        pending = "; ".join(needs)
         if rate is None and not pending:
             pending = "every rate tried is unstable" + (" or at the edge of divergence" if edge else "")
         out[name] = Choice(rate, f"mean validation over seeds {_seed_list(wanted)}", tuple(wanted), stable, bad,
                            pending, edge)
     return out
+
+
+def _needs(rate: float, seeds: list[int]) -> str:
+    """"1.25e-3 needs seeds 1, 2": a run the rule still waits for, as Choice.pending says it."""
+    return f"{rate:g} needs seed{'s' if len(seeds) > 1 else ''} {_seed_list(seeds)}"
 
 
 def _above_by(rate: float, other: float, factor: float) -> bool:
